@@ -1,0 +1,90 @@
+"""One exception root for the whole sandbox, mapped to HTTP in one place (``sandbox.api.errors``).
+
+Each subclass carries a stable machine-readable ``code`` and the HTTP status the API answers with.
+Messages must never contain a secret or a raw data value: they are shown to callers and written
+to logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SandboxError(Exception):
+    """Root of every error the sandbox raises on purpose."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class BadRequest(SandboxError):
+    """The input is malformed or fails validation."""
+
+    code = "bad_request"
+    status = 400
+
+
+class ValidationFailed(BadRequest):
+    """Input parsed but failed validation; ``details`` names the field or column and the problem."""
+
+    code = "validation_error"
+
+
+class Unauthenticated(SandboxError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(SandboxError):
+    """The caller's role or grant does not allow the action."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(SandboxError):
+    """Unknown, or not visible to this caller: never reveals that another organisation's object exists."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(SandboxError):
+    """The object is in the wrong state for the action, or a unique name is taken."""
+
+    code = "conflict"
+    status = 409
+
+
+class TooLarge(SandboxError):
+    code = "too_large"
+    status = 413
+
+
+class PolicyViolation(SandboxError):
+    code = "policy_violation"
+    status = 422
+
+
+class BudgetExhausted(SandboxError):
+    code = "budget_exhausted"
+    status = 429
+
+
+class IntegrityError(SandboxError):
+    """Stored ciphertext, a wrapped key or a signature failed authentication.
+
+    Raised by ``crypto``; it means tampering or the wrong key, never bad user input.
+    """
+
+    code = "integrity_error"
+    status = 500
+
+
+class InternalError(AssertionError):
+    """Something that cannot happen happened. Not a ``SandboxError``: it is a bug, answered as 500."""

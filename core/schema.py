@@ -1,0 +1,111 @@
+"""The description of a dataset that stewards declare at upload: columns, roles, bounds, domains.
+
+These pydantic models are the one definition shared by ingest (``sandbox``), policies and jobs.
+They hold metadata only, never a data value other than declared bounds and public domains.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.values import ColumnRole, ColumnType, Level
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_NAME = re.compile(NAME_PATTERN)
+
+Scalar = int | float | str | bool
+
+
+class Bounds(BaseModel):
+    """Declared public bounds of a numeric column; every value must lie in [lower, upper]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if not self.lower < self.upper:
+            raise ValueError("lower must be below upper")
+        return self
+
+
+class ColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    role: ColumnRole
+    type: ColumnType
+    bounds: Bounds | None = None
+    domain: Annotated[list[Scalar], Field(min_length=1, max_length=10_000)] | None = None
+    description: Annotated[str, Field(max_length=2_000)] = ""
+
+    @field_validator("bounds", mode="before")
+    @classmethod
+    def _bounds_pair(cls, value: Any) -> Any:
+        """Accept ``[lower, upper]`` as well as ``{"lower": .., "upper": ..}``."""
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise ValueError("bounds must be [lower, upper]")
+            return {"lower": value[0], "upper": value[1]}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.bounds is not None and not self.type.numeric:
+            raise ValueError(f"bounds are only for numeric columns, not {self.type.value}")
+        if self.role is ColumnRole.SENSITIVE and self.type.numeric and self.bounds is None and self.domain is None:
+            raise ValueError("a sensitive numeric column needs declared bounds (or a domain, if it is a coded category)")
+        if self.domain is not None and len(set(map(str, self.domain))) != len(self.domain):
+            raise ValueError("domain values must be distinct")
+        return self
+
+
+class DatasetMeta(BaseModel):
+    """What a steward sends with an upload (the ``meta`` part of ``POST /datasets``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="table name used in queries")]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=5_000)] = ""
+    level: Level
+    privacy_unit: str
+    columns: Annotated[dict[str, ColumnSpec], Field(min_length=1, max_length=1_000)]
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return Level.parse(value) if isinstance(value, str) else value
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"column name {name!r} must match {NAME_PATTERN}")
+        return value
+
+    @model_validator(mode="after")
+    def _privacy_unit(self) -> DatasetMeta:
+        if self.privacy_unit not in self.columns:
+            raise ValueError(f"privacy_unit {self.privacy_unit!r} is not one of the declared columns")
+        return self
+
+    def schema_only(self) -> DatasetSchema:
+        return DatasetSchema(privacy_unit=self.privacy_unit, columns=self.columns)
+
+
+class DatasetSchema(BaseModel):
+    """The schema of one dataset version: what policies are checked against."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    privacy_unit: str
+    columns: dict[str, ColumnSpec]
+
+    def column(self, name: str) -> ColumnSpec | None:
+        return self.columns.get(name)

@@ -1,0 +1,86 @@
+"""Typed values shared across packages: roles, kinds, column roles and levels, as Enums.
+
+Every status in the sandbox is an Enum; a string coming from outside is parsed into one at the
+edge and an unknown value is an error, never a silent default.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class OrgKind(str, Enum):
+    BUREAU = "bureau"
+    ENTERPRISE = "enterprise"
+    AUDIT = "audit"
+    OPERATOR = "operator"  # the domain's own operator; created by `init`, never through the API
+
+
+class Role(str, Enum):
+    ADMIN = "admin"
+    STEWARD = "steward"
+    ANALYST = "analyst"
+    AUDITOR = "auditor"
+
+
+# Which organisation kinds a role may belong to. A steward speaks for a data bureau, an analyst for
+# an enterprise; auditors sit in an audit office or in the bureau's supervision unit.
+ROLE_ORG_KINDS: dict[Role, frozenset[OrgKind]] = {
+    Role.ADMIN: frozenset({OrgKind.OPERATOR}),
+    Role.STEWARD: frozenset({OrgKind.BUREAU}),
+    Role.ANALYST: frozenset({OrgKind.ENTERPRISE}),
+    Role.AUDITOR: frozenset({OrgKind.AUDIT, OrgKind.BUREAU}),
+}
+
+
+class ColumnRole(str, Enum):
+    IDENTIFIER = "identifier"
+    QUASI_IDENTIFIER = "quasi_identifier"
+    SENSITIVE = "sensitive"
+    ATTRIBUTE = "attribute"
+
+
+class ColumnType(str, Enum):
+    INT = "int"
+    FLOAT = "float"
+    STRING = "string"
+    BOOL = "bool"
+    DATE = "date"
+
+    @property
+    def numeric(self) -> bool:
+        return self in (ColumnType.INT, ColumnType.FLOAT)
+
+
+class Level(str, Enum):
+    """Classification level after GB/T 43697-2024: general, important, core data."""
+
+    GENERAL = "一般"
+    IMPORTANT = "重要"
+    CORE = "核心"
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        aliases = {"general": cls.GENERAL, "important": cls.IMPORTANT, "core": cls.CORE}
+        try:
+            return cls(text)
+        except ValueError:
+            level = aliases.get(text.strip().lower())
+            if level is None:
+                raise
+            return level
+
+
+class JobKind(str, Enum):
+    QUERY = "query"
+    STATS = "stats"
+    SCRIPT = "script"
+    HE = "he"
+
+
+class GrantStatus(str, Enum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    EXPIRED = "expired"  # derived: approved, but past its expiry

@@ -1,0 +1,133 @@
+"""The policy a steward attaches to a grant, and its validation against the datasets' schemas.
+
+Deny by default: a column the policy does not name is ``deny``; a job kind or an aggregate it
+does not list is refused. Disclosure defaults are ACRO's (``default.yaml``), the de-facto
+standard of trusted research environments.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.errors import ValidationFailed
+from core.schema import DatasetSchema
+from core.values import ColumnRole, JobKind
+
+
+class ColumnUse(str, Enum):
+    DENY = "deny"
+    JOIN_KEY = "join_key"  # only in join conditions
+    DIMENSION = "dimension"  # filter and group by
+    MEASURE = "measure"  # inside allowed aggregates only
+    PLAIN = "plain"  # may be output as is
+
+
+class Aggregate(str, Enum):
+    COUNT = "count"
+    COUNT_DISTINCT = "count_distinct"
+    SUM = "sum"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    MEDIAN = "median"
+    QUANTILE = "quantile"
+    STDDEV = "stddev"
+    VARIANCE = "variance"
+
+
+class ReleaseMode(str, Enum):
+    AUTO = "auto"  # release when every rule passes
+    REVIEW_ON_FLAG = "review_on_flag"  # hold anything flagged for an auditor
+    ALWAYS_REVIEW = "always_review"  # hold everything
+
+
+# Which uses each column role can ever be granted. A direct identifier must never come out, nor be
+# grouped or measured: at most it links tables. A sensitive value may be aggregated, never shown.
+ALLOWED_USES: dict[ColumnRole, frozenset[ColumnUse]] = {
+    ColumnRole.IDENTIFIER: frozenset({ColumnUse.DENY, ColumnUse.JOIN_KEY}),
+    ColumnRole.QUASI_IDENTIFIER: frozenset(
+        {ColumnUse.DENY, ColumnUse.JOIN_KEY, ColumnUse.DIMENSION, ColumnUse.MEASURE}
+    ),
+    ColumnRole.SENSITIVE: frozenset({ColumnUse.DENY, ColumnUse.DIMENSION, ColumnUse.MEASURE}),
+    ColumnRole.ATTRIBUTE: frozenset(ColumnUse),
+}
+
+
+class Disclosure(BaseModel):
+    """Statistical disclosure control settings; defaults are ACRO's ``default.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: Annotated[int, Field(ge=1, le=10_000, description="minimum privacy units per cell")] = 10
+    dof_threshold: Annotated[int, Field(ge=1, le=10_000, description="minimum residual degrees of freedom")] = 10
+    nk_n: Annotated[int, Field(ge=1, le=100, description="n of the n-k dominance rule")] = 2
+    nk_k: Annotated[float, Field(gt=0, le=1, description="k of the n-k dominance rule (share)")] = 0.90
+    p_ratio: Annotated[float, Field(gt=0, le=1, description="p of the p-ratio rule")] = 0.10
+    zeros_disclosive: bool = True
+    check_missing: bool = False
+    rounding: Annotated[bool, Field(description="round released counts and totals")] = False
+    round_base: Annotated[int, Field(ge=1, le=1_000)] = 5
+    secondary_suppression: bool = True
+
+
+class Policy(BaseModel):
+    """What an approved grant allows. Columns are named per dataset: ``{dataset: {column: use}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: dict[str, dict[str, ColumnUse]]
+    aggregates: Annotated[frozenset[Aggregate], Field(min_length=1)]
+    job_kinds: Annotated[frozenset[JobKind], Field(min_length=1)]
+    disclosure: Disclosure = Disclosure()
+    release_mode: ReleaseMode = ReleaseMode.REVIEW_ON_FLAG
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Policy:
+        if not any(use is not ColumnUse.DENY for uses in self.columns.values() for use in uses.values()):
+            raise ValueError("the policy allows no column at all")
+        return self
+
+    def use_of(self, dataset: str, column: str) -> ColumnUse:
+        """The use granted for a column; anything unnamed is denied."""
+        return self.columns.get(dataset, {}).get(column, ColumnUse.DENY)
+
+
+def check_against(policy: Policy, schemas: dict[str, DatasetSchema], requested_kinds: frozenset[JobKind]) -> None:
+    """Refuse a policy that names unknown datasets or columns, or grants a use a column's role forbids.
+
+    ``schemas`` maps each dataset name of the grant to the schema of its current version. Every
+    problem is collected so that the steward sees them all at once.
+    """
+    problems: list[dict[str, str]] = []
+    for dataset, uses in policy.columns.items():
+        schema = schemas.get(dataset)
+        if schema is None:
+            problems.append({"dataset": dataset, "problem": "not a dataset of this grant"})
+            continue
+        for column, use in uses.items():
+            problems.extend(_column_problems(dataset, column, use, schema))
+    extra_kinds = policy.job_kinds - requested_kinds
+    if extra_kinds:
+        names = ", ".join(sorted(kind.value for kind in extra_kinds))
+        problems.append({"field": "job_kinds", "problem": f"not requested by the analyst: {names}"})
+    if problems:
+        first = problems[0]
+        where = first.get("column") or first.get("dataset") or first.get("field", "policy")
+        raise ValidationFailed(f"policy is not valid for this grant: {where}: {first['problem']}", details={"problems": problems})
+
+
+def _column_problems(dataset: str, column: str, use: ColumnUse, schema: DatasetSchema) -> list[dict[str, str]]:
+    spec = schema.column(column)
+    where = {"dataset": dataset, "column": column}
+    if spec is None:
+        return [{**where, "problem": "unknown column"}]
+    if use not in ALLOWED_USES[spec.role]:
+        return [{**where, "problem": f"a {spec.role.value} column cannot be {use.value}"}]
+    if column == schema.privacy_unit and use not in (ColumnUse.DENY, ColumnUse.JOIN_KEY):
+        return [{**where, "problem": f"the privacy-unit column cannot be {use.value}"}]
+    if use is ColumnUse.MEASURE and not spec.type.numeric:
+        return [{**where, "problem": f"only numeric columns can be a measure, this one is {spec.type.value}"}]
+    return []

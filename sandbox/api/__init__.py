@@ -1,0 +1,18 @@
+"""The REST API, version 1: one blueprint under ``/api/v1``, one module per resource."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+API_PREFIX = "/api/v1"
+
+
+def init_app(app: Flask) -> None:
+    from sandbox.api import audit, datasets, errors, grants, identity, meta
+
+    bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
+    for module in (meta, identity, datasets, grants, audit):
+        module.register(bp)
+    app.register_blueprint(bp)
+    meta.register_root(app)
+    errors.init_app(app)

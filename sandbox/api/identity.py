@@ -1,0 +1,54 @@
+"""Organisations, users and their tokens (admin)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from sqlalchemy import select
+
+from core.values import Role
+from sandbox import identity
+from sandbox.api.routing import endpoint
+from sandbox.api.schemas import OrgIn, OrgList, OrgOut, TokenOut, UserCreated, UserIn, UserList, UserOut
+from sandbox.api.services import ledger
+from sandbox.auth import Principal
+from sandbox.db import read_session, writing
+from sandbox.models import Org, User
+
+ADMIN = frozenset({Role.ADMIN})
+
+
+def register(bp: Blueprint) -> None:
+    @endpoint(bp, "/orgs", "POST", summary="Create an organisation", roles=ADMIN, body=OrgIn, response=OrgOut, status=201, errors=(400, 401, 403, 409))
+    def create_org(caller: Principal, body: OrgIn) -> OrgOut:
+        with writing() as session:
+            org = identity.create_org(session, ledger(), caller.user_id, body.name, body.kind)
+            return OrgOut.model_validate(org, from_attributes=True)
+
+    @endpoint(bp, "/orgs", "GET", summary="List organisations", roles=ADMIN, response=OrgList, errors=(401, 403))
+    def list_orgs(caller: Principal) -> OrgList:
+        orgs = read_session().scalars(select(Org).order_by(Org.created_at))
+        return OrgList(items=[OrgOut.model_validate(o, from_attributes=True) for o in orgs])
+
+    @endpoint(bp, "/users", "POST", summary="Create a user; the token is shown once", roles=ADMIN, body=UserIn, response=UserCreated, status=201, errors=(400, 401, 403, 404))
+    def create_user(caller: Principal, body: UserIn) -> UserCreated:
+        with writing() as session:
+            user, row, token = identity.create_user(session, ledger(), caller.user_id, body.name, body.org_id, body.role)
+            out = UserOut.model_validate(user, from_attributes=True)
+            return UserCreated(**out.model_dump(), token=token, token_id=row.id)
+
+    @endpoint(bp, "/users", "GET", summary="List users", roles=ADMIN, response=UserList, errors=(401, 403))
+    def list_users(caller: Principal) -> UserList:
+        users = read_session().scalars(select(User).order_by(User.created_at))
+        return UserList(items=[UserOut.model_validate(u, from_attributes=True) for u in users])
+
+    @endpoint(bp, "/users/<user_id>/tokens", "POST", summary="Issue another token for a user (shown once)", roles=ADMIN, response=TokenOut, status=201, errors=(401, 403, 404))
+    def issue_token(caller: Principal, user_id: str) -> TokenOut:
+        with writing() as session:
+            row, token = identity.new_token(session, ledger(), caller.user_id, user_id)
+            return TokenOut(id=row.id, user_id=user_id, token=token)
+
+    @endpoint(bp, "/users/<user_id>/tokens/<token_id>", "DELETE", summary="Revoke a token", roles=ADMIN, errors=(401, 403, 404))
+    def revoke_token(caller: Principal, user_id: str, token_id: str) -> dict[str, str]:
+        with writing() as session:
+            row = identity.revoke_token(session, ledger(), caller.user_id, user_id, token_id)
+            return {"id": row.id, "status": "revoked"}

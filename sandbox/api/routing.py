@@ -1,0 +1,100 @@
+"""Declaring an endpoint once: route, roles, request and response models.
+
+``@endpoint`` authenticates the caller, checks the role, parses the JSON body or query string into
+a pydantic model (bad input is a 400 naming the field), and records everything the OpenAPI
+document needs, so that the document is generated from the same declarations that enforce them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel
+
+from core.errors import BadRequest, Forbidden
+from core.values import Role
+from sandbox.auth import Principal, authenticate
+from sandbox.db import read_session
+from sandbox.validation import parse_model
+
+ANY_ROLE = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    blueprint: str
+    rule: str
+    method: str
+    view: str
+    summary: str
+    roles: frozenset[Role] | None  # None: no token needed
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    multipart: dict[str, str] | None = None  # part name -> description
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = field(default=())
+
+
+def declared(bp: Blueprint) -> list[Endpoint]:
+    """The endpoints declared on a blueprint, in declaration order."""
+    found: list[Endpoint] = bp.__dict__.setdefault("sandbox_endpoints", [])
+    return found
+
+
+def _json_body() -> Any:
+    if not request.is_json:
+        raise BadRequest("expected a JSON body (Content-Type: application/json)")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("the body is not valid JSON")
+    return data
+
+
+def endpoint(
+    bp: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    roles: frozenset[Role] | None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    multipart: dict[str, str] | None = None,
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a view. The view gets ``caller`` (a Principal, when roles is set), ``body``, ``query``."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        spec = Endpoint(bp.name, rule, method, view.__name__, summary, roles, body, query, response, status, multipart, errors, (bp.name,))
+        declared(bp).append(spec)
+
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> tuple[Response, int] | Response:
+            if roles is not None:
+                caller: Principal = authenticate(read_session(), request)
+                if caller.role not in roles:
+                    raise Forbidden(f"the {caller.role.value} role may not do this")
+                kwargs["caller"] = caller
+            if query is not None:
+                kwargs["query"] = parse_model(query, request.args.to_dict(), "query parameters")
+            if body is not None:
+                kwargs["body"] = parse_model(body, _json_body(), "request body")
+            result = view(**kwargs)
+            if isinstance(result, Response):
+                return result
+            if isinstance(result, BaseModel):
+                result = result.model_dump(mode="json")
+            return jsonify(result), status
+
+        bp.add_url_rule(rule, view.__name__, wrapper, methods=[method])
+        return wrapper
+
+    return decorate

@@ -1,0 +1,200 @@
+"""Request and response bodies of the API, as pydantic models (the OpenAPI document uses them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.schema import ColumnSpec
+from core.values import GrantStatus, JobKind, OrgKind, Role
+from policies.model import Policy
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class OrgIn(Strict):
+    name: Name
+    kind: Annotated[
+        Literal[OrgKind.BUREAU, OrgKind.ENTERPRISE, OrgKind.AUDIT], Field(description="bureau, enterprise or audit")
+    ]
+
+
+class OrgOut(BaseModel):
+    id: str
+    name: str
+    kind: OrgKind
+    created_at: datetime
+
+
+class OrgList(BaseModel):
+    items: list[OrgOut]
+
+
+class UserIn(Strict):
+    name: Name
+    org_id: Id
+    role: Role
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    org_id: str
+    role: Role
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class TokenOut(BaseModel):
+    id: str
+    user_id: str
+    token: Annotated[str, Field(description="shown once; only its hash is stored")]
+
+
+class UserCreated(UserOut):
+    token: Annotated[str, Field(description="shown once; only its hash is stored")]
+    token_id: str
+
+
+class Me(BaseModel):
+    id: str
+    name: str
+    role: Role
+    org_id: str
+    org_kind: OrgKind
+    org_name: str
+
+
+class VersionOut(BaseModel):
+    id: str
+    number: int
+    row_count: int
+    unit_count: int
+    stored_bytes: int
+    columns: dict[str, ColumnSpec]
+    privacy_unit: str
+    created_at: datetime
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    title: str
+    description: str
+    level: str
+    org_id: str
+    privacy_unit: str
+    columns: dict[str, ColumnSpec]
+    row_count: int
+    unit_count: int
+    current_version: int
+    versions: list[VersionOut]
+    created_at: datetime
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+
+
+class MockQuery(Strict):
+    rows: Annotated[int, Field(ge=1, le=1_000)] = 20
+    seed: Annotated[int | None, Field(ge=0, le=2**31)] = None
+
+
+class MockOut(BaseModel):
+    dataset: str
+    version: int
+    synthetic: bool
+    note: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class Requested(Strict):
+    job_kinds: Annotated[list[JobKind], Field(min_length=1, max_length=4)]
+    columns: dict[str, list[str]] | None = None
+
+
+class GrantIn(Strict):
+    dataset_ids: Annotated[list[Id], Field(min_length=1, max_length=20)]
+    scenario: Annotated[str, Field(min_length=10, max_length=5_000, description="the stated purpose")]
+    requested: Requested
+
+
+class ApproveIn(Strict):
+    policy: Policy
+    expires_at: Annotated[datetime, Field(description="ISO 8601; without an offset it is read as UTC")]
+
+
+class ReasonIn(Strict):
+    reason: Annotated[str, Field(min_length=3, max_length=5_000)]
+
+
+class GrantOut(BaseModel):
+    id: str
+    org_id: str
+    bureau_org_id: str
+    requested_by: str
+    dataset_ids: list[str]
+    datasets: list[str]
+    scenario: str
+    requested: Requested
+    status: GrantStatus
+    reason: str | None
+    policy: Policy | None
+    policy_version: int | None
+    expires_at: datetime | None
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+class GrantList(BaseModel):
+    items: list[GrantOut]
+
+
+class EventsQuery(Strict):
+    after: Annotated[int, Field(ge=0, le=2**62)] = 0
+    limit: Annotated[int, Field(ge=1, le=1_000)] = 100
+
+
+class EventOut(BaseModel):
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    next_after: int | None
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    length: int
+    head: str
+    first_bad_seq: int | None
+    problem: str | None
+    checkpoints: int
+    public_key_fingerprint: str | None

@@ -1,0 +1,79 @@
+"""Access to the app's services from a request, and conversions from rows to response models."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from core.schema import DatasetSchema
+from policies.model import Policy
+from sandbox.api.schemas import DatasetOut, GrantOut, Requested, VersionOut
+from sandbox.datasets import Datasets
+from sandbox.grants import effective_status
+from sandbox.ledger import Ledger
+from sandbox.models import Dataset, DatasetVersion, Grant
+
+
+def ledger() -> Ledger:
+    service: Ledger = current_app.extensions["sandbox.ledger"]
+    return service
+
+
+def datasets() -> Datasets:
+    service: Datasets = current_app.extensions["sandbox.datasets"]
+    return service
+
+
+def version_out(version: DatasetVersion) -> VersionOut:
+    schema = DatasetSchema.model_validate(version.schema)
+    return VersionOut(
+        id=version.id,
+        number=version.number,
+        row_count=version.row_count,
+        unit_count=version.unit_count,
+        stored_bytes=version.stored_bytes,
+        columns=schema.columns,
+        privacy_unit=schema.privacy_unit,
+        created_at=version.created_at,
+    )
+
+
+def dataset_out(dataset: Dataset) -> DatasetOut:
+    current = dataset.current
+    schema = DatasetSchema.model_validate(current.schema)
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        title=dataset.title,
+        description=dataset.description,
+        level=dataset.level,
+        org_id=dataset.org_id,
+        privacy_unit=schema.privacy_unit,
+        columns=schema.columns,
+        row_count=current.row_count,
+        unit_count=current.unit_count,
+        current_version=current.number,
+        versions=[version_out(v) for v in dataset.versions],
+        created_at=dataset.created_at,
+    )
+
+
+def grant_out(grant: Grant) -> GrantOut:
+    latest = grant.policies[-1] if grant.policies else None
+    return GrantOut(
+        id=grant.id,
+        org_id=grant.org_id,
+        bureau_org_id=grant.bureau_org_id,
+        requested_by=grant.requested_by,
+        dataset_ids=[link.dataset_id for link in grant.datasets],
+        datasets=[link.dataset.name for link in grant.datasets],
+        scenario=grant.scenario,
+        requested=Requested.model_validate(grant.requested),
+        status=effective_status(grant),
+        reason=grant.reason,
+        policy=Policy.model_validate(latest.policy) if latest else None,
+        policy_version=latest.version if latest else None,
+        expires_at=grant.expires_at,
+        created_at=grant.created_at,
+        decided_at=grant.decided_at,
+        decided_by=grant.decided_by,
+    )

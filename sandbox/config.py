@@ -1,0 +1,42 @@
+"""Configuration: defaults, then the instance's ``sandbox.cfg`` file, then ``SANDBOX_*`` variables.
+
+Code reads settings only from ``app.config``; nothing is copied into module globals.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+DEFAULTS: dict[str, Any] = {
+    # Uploads above this answer 413. The whole upload is held in memory (plaintext never touches
+    # disk), so this also bounds the memory one upload can take.
+    "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
+    # A signed checkpoint after every N ledger events. 1 signs every event, so that deleting the
+    # newest events is always detected against a signature (cost: one Ed25519 signature each).
+    "LEDGER_CHECKPOINT_EVERY": 1,
+    # Rows of mock data an analyst may ask for at once.
+    "MOCK_MAX_ROWS": 1_000,
+    "JSON_SORT_KEYS": False,
+}
+
+
+def load(app: Flask, overrides: dict[str, Any] | None) -> None:
+    """Fill ``app.config``. Test overrides win over everything, so tests never read the environment."""
+    app.config.update(DEFAULTS)
+    if overrides is None:
+        app.config.from_prefixed_env(prefix="SANDBOX")
+        instance = Path(os.environ.get("SANDBOX_INSTANCE_PATH") or app.config.get("INSTANCE_PATH") or "instance")
+        app.config["INSTANCE_PATH"] = str(instance.resolve())
+        app.config.from_pyfile(str(instance / "sandbox.cfg"), silent=True)
+        app.config.from_prefixed_env(prefix="SANDBOX")
+    else:
+        app.config.update(overrides)
+    instance = Path(app.config["INSTANCE_PATH"])
+    app.config.setdefault("DATABASE_URL", f"sqlite:///{instance / 'sandbox.db'}")
+    app.config.setdefault("MASTER_KEY_FILE", str(instance / "master.key"))
+    app.config["INSTANCE_PATH"] = str(instance)
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])

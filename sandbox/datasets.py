@@ -1,0 +1,160 @@
+"""Datasets and their versions: validate an upload, encrypt it, register it, read it back.
+
+An upload is validated and encrypted before the database is touched; if registering then fails,
+the ciphertext file is removed, so a failed upload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy.exc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.schema import DatasetMeta, DatasetSchema
+from core.values import Role
+from crypto import keywrap
+from sandbox import ingest
+from sandbox.auth import Principal
+from sandbox.db import Database
+from sandbox.keys import KeyStore, version_context
+from sandbox.ledger import Ledger
+from sandbox.models import Dataset, DatasetVersion, new_id
+from sandbox.storage import EncryptedStore
+from sandbox.validation import parse_model
+
+
+def parse_meta(raw: str | None) -> DatasetMeta:
+    if raw is None:
+        raise ValidationFailed("the multipart part 'meta' (JSON) is missing", details={"field": "meta"})
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationFailed("the part 'meta' is not valid JSON", details={"field": "meta"}) from None
+    return parse_model(DatasetMeta, data, "meta")
+
+
+class Datasets:
+    """The dataset service; one per app, holding the database, key store, store and ledger."""
+
+    def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger) -> None:
+        self.db, self.keys, self.store, self.ledger = db, keys, store, ledger
+
+    def create(self, caller: Principal, meta: DatasetMeta, filename: str, data: bytes) -> Dataset:
+        ingested = ingest.validate(meta, ingest.read_table(filename, data))
+        with self.db.sessions() as session:
+            if session.scalar(select(Dataset.id).where(Dataset.name == meta.name)) is not None:
+                raise Conflict(f"a dataset named {meta.name!r} exists already", details={"field": "name"})
+        dataset_id = new_id()
+        version, stored_path = self._seal(dataset_id, 1, caller, meta.schema_only(), ingested)
+        try:
+            with self.db.writing() as session:
+                dataset = Dataset(
+                    id=dataset_id,
+                    org_id=caller.org_id,
+                    name=meta.name,
+                    title=meta.title,
+                    description=meta.description,
+                    level=meta.level.value,
+                    created_by=caller.user_id,
+                )
+                session.add(dataset)
+                session.flush()
+                session.add(version)
+                self.ledger.append(session, actor=caller.user_id, action="dataset.create", object_type="dataset", object_id=dataset_id, details={"name": meta.name, "level": meta.level.value, "columns": _roles(meta.schema_only())})
+                self._log_version(session, caller, dataset_id, version)
+        except sqlalchemy.exc.IntegrityError:
+            self.store.remove(stored_path)
+            raise Conflict(f"a dataset named {meta.name!r} exists already", details={"field": "name"}) from None
+        except BaseException:
+            self.store.remove(stored_path)
+            raise
+        return self.get(dataset_id)
+
+    def add_version(self, caller: Principal, dataset_id: str, meta: DatasetMeta | None, filename: str, data: bytes) -> Dataset:
+        with self.db.sessions() as session:
+            dataset = self._owned(session, caller, dataset_id)
+            current = dataset.current
+            schema = DatasetSchema.model_validate(current.schema)
+            title, description, level = dataset.title, dataset.description, dataset.level
+        if meta is not None:
+            if meta.name != dataset.name:
+                raise ValidationFailed("meta.name must be the dataset's name; datasets cannot be renamed", details={"field": "name"})
+            title, description, level, schema = meta.title, meta.description, meta.level.value, meta.schema_only()
+        full_meta = DatasetMeta(name=dataset.name, title=title, description=description, level=level, privacy_unit=schema.privacy_unit, columns=schema.columns)
+        ingested = ingest.validate(full_meta, ingest.read_table(filename, data))
+        version, stored_path = self._seal(dataset_id, current.number + 1, caller, schema, ingested)
+        try:
+            with self.db.writing() as session:
+                row = session.get(Dataset, dataset_id)
+                assert row is not None
+                row.title, row.description, row.level = title, description, level
+                session.add(version)
+                self._log_version(session, caller, dataset_id, version)
+        except sqlalchemy.exc.IntegrityError:
+            self.store.remove(stored_path)
+            raise Conflict("another version was uploaded at the same time; try again") from None
+        except BaseException:
+            self.store.remove(stored_path)
+            raise
+        return self.get(dataset_id)
+
+    def _seal(self, dataset_id: str, number: int, caller: Principal, schema: DatasetSchema, ingested: ingest.Ingested) -> tuple[DatasetVersion, str]:
+        version_id = new_id()
+        data_key = keywrap.generate_key()
+        wrapped, master_key_id = self.keys.wrap(data_key, context=version_context(version_id))
+        stored = self.store.write(f"{dataset_id}/{version_id}.sbxe", ingested.table, data_key, key_id=version_id)
+        version = DatasetVersion(
+            id=version_id,
+            dataset_id=dataset_id,
+            number=number,
+            schema=schema.model_dump(mode="json"),
+            row_count=ingested.row_count,
+            unit_count=ingested.unit_count,
+            stored_bytes=stored.stored_bytes,
+            ciphertext_sha256=stored.sha256,
+            path=stored.path,
+            wrapped_key=wrapped,
+            master_key_id=master_key_id,
+            created_by=caller.user_id,
+        )
+        return version, stored.path
+
+    def _log_version(self, session: Session, caller: Principal, dataset_id: str, version: DatasetVersion) -> None:
+        details: dict[str, Any] = {
+            "dataset_id": dataset_id,
+            "number": version.number,
+            "rows": version.row_count,
+            "units": version.unit_count,
+            "ciphertext_sha256": version.ciphertext_sha256,
+            "master_key_id": version.master_key_id,
+        }
+        self.ledger.append(session, actor=caller.user_id, action="dataset.version.create", object_type="dataset_version", object_id=version.id, details=details)
+
+    def _owned(self, session: Session, caller: Principal, dataset_id: str) -> Dataset:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound("no such dataset")
+        if caller.role is not Role.STEWARD or dataset.org_id != caller.org_id:
+            raise Forbidden("only a steward of the dataset's own organisation may change it")
+        return dataset
+
+    def get(self, dataset_id: str) -> Dataset:
+        with self.db.sessions() as session:
+            dataset = session.get(Dataset, dataset_id)
+            if dataset is None:
+                raise NotFound("no such dataset")
+            return dataset
+
+    def read(self, version: DatasetVersion) -> pa.Table:
+        """The plaintext table of a version, in memory only. For jobs inside the domain, never for the API."""
+        data_key = self.keys.unwrap(version.wrapped_key, version.master_key_id, context=version_context(version.id))
+        return self.store.read(version.path, data_key, key_id=version.id)
+
+
+def _roles(schema: DatasetSchema) -> dict[str, str]:
+    return {name: spec.role.value for name, spec in schema.columns.items()}

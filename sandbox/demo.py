@@ -1,0 +1,132 @@
+"""Demo organisations, users, datasets and grants for ``python -m sandbox init --demo``.
+
+Idempotent: objects are found by name and created only when missing. Demo users get fresh tokens
+on every run (their earlier tokens are revoked), since only token hashes are stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.schema import DatasetMeta
+from core.values import JobKind, OrgKind, Role
+from policies.model import Aggregate, ColumnUse, Policy
+from sandbox import grants, identity
+from sandbox.auth import Principal, issue_token, principal_of
+from sandbox.datasets import Datasets
+from sandbox.db import Database, get_db_of
+from sandbox.ledger import Ledger
+from sandbox.models import Dataset, Grant, Org, Token, User
+
+DATA = Path(__file__).resolve().parent / "demo_data"
+
+ORGS = [("City Data Bureau 市数据局", OrgKind.BUREAU), ("Example Bank 示例银行", OrgKind.ENTERPRISE), ("City Audit Office 市审计局", OrgKind.AUDIT)]
+USERS = [("steward", 0, Role.STEWARD), ("analyst", 1, Role.ANALYST), ("auditor", 2, Role.AUDITOR)]
+
+PUMS_META: dict[str, Any] = {
+    "name": "pums",
+    "title": "Census PUMS sample (1,000 persons)",
+    "description": "US Census Public Use Microdata sample: age, sex, education, race, income, marital status.",
+    "level": "重要",
+    "privacy_unit": "pid",
+    "columns": {
+        "age": {"role": "quasi_identifier", "type": "int", "bounds": [0, 100]},
+        "sex": {"role": "quasi_identifier", "type": "int", "domain": [0, 1]},
+        "educ": {"role": "quasi_identifier", "type": "int", "domain": list(range(1, 17))},
+        "race": {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3, 4, 5, 6]},
+        "income": {"role": "sensitive", "type": "int", "bounds": [0, 500000]},
+        "married": {"role": "attribute", "type": "int", "domain": [0, 1]},
+        "pid": {"role": "identifier", "type": "int"},
+    },
+}
+
+TEACHER_META: dict[str, Any] = {
+    "name": "teacher_survey",
+    "title": "Teacher wellbeing survey (7,000 teachers)",
+    "description": "Survey of teachers' stress and wellbeing; `name` is a direct identifier.",
+    "level": "一般",
+    "privacy_unit": "teacher_id",
+    "columns": {
+        "teacher_id": {"role": "identifier", "type": "int"},
+        "name": {"role": "identifier", "type": "string"},
+        "sex": {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3]},
+        "age": {"role": "quasi_identifier", "type": "int", "bounds": [18, 100]},
+        "marital_status": {"role": "quasi_identifier", "type": "int", "domain": list(range(1, 9))},
+        "has_children": {"role": "attribute", "type": "int", "domain": [1, 2]},
+        "highest_education_level": {"role": "quasi_identifier", "type": "int", "domain": list(range(1, 7))},
+        "source_of_stress": {"role": "sensitive", "type": "int", "domain": list(range(1, 10))},
+        "smoker": {"role": "sensitive", "type": "int", "domain": [1, 2]},
+        "optimism": {"role": "sensitive", "type": "int", "bounds": [0, 40]},
+        "life_satisfaction": {"role": "sensitive", "type": "int", "bounds": [0, 40]},
+        "self_esteem": {"role": "sensitive", "type": "int", "bounds": [0, 40]},
+    },
+}
+
+PUMS_POLICY = Policy(
+    columns={"pums": {"age": ColumnUse.DIMENSION, "sex": ColumnUse.DIMENSION, "educ": ColumnUse.DIMENSION, "race": ColumnUse.DIMENSION, "married": ColumnUse.DIMENSION, "income": ColumnUse.MEASURE}},
+    aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG}),
+    job_kinds=frozenset({JobKind.QUERY, JobKind.STATS}),
+)
+
+
+def load(app: Flask, actor: str, with_admin: bool) -> dict[str, str]:
+    """Create what is missing; return a fresh token for each demo user (and the admin), by name."""
+    db, ledger = get_db_of(app), app.extensions["sandbox.ledger"]
+    datasets: Datasets = app.extensions["sandbox.datasets"]
+    with db.writing() as session:
+        orgs = [_org(session, ledger, actor, name, kind) for name, kind in ORGS]
+        users = {name: _user(session, ledger, actor, name, orgs[i], role) for name, i, role in USERS}
+        if with_admin:
+            admin = session.scalar(select(User).where(User.role == Role.ADMIN.value))
+            assert admin is not None
+            users = {"admin": admin, **users}
+        tokens = {name: _fresh_token(session, ledger, actor, user) for name, user in users.items()}
+        steward, analyst = principal_of(users["steward"]), principal_of(users["analyst"])
+    pums = _dataset(db, datasets, steward, PUMS_META, DATA / "pums.csv")
+    _dataset(db, datasets, steward, TEACHER_META, DATA / "teacher_survey.csv")
+    _grant(db, ledger, analyst, steward, pums)
+    return tokens
+
+
+def _org(session: Session, ledger: Ledger, actor: str, name: str, kind: OrgKind) -> Org:
+    return session.scalar(select(Org).where(Org.name == name)) or identity.create_org(session, ledger, actor, name, kind)
+
+
+def _user(session: Session, ledger: Ledger, actor: str, name: str, org: Org, role: Role) -> User:
+    found = session.scalar(select(User).where(User.name == name, User.org_id == org.id))
+    return found or identity.create_user(session, ledger, actor, name, org.id, role)[0]
+
+
+def _fresh_token(session: Session, ledger: Ledger, actor: str, user: User) -> str:
+    now = datetime.now(UTC)
+    for old in session.scalars(select(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))):
+        old.revoked_at = now
+        ledger.append(session, actor=actor, action="token.revoke", object_type="token", object_id=old.id, details={"user_id": user.id, "reason": "demo re-initialised"})
+    row, token = issue_token(session, user)
+    ledger.append(session, actor=actor, action="token.issue", object_type="token", object_id=row.id, details={"user_id": user.id})
+    return token
+
+
+def _dataset(db: Database, datasets: Datasets, steward: Principal, meta: dict[str, Any], path: Path) -> Dataset:
+    with db.sessions() as session:
+        found = session.scalar(select(Dataset).where(Dataset.name == meta["name"]))
+    if found is not None:
+        return found
+    return datasets.create(steward, DatasetMeta.model_validate(meta), path.name, path.read_bytes())
+
+
+def _grant(db: Database, ledger: Ledger, analyst: Principal, steward: Principal, pums: Dataset) -> None:
+    with db.writing() as session:
+        if session.scalar(select(Grant.id).where(Grant.org_id == analyst.org_id)) is not None:
+            return
+        grant = grants.request_grant(
+            session, ledger, analyst, [pums.id], "Demo: income by education and race for a regional credit-risk study.",
+            {"job_kinds": ["query", "stats"]},
+        )
+        grants.approve(session, ledger, steward, grant.id, PUMS_POLICY, datetime.now(UTC) + timedelta(days=365))

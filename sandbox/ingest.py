@@ -1,0 +1,147 @@
+"""Reading an uploaded CSV or Parquet file into an Arrow table, validated against its declared metadata.
+
+Everything happens in memory. Error messages name the column and the problem and carry counts,
+never a value from the file: the file's content is exactly what must not leak, even into an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from core.errors import ValidationFailed
+from core.schema import ColumnSpec, DatasetMeta
+from core.values import ColumnType
+
+PARQUET_MAGIC = b"PAR1"
+
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    ColumnType.INT: pa.int64(),
+    ColumnType.FLOAT: pa.float64(),
+    ColumnType.STRING: pa.string(),
+    ColumnType.BOOL: pa.bool_(),
+    ColumnType.DATE: pa.date32(),
+}
+
+
+@dataclass(frozen=True)
+class Ingested:
+    table: pa.Table
+    row_count: int
+    unit_count: int
+
+
+def detect_format(filename: str, data: bytes) -> str:
+    """``csv`` or ``parquet``, from the name and the bytes; they must agree."""
+    lower = filename.lower()
+    is_parquet = data[:4] == PARQUET_MAGIC and data[-4:] == PARQUET_MAGIC
+    if lower.endswith((".parquet", ".pq")):
+        if not is_parquet:
+            raise ValidationFailed("the file is named as Parquet but is not a Parquet file", details={"field": "file"})
+        return "parquet"
+    if lower.endswith((".csv", ".txt")):
+        if is_parquet or b"\x00" in data[:65536]:
+            raise ValidationFailed("the file is named as CSV but is not CSV text", details={"field": "file"})
+        return "csv"
+    raise ValidationFailed("the file name must end in .csv or .parquet", details={"field": "file"})
+
+
+def read_table(filename: str, data: bytes) -> pa.Table:
+    fmt = detect_format(filename, data)
+    if not data:
+        raise ValidationFailed("the file is empty", details={"field": "file"})
+    try:
+        if fmt == "parquet":
+            return pq.read_table(pa.BufferReader(data))
+        data.decode("utf-8")
+        return pacsv.read_csv(pa.BufferReader(data))
+    except UnicodeDecodeError:
+        raise ValidationFailed("the CSV file is not UTF-8 text", details={"field": "file"}) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ValidationFailed(f"the file could not be read as {fmt}: {_safe_reason(str(exc))}", details={"field": "file"}) from None
+
+
+def _safe_reason(message: str) -> str:
+    """Keep a parser's row number and column counts; drop any echo of the file's content."""
+    row = re.search(r"Row #(\d+)", message)
+    counts = re.search(r"Expected (\d+) columns, got (\d+)", message)
+    if counts:
+        where = f"row {row.group(1)}: " if row else ""
+        return f"{where}expected {counts.group(1)} columns, got {counts.group(2)}"
+    if "Empty CSV" in message:
+        return "no header row"
+    return "malformed content"
+
+
+def validate(meta: DatasetMeta, table: pa.Table) -> Ingested:
+    """Cast every column to its declared type and check roles, bounds and domains. All problems at once."""
+    problems: list[dict[str, str]] = []
+    names = table.column_names
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append({"column": name, "problem": "appears more than once in the file"})
+    for name in names:
+        if name not in meta.columns:
+            problems.append({"column": name, "problem": "is in the file but has no metadata"})
+    for name in meta.columns:
+        if name not in names:
+            problems.append({"column": name, "problem": "is declared but not in the file"})
+    if table.num_rows == 0:
+        problems.append({"column": "*", "problem": "the file has no rows"})
+    if problems:
+        _raise(problems)
+    arrays = {}
+    for name, spec in meta.columns.items():
+        column, problem = _cast(table.column(name), spec)
+        if problem:
+            problems.append({"column": name, "problem": problem})
+            continue
+        problems.extend({"column": name, "problem": p} for p in _value_problems(column, spec))
+        arrays[name] = column
+    if not problems:
+        nulls = arrays[meta.privacy_unit].null_count
+        if nulls:
+            problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
+    if problems:
+        _raise(problems)
+    result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
+    units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
+    return Ingested(result, result.num_rows, units)
+
+
+def _cast(column: pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.ChunkedArray, str | None]:
+    target = ARROW_TYPES[spec.type]
+    if column.type == target:
+        return column, None
+    if spec.type is ColumnType.STRING and not pa.types.is_string(column.type):
+        return pc.cast(column, pa.string()), None
+    try:
+        return pc.cast(column, target, safe=True), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column, f"values are not of type {spec.type.value} (found {column.type})"
+
+
+def _value_problems(column: pa.ChunkedArray, spec: ColumnSpec) -> list[str]:
+    problems = []
+    if spec.bounds is not None:
+        lower, upper = spec.bounds.lower, spec.bounds.upper
+        outside = pc.sum(pc.or_(pc.less(column, lower), pc.greater(column, upper))).as_py() or 0
+        if outside:
+            problems.append(f"{outside} values lie outside the declared bounds [{lower:g}, {upper:g}]")
+    if spec.domain is not None:
+        domain = pa.array([str(v) for v in spec.domain])
+        as_text = pc.cast(column, pa.string())
+        unknown = pc.and_(pc.is_valid(as_text), pc.invert(pc.is_in(as_text, value_set=domain)))
+        outside = pc.sum(unknown).as_py() or 0
+        if outside:
+            problems.append(f"{outside} values are not in the declared domain")
+    return problems
+
+
+def _raise(problems: list[dict[str, str]]) -> None:
+    first = problems[0]
+    raise ValidationFailed(f"column {first['column']}: {first['problem']}", details={"problems": problems})

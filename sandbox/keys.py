@@ -1,0 +1,159 @@
+"""The master keyring on disk, data-key wrapping, and the domain's ledger signing key.
+
+The master key never enters the database: a stolen database alone decrypts nothing. The keyring
+file holds the current master key and, during a rotation, the previous one, so that a rotation
+interrupted at any point can simply be run again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, InternalError
+from crypto import keywrap
+from crypto import ledger as ledger_crypto
+from sandbox.models import DatasetVersion, DomainKey
+
+SIGNING_KEY_KIND = "ledger_signing"
+
+
+@dataclass(frozen=True)
+class Keyring:
+    current: str
+    keys: dict[str, bytes]
+
+    def key(self, key_id: str) -> bytes:
+        try:
+            return self.keys[key_id]
+        except KeyError:
+            raise InternalError(f"master key {key_id} is not in the keyring") from None
+
+
+class KeyStore:
+    """Reads the keyring file on each use, so that a rotation by the CLI is seen by running servers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> Keyring:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            raise Conflict("the instance has no master key yet: run `python -m sandbox init`") from None
+        keys = {key_id: base64.b64decode(value) for key_id, value in raw["keys"].items()}
+        return Keyring(current=raw["current"], keys=keys)
+
+    def save(self, ring: Keyring) -> None:
+        """Write atomically with mode 0600: a crash leaves the old file or the new one, never half."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"current": ring.current, "keys": {k: base64.b64encode(v).decode() for k, v in ring.keys.items()}}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(body, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def create(self) -> Keyring:
+        ring = Keyring(current=keywrap.new_key_id(), keys={})
+        ring = Keyring(current=ring.current, keys={ring.current: keywrap.generate_key()})
+        self.save(ring)
+        return ring
+
+    def wrap(self, key: bytes, *, context: str) -> tuple[bytes, str]:
+        ring = self.load()
+        return keywrap.wrap(ring.key(ring.current), ring.current, key, context=context), ring.current
+
+    def unwrap(self, wrapped: bytes, master_key_id: str, *, context: str) -> bytes:
+        ring = self.load()
+        return keywrap.unwrap(ring.key(master_key_id), master_key_id, wrapped, context=context)
+
+
+def version_context(version_id: str) -> str:
+    return f"dataset-version:{version_id}"
+
+
+def signing_context(kind: str) -> str:
+    return f"domain-key:{kind}"
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["sandbox.keys"] = KeyStore(Path(app.config["MASTER_KEY_FILE"]))
+
+
+def get_keys() -> KeyStore:
+    store: KeyStore = current_app.extensions["sandbox.keys"]
+    return store
+
+
+def ensure_signing_key(session: Session, store: KeyStore) -> DomainKey:
+    key = session.scalar(select(DomainKey).where(DomainKey.kind == SIGNING_KEY_KIND))
+    if key is not None:
+        return key
+    private_der, public_der = ledger_crypto.generate_signing_key()
+    wrapped, master_id = store.wrap(private_der, context=signing_context(SIGNING_KEY_KIND))
+    key = DomainKey(kind=SIGNING_KEY_KIND, public_der=public_der, wrapped_private=wrapped, master_key_id=master_id)
+    session.add(key)
+    session.flush()
+    return key
+
+
+def signing_key(session: Session, store: KeyStore) -> tuple[bytes, bytes]:
+    """(private DER, public DER) of the ledger signing key."""
+    key = session.scalar(select(DomainKey).where(DomainKey.kind == SIGNING_KEY_KIND))
+    if key is None:
+        raise Conflict("the instance has no signing key yet: run `python -m sandbox init`")
+    private = store.unwrap(key.wrapped_private, key.master_key_id, context=signing_context(key.kind))
+    return private, key.public_der
+
+
+def rotate(session: Session, store: KeyStore) -> dict[str, object]:
+    """Re-wrap every data key and domain key under a new master key; no data is re-encrypted.
+
+    The caller commits ``session``; afterwards ``retire_old_keys`` drops keys no longer used. Until
+    then the keyring holds both, so a crash anywhere leaves every wrapped key readable.
+    """
+    ring = store.load()
+    new_id = keywrap.new_key_id()
+    ring = Keyring(current=new_id, keys={**ring.keys, new_id: keywrap.generate_key()})
+    store.save(ring)
+    new_key = ring.key(new_id)
+    count = 0
+    for version in session.scalars(select(DatasetVersion)):
+        context = version_context(version.id)
+        data_key = keywrap.unwrap(ring.key(version.master_key_id), version.master_key_id, version.wrapped_key, context=context)
+        version.wrapped_key = keywrap.wrap(new_key, new_id, data_key, context=context)
+        version.master_key_id = new_id
+        count += 1
+    for domain_key in session.scalars(select(DomainKey)):
+        context = signing_context(domain_key.kind)
+        private = keywrap.unwrap(ring.key(domain_key.master_key_id), domain_key.master_key_id, domain_key.wrapped_private, context=context)
+        domain_key.wrapped_private = keywrap.wrap(new_key, new_id, private, context=context)
+        domain_key.master_key_id = new_id
+        count += 1
+    return {"master_key_id": new_id, "rewrapped": count}
+
+
+def retire_old_keys(store: KeyStore) -> list[str]:
+    """After a committed rotation: remove every master key but the current one from the keyring."""
+    ring = store.load()
+    retired = [key_id for key_id in ring.keys if key_id != ring.current]
+    store.save(Keyring(current=ring.current, keys={ring.current: ring.key(ring.current)}))
+    return retired
+
+
+def get_keys_of(app: Flask) -> KeyStore:
+    found: KeyStore = app.extensions["sandbox.keys"]
+    return found

@@ -1,0 +1,54 @@
+"""Mock data: synthetic rows with a dataset's schema, for analysts to develop against.
+
+Rows are drawn from the declared metadata alone (domains, bounds, types), each column
+independently; the generator never reads the stored data. So a mock row carries no information
+about any real record, and a match with one can only be chance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+
+from core.schema import ColumnSpec, DatasetSchema
+from core.values import ColumnRole, ColumnType
+
+UNBOUNDED_INT = (0, 100)  # used only when a column declares no bounds
+UNBOUNDED_FLOAT = (0.0, 1.0)
+STRING_LEVELS = 5
+
+
+def mock_rows(schema: DatasetSchema, rows: int, seed: int | None) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    columns = {name: _column(name, spec, rows, rng) for name, spec in schema.columns.items()}
+    return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
+
+
+def _column(name: str, spec: ColumnSpec, rows: int, rng: np.random.Generator) -> list[Any]:
+    if spec.role is ColumnRole.IDENTIFIER:
+        return _identifiers(spec, rows, rng)
+    if spec.domain is not None:
+        picks = rng.integers(0, len(spec.domain), size=rows)
+        return [spec.domain[i] for i in picks]
+    if spec.type is ColumnType.INT:
+        low, high = (int(spec.bounds.lower), int(spec.bounds.upper)) if spec.bounds else UNBOUNDED_INT
+        return [int(v) for v in rng.integers(low, high + 1, size=rows)]
+    if spec.type is ColumnType.FLOAT:
+        low_f, high_f = (spec.bounds.lower, spec.bounds.upper) if spec.bounds else UNBOUNDED_FLOAT
+        return [round(float(v), 2) for v in rng.uniform(low_f, high_f, size=rows)]
+    if spec.type is ColumnType.BOOL:
+        return [bool(v) for v in rng.integers(0, 2, size=rows)]
+    if spec.type is ColumnType.DATE:
+        start = dt.date(2000, 1, 1)
+        return [(start + dt.timedelta(days=int(d))).isoformat() for d in rng.integers(0, 9_000, size=rows)]
+    return [f"{name}_{int(v) + 1}" for v in rng.integers(0, STRING_LEVELS, size=rows)]
+
+
+def _identifiers(spec: ColumnSpec, rows: int, rng: np.random.Generator) -> list[Any]:
+    """Identifiers that cannot be mistaken for real ones: negative numbers or a MOCK- prefix."""
+    numbers = rng.choice(10**9, size=rows, replace=False) + 1
+    if spec.type is ColumnType.INT:
+        return [-int(n) for n in numbers]
+    return [f"MOCK-{int(n):09d}" for n in numbers]
