@@ -6,17 +6,17 @@ edge and an unknown value is an error, never a silent default.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class OrgKind(str, Enum):
+class OrgKind(StrEnum):
     BUREAU = "bureau"
     ENTERPRISE = "enterprise"
     AUDIT = "audit"
     OPERATOR = "operator"  # the domain's own operator; created by `init`, never through the API
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ADMIN = "admin"
     STEWARD = "steward"
     ANALYST = "analyst"
@@ -33,14 +33,14 @@ ROLE_ORG_KINDS: dict[Role, frozenset[OrgKind]] = {
 }
 
 
-class ColumnRole(str, Enum):
+class ColumnRole(StrEnum):
     IDENTIFIER = "identifier"
     QUASI_IDENTIFIER = "quasi_identifier"
     SENSITIVE = "sensitive"
     ATTRIBUTE = "attribute"
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     INT = "int"
     FLOAT = "float"
     STRING = "string"
@@ -52,7 +52,7 @@ class ColumnType(str, Enum):
         return self in (ColumnType.INT, ColumnType.FLOAT)
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Classification level after GB/T 43697-2024: general, important, core data."""
 
     GENERAL = "一般"
@@ -71,14 +71,14 @@ class Level(str, Enum):
             return level
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     QUERY = "query"
     STATS = "stats"
     SCRIPT = "script"
     HE = "he"
 
 
-class GrantStatus(str, Enum):
+class GrantStatus(StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
     REJECTED = "rejected"

@@ -7,7 +7,7 @@ standard of trusted research environments.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,7 +17,7 @@ from core.schema import DatasetSchema
 from core.values import ColumnRole, JobKind
 
 
-class ColumnUse(str, Enum):
+class ColumnUse(StrEnum):
     DENY = "deny"
     JOIN_KEY = "join_key"  # only in join conditions
     DIMENSION = "dimension"  # filter and group by
@@ -25,7 +25,7 @@ class ColumnUse(str, Enum):
     PLAIN = "plain"  # may be output as is
 
 
-class Aggregate(str, Enum):
+class Aggregate(StrEnum):
     COUNT = "count"
     COUNT_DISTINCT = "count_distinct"
     SUM = "sum"
@@ -38,7 +38,7 @@ class Aggregate(str, Enum):
     VARIANCE = "variance"
 
 
-class ReleaseMode(str, Enum):
+class ReleaseMode(StrEnum):
     AUTO = "auto"  # release when every rule passes
     REVIEW_ON_FLAG = "review_on_flag"  # hold anything flagged for an auditor
     ALWAYS_REVIEW = "always_review"  # hold everything
@@ -48,9 +48,7 @@ class ReleaseMode(str, Enum):
 # grouped or measured: at most it links tables. A sensitive value may be aggregated, never shown.
 ALLOWED_USES: dict[ColumnRole, frozenset[ColumnUse]] = {
     ColumnRole.IDENTIFIER: frozenset({ColumnUse.DENY, ColumnUse.JOIN_KEY}),
-    ColumnRole.QUASI_IDENTIFIER: frozenset(
-        {ColumnUse.DENY, ColumnUse.JOIN_KEY, ColumnUse.DIMENSION, ColumnUse.MEASURE}
-    ),
+    ColumnRole.QUASI_IDENTIFIER: frozenset({ColumnUse.DENY, ColumnUse.JOIN_KEY, ColumnUse.DIMENSION, ColumnUse.MEASURE}),
     ColumnRole.SENSITIVE: frozenset({ColumnUse.DENY, ColumnUse.DIMENSION, ColumnUse.MEASURE}),
     ColumnRole.ATTRIBUTE: frozenset(ColumnUse),
 }

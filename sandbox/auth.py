@@ -19,7 +19,7 @@ from core.errors import Unauthenticated
 from core.values import OrgKind, Role
 from sandbox.models import Token, User
 
-TOKEN_PREFIX = "sbx_"
+TOKEN_PREFIX = "sbx_"  # noqa: S105 - a public prefix that makes leaked tokens easy to scan for, not a secret
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,13 @@ def keys_rotate() -> None:
     old = store.load().current
     with get_db_of(app).writing() as session:
         result = keys.rotate(session, store)
-        ledger.append(session, actor=SYSTEM, action="keys.rotate", object_type="master_key", object_id=str(result["master_key_id"]), details={"previous": old, "rewrapped": result["rewrapped"]})
+        ledger.append(
+            session,
+            actor=SYSTEM,
+            action="keys.rotate",
+            object_type="master_key",
+            object_id=str(result["master_key_id"]),
+            details={"previous": old, "rewrapped": result["rewrapped"]},
+        )
     retired = keys.retire_old_keys(store)
     click.echo(json.dumps({**result, "retired": retired}))

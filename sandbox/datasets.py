@@ -65,7 +65,14 @@ class Datasets:
                 session.add(dataset)
                 session.flush()
                 session.add(version)
-                self.ledger.append(session, actor=caller.user_id, action="dataset.create", object_type="dataset", object_id=dataset_id, details={"name": meta.name, "level": meta.level.value, "columns": _roles(meta.schema_only())})
+                self.ledger.append(
+                    session,
+                    actor=caller.user_id,
+                    action="dataset.create",
+                    object_type="dataset",
+                    object_id=dataset_id,
+                    details={"name": meta.name, "level": meta.level.value, "columns": _roles(meta.schema_only())},
+                )
                 self._log_version(session, caller, dataset_id, version)
         except sqlalchemy.exc.IntegrityError:
             self.store.remove(stored_path)
@@ -85,7 +92,9 @@ class Datasets:
             if meta.name != dataset.name:
                 raise ValidationFailed("meta.name must be the dataset's name; datasets cannot be renamed", details={"field": "name"})
             title, description, level, schema = meta.title, meta.description, meta.level.value, meta.schema_only()
-        full_meta = DatasetMeta(name=dataset.name, title=title, description=description, level=level, privacy_unit=schema.privacy_unit, columns=schema.columns)
+        full_meta = DatasetMeta(
+            name=dataset.name, title=title, description=description, level=level, privacy_unit=schema.privacy_unit, columns=schema.columns
+        )
         ingested = ingest.validate(full_meta, ingest.read_table(filename, data))
         version, stored_path = self._seal(dataset_id, current.number + 1, caller, schema, ingested)
         try:
@@ -103,7 +112,9 @@ class Datasets:
             raise
         return self.get(dataset_id)
 
-    def _seal(self, dataset_id: str, number: int, caller: Principal, schema: DatasetSchema, ingested: ingest.Ingested) -> tuple[DatasetVersion, str]:
+    def _seal(
+        self, dataset_id: str, number: int, caller: Principal, schema: DatasetSchema, ingested: ingest.Ingested
+    ) -> tuple[DatasetVersion, str]:
         version_id = new_id()
         data_key = keywrap.generate_key()
         wrapped, master_key_id = self.keys.wrap(data_key, context=version_context(version_id))
@@ -133,7 +144,14 @@ class Datasets:
             "ciphertext_sha256": version.ciphertext_sha256,
             "master_key_id": version.master_key_id,
         }
-        self.ledger.append(session, actor=caller.user_id, action="dataset.version.create", object_type="dataset_version", object_id=version.id, details=details)
+        self.ledger.append(
+            session,
+            actor=caller.user_id,
+            action="dataset.version.create",
+            object_type="dataset_version",
+            object_id=version.id,
+            details=details,
+        )
 
     def _owned(self, session: Session, caller: Principal, dataset_id: str) -> Dataset:
         dataset = session.get(Dataset, dataset_id)

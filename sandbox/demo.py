@@ -26,7 +26,11 @@ from sandbox.models import Dataset, Grant, Org, Token, User
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 
-ORGS = [("City Data Bureau 市数据局", OrgKind.BUREAU), ("Example Bank 示例银行", OrgKind.ENTERPRISE), ("City Audit Office 市审计局", OrgKind.AUDIT)]
+ORGS = [
+    ("City Data Bureau 市数据局", OrgKind.BUREAU),
+    ("Example Bank 示例银行", OrgKind.ENTERPRISE),
+    ("City Audit Office 市审计局", OrgKind.AUDIT),
+]
 USERS = [("steward", 0, Role.STEWARD), ("analyst", 1, Role.ANALYST), ("auditor", 2, Role.AUDITOR)]
 
 PUMS_META: dict[str, Any] = {
@@ -69,7 +73,16 @@ TEACHER_META: dict[str, Any] = {
 }
 
 PUMS_POLICY = Policy(
-    columns={"pums": {"age": ColumnUse.DIMENSION, "sex": ColumnUse.DIMENSION, "educ": ColumnUse.DIMENSION, "race": ColumnUse.DIMENSION, "married": ColumnUse.DIMENSION, "income": ColumnUse.MEASURE}},
+    columns={
+        "pums": {
+            "age": ColumnUse.DIMENSION,
+            "sex": ColumnUse.DIMENSION,
+            "educ": ColumnUse.DIMENSION,
+            "race": ColumnUse.DIMENSION,
+            "married": ColumnUse.DIMENSION,
+            "income": ColumnUse.MEASURE,
+        }
+    },
     aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG}),
     job_kinds=frozenset({JobKind.QUERY, JobKind.STATS}),
 )
@@ -107,7 +120,14 @@ def _fresh_token(session: Session, ledger: Ledger, actor: str, user: User) -> st
     now = datetime.now(UTC)
     for old in session.scalars(select(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))):
         old.revoked_at = now
-        ledger.append(session, actor=actor, action="token.revoke", object_type="token", object_id=old.id, details={"user_id": user.id, "reason": "demo re-initialised"})
+        ledger.append(
+            session,
+            actor=actor,
+            action="token.revoke",
+            object_type="token",
+            object_id=old.id,
+            details={"user_id": user.id, "reason": "demo re-initialised"},
+        )
     row, token = issue_token(session, user)
     ledger.append(session, actor=actor, action="token.issue", object_type="token", object_id=row.id, details={"user_id": user.id})
     return token
@@ -126,7 +146,11 @@ def _grant(db: Database, ledger: Ledger, analyst: Principal, steward: Principal,
         if session.scalar(select(Grant.id).where(Grant.org_id == analyst.org_id)) is not None:
             return
         grant = grants.request_grant(
-            session, ledger, analyst, [pums.id], "Demo: income by education and race for a regional credit-risk study.",
+            session,
+            ledger,
+            analyst,
+            [pums.id],
+            "Demo: income by education and race for a regional credit-risk study.",
             {"job_kinds": ["query", "stats"]},
         )
         grants.approve(session, ledger, steward, grant.id, PUMS_POLICY, datetime.now(UTC) + timedelta(days=365))

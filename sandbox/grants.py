@@ -75,7 +75,9 @@ def list_visible(session: Session, caller: Principal) -> list[Grant]:
     return list(session.scalars(select(Grant).where(visible_filter(caller)).order_by(Grant.created_at)))
 
 
-def request_grant(session: Session, ledger: Ledger, caller: Principal, dataset_ids: list[str], scenario: str, requested: dict[str, object]) -> Grant:
+def request_grant(
+    session: Session, ledger: Ledger, caller: Principal, dataset_ids: list[str], scenario: str, requested: dict[str, object]
+) -> Grant:
     if len(set(dataset_ids)) != len(dataset_ids):
         raise ValidationFailed("dataset_ids lists a dataset twice", details={"field": "dataset_ids"})
     datasets = list(session.scalars(select(Dataset).where(Dataset.id.in_(dataset_ids))))
@@ -100,7 +102,18 @@ def request_grant(session: Session, ledger: Ledger, caller: Principal, dataset_i
     by_id = {d.id: d for d in datasets}
     for position, dataset_id in enumerate(dataset_ids):
         session.add(GrantDataset(grant_id=grant.id, dataset_id=dataset_id, position=position))
-    ledger.append(session, actor=caller.user_id, action="grant.request", object_type="grant", object_id=grant.id, details={"datasets": [by_id[i].name for i in dataset_ids], "job_kinds": requested.get("job_kinds", []), "scenario_chars": len(scenario)})
+    ledger.append(
+        session,
+        actor=caller.user_id,
+        action="grant.request",
+        object_type="grant",
+        object_id=grant.id,
+        details={
+            "datasets": [by_id[i].name for i in dataset_ids],
+            "job_kinds": requested.get("job_kinds", []),
+            "scenario_chars": len(scenario),
+        },
+    )
     session.flush()
     session.refresh(grant)
     return grant
@@ -114,11 +127,15 @@ def _check_requested_columns(datasets: list[Dataset], requested: dict[str, objec
     for name, wanted in columns.items():
         dataset = by_name.get(name)
         if dataset is None:
-            raise ValidationFailed(f"requested.columns names {name!r}, which is not a dataset of this request", details={"field": "requested.columns"})
+            raise ValidationFailed(
+                f"requested.columns names {name!r}, which is not a dataset of this request", details={"field": "requested.columns"}
+            )
         schema = DatasetSchema.model_validate(dataset.current.schema)
         unknown = [c for c in wanted if c not in schema.columns]
         if unknown:
-            raise ValidationFailed(f"requested.columns.{name}: unknown column {unknown[0]!r}", details={"field": "requested.columns", "columns": unknown})
+            raise ValidationFailed(
+                f"requested.columns.{name}: unknown column {unknown[0]!r}", details={"field": "requested.columns", "columns": unknown}
+            )
 
 
 def _decidable(session: Session, caller: Principal, grant_id: str) -> Grant:
@@ -142,8 +159,22 @@ def approve(session: Session, ledger: Ledger, caller: Principal, grant_id: str, 
     check_against(policy, schemas, requested_kinds)
     grant.status, grant.expires_at, grant.decided_at, grant.decided_by = GrantStatus.APPROVED.value, expires_at, now, caller.user_id
     session.add(GrantPolicy(grant_id=grant.id, version=1, policy=policy.model_dump(mode="json"), created_by=caller.user_id))
-    ledger.append(session, actor=caller.user_id, action="grant.approve", object_type="grant", object_id=grant.id, details={"expires_at": expires_at.isoformat(), "policy_version": 1})
-    ledger.append(session, actor=caller.user_id, action="policy.create", object_type="grant", object_id=grant.id, details={"version": 1, "policy": policy.model_dump(mode="json")})
+    ledger.append(
+        session,
+        actor=caller.user_id,
+        action="grant.approve",
+        object_type="grant",
+        object_id=grant.id,
+        details={"expires_at": expires_at.isoformat(), "policy_version": 1},
+    )
+    ledger.append(
+        session,
+        actor=caller.user_id,
+        action="policy.create",
+        object_type="grant",
+        object_id=grant.id,
+        details={"version": 1, "policy": policy.model_dump(mode="json")},
+    )
     session.flush()
     session.refresh(grant)
     return grant
@@ -169,5 +200,3 @@ def _close(session: Session, ledger: Ledger, caller: Principal, grant: Grant, st
     action = "grant.reject" if status is GrantStatus.REJECTED else "grant.revoke"
     ledger.append(session, actor=caller.user_id, action=action, object_type="grant", object_id=grant.id, details={"reason": reason})
     return grant
-
-

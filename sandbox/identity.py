@@ -20,11 +20,15 @@ def create_org(session: Session, ledger: Ledger, actor: str, name: str, kind: Or
     org = Org(name=name, kind=kind.value)
     session.add(org)
     session.flush()
-    ledger.append(session, actor=actor, action="org.create", object_type="org", object_id=org.id, details={"name": name, "kind": kind.value})
+    ledger.append(
+        session, actor=actor, action="org.create", object_type="org", object_id=org.id, details={"name": name, "kind": kind.value}
+    )
     return org
 
 
-def create_user(session: Session, ledger: Ledger, actor: str, name: str, org_id: str, role: Role, token: str | None = None) -> tuple[User, Token, str]:
+def create_user(
+    session: Session, ledger: Ledger, actor: str, name: str, org_id: str, role: Role, token: str | None = None
+) -> tuple[User, Token, str]:
     org = session.get(Org, org_id)
     if org is None:
         raise NotFound("no such organisation", details={"field": "org_id"})
@@ -40,7 +44,14 @@ def create_user(session: Session, ledger: Ledger, actor: str, name: str, org_id:
     session.flush()
     session.refresh(user)
     row, token = issue_token(session, user, token)
-    ledger.append(session, actor=actor, action="user.create", object_type="user", object_id=user.id, details={"name": name, "org_id": org.id, "role": role.value})
+    ledger.append(
+        session,
+        actor=actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
+        details={"name": name, "org_id": org.id, "role": role.value},
+    )
     ledger.append(session, actor=actor, action="token.issue", object_type="token", object_id=row.id, details={"user_id": user.id})
     return user, row, token
 

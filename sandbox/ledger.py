@@ -109,23 +109,32 @@ class Ledger:
 
 
 def verify(session: Session, public_der: bytes | None) -> Report:
-    """Walk the whole chain; report the first sequence number at which it stops being intact."""
+    """Walk the whole chain; report the first sequence number at which it stops being intact.
+
+    A forged event that carries a correctly recomputed hash still contradicts the signed
+    checkpoint at its position, so checkpoints are checked against the intact prefix too and the
+    lowest bad position wins.
+    """
     prev, expected_seq, hashes = ledger_crypto.GENESIS_HASH, 1, {0: ledger_crypto.GENESIS_HASH}
-    bad: tuple[int, str] | None = None
+    chain_bad: tuple[int, str] | None = None
     for event in session.scalars(select(LedgerEvent).order_by(LedgerEvent.seq)):
         problem = _event_problem(event, expected_seq, prev)
         if problem:
-            bad = (expected_seq, problem)
+            chain_bad = (expected_seq, problem)
             break
         hashes[event.seq] = event.hash
         prev, expected_seq = event.hash, expected_seq + 1
     length = expected_seq - 1
     checkpoints = list(session.scalars(select(LedgerCheckpoint).order_by(LedgerCheckpoint.seq)))
-    if bad is None:
-        bad = _head_problem(session, length, prev) or _checkpoint_problem(checkpoints, hashes, length, public_der)
-    if bad is None:
+    if chain_bad is not None:
+        earlier = [c for c in checkpoints if c.seq < chain_bad[0]]
+        found = [p for p in (_checkpoint_problem(earlier, hashes, length, public_der), chain_bad) if p is not None]
+    else:
+        found = [p for p in (_head_problem(session, length, prev), _checkpoint_problem(checkpoints, hashes, length, public_der)) if p]
+    if not found:
         return Report(True, length, prev, None, None, len(checkpoints))
-    return Report(False, length, prev, bad[0], bad[1], len(checkpoints))
+    first = min(found)
+    return Report(False, length, prev, first[0], first[1], len(checkpoints))
 
 
 def _event_problem(event: LedgerEvent, expected_seq: int, prev: str) -> str | None:

@@ -32,18 +32,22 @@ def _column(name: str, spec: ColumnSpec, rows: int, rng: np.random.Generator) ->
     if spec.domain is not None:
         picks = rng.integers(0, len(spec.domain), size=rows)
         return [spec.domain[i] for i in picks]
-    if spec.type is ColumnType.INT:
-        low, high = (int(spec.bounds.lower), int(spec.bounds.upper)) if spec.bounds else UNBOUNDED_INT
-        return [int(v) for v in rng.integers(low, high + 1, size=rows)]
-    if spec.type is ColumnType.FLOAT:
-        low_f, high_f = (spec.bounds.lower, spec.bounds.upper) if spec.bounds else UNBOUNDED_FLOAT
-        return [round(float(v), 2) for v in rng.uniform(low_f, high_f, size=rows)]
+    if spec.type.numeric:
+        return _numbers(spec, rows, rng)
     if spec.type is ColumnType.BOOL:
         return [bool(v) for v in rng.integers(0, 2, size=rows)]
     if spec.type is ColumnType.DATE:
         start = dt.date(2000, 1, 1)
         return [(start + dt.timedelta(days=int(d))).isoformat() for d in rng.integers(0, 9_000, size=rows)]
     return [f"{name}_{int(v) + 1}" for v in rng.integers(0, STRING_LEVELS, size=rows)]
+
+
+def _numbers(spec: ColumnSpec, rows: int, rng: np.random.Generator) -> list[Any]:
+    if spec.type is ColumnType.INT:
+        low, high = (int(spec.bounds.lower), int(spec.bounds.upper)) if spec.bounds else UNBOUNDED_INT
+        return [int(v) for v in rng.integers(low, high + 1, size=rows)]
+    low_f, high_f = (spec.bounds.lower, spec.bounds.upper) if spec.bounds else UNBOUNDED_FLOAT
+    return [round(float(v), 2) for v in rng.uniform(low_f, high_f, size=rows)]
 
 
 def _identifiers(spec: ColumnSpec, rows: int, rng: np.random.Generator) -> list[Any]:

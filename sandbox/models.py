@@ -113,9 +113,7 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
 
-    versions: Mapped[list[DatasetVersion]] = relationship(
-        back_populates="dataset", order_by="DatasetVersion.number", lazy="selectin"
-    )
+    versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", order_by="DatasetVersion.number", lazy="selectin")
 
     @property
     def current(self) -> DatasetVersion:

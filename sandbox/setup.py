@@ -43,13 +43,27 @@ def initialise(app: Flask, admin_token: str | None = None) -> Initialised:
             org = Org(name=OPERATOR_ORG, kind=OrgKind.OPERATOR.value)
             session.add(org)
             session.flush()
-            ledger.append(session, actor=SYSTEM, action="org.create", object_type="org", object_id=org.id, details={"name": org.name, "kind": org.kind})
+            ledger.append(
+                session,
+                actor=SYSTEM,
+                action="org.create",
+                object_type="org",
+                object_id=org.id,
+                details={"name": org.name, "kind": org.kind},
+            )
         admin = session.scalar(select(User).where(User.org_id == org.id, User.role == Role.ADMIN.value))
         if admin is None:
             admin, _, token = identity.create_user(session, ledger, SYSTEM, "admin", org.id, Role.ADMIN, admin_token)
             return Initialised(admin.id, token)
         if admin_token and session.scalar(select(Token.id).where(Token.token_hash == token_hash(admin_token))) is None:
             row, token = issue_token(session, admin, admin_token)
-            ledger.append(session, actor=SYSTEM, action="token.issue", object_type="token", object_id=row.id, details={"user_id": admin.id, "source": "SANDBOX_ADMIN_TOKEN"})
+            ledger.append(
+                session,
+                actor=SYSTEM,
+                action="token.issue",
+                object_type="token",
+                object_id=row.id,
+                details={"user_id": admin.id, "source": "SANDBOX_ADMIN_TOKEN"},
+            )
             return Initialised(admin.id, token)
         return Initialised(admin.id, None)

@@ -12,8 +12,8 @@ from crypto import ledger as ledger_crypto
 from sandbox import ledger as ledger_service
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import EventList, EventOut, EventsQuery, VerifyOut
-from sandbox.db import read_session
 from sandbox.auth import Principal
+from sandbox.db import read_session
 from sandbox.keys import SIGNING_KEY_KIND
 from sandbox.models import DomainKey, LedgerEvent
 
@@ -21,24 +21,46 @@ AUDITOR = frozenset({Role.AUDITOR})
 
 
 def register(bp: Blueprint) -> None:
-    @endpoint(bp, "/audit/events", "GET", summary="Ledger events after a sequence number", roles=AUDITOR, query=EventsQuery, response=EventList, errors=(400, 401, 403))
+    @endpoint(
+        bp,
+        "/audit/events",
+        "GET",
+        summary="Ledger events after a sequence number",
+        roles=AUDITOR,
+        query=EventsQuery,
+        response=EventList,
+        errors=(400, 401, 403),
+    )
     def events(caller: Principal, query: EventsQuery) -> EventList:
         rows = list(
-            read_session().scalars(
-                select(LedgerEvent).where(LedgerEvent.seq > query.after).order_by(LedgerEvent.seq).limit(query.limit)
-            )
+            read_session().scalars(select(LedgerEvent).where(LedgerEvent.seq > query.after).order_by(LedgerEvent.seq).limit(query.limit))
         )
         items = [
             EventOut(
-                seq=e.seq, ts=e.ts, actor=e.actor, action=e.action, object_type=e.object_type,
-                object_id=e.object_id, details=json.loads(e.details), prev_hash=e.prev_hash, hash=e.hash,
+                seq=e.seq,
+                ts=e.ts,
+                actor=e.actor,
+                action=e.action,
+                object_type=e.object_type,
+                object_id=e.object_id,
+                details=json.loads(e.details),
+                prev_hash=e.prev_hash,
+                hash=e.hash,
             )
             for e in rows
         ]
         next_after = rows[-1].seq if len(rows) == query.limit else None
         return EventList(items=items, next_after=next_after)
 
-    @endpoint(bp, "/audit/verify", "GET", summary="Verify the hash chain and the signed checkpoints", roles=AUDITOR, response=VerifyOut, errors=(401, 403))
+    @endpoint(
+        bp,
+        "/audit/verify",
+        "GET",
+        summary="Verify the hash chain and the signed checkpoints",
+        roles=AUDITOR,
+        response=VerifyOut,
+        errors=(401, 403),
+    )
     def verify(caller: Principal) -> VerifyOut:
         session = read_session()
         public = session.scalar(select(DomainKey.public_der).where(DomainKey.kind == SIGNING_KEY_KIND))

@@ -38,13 +38,33 @@ def _upload() -> tuple[str, bytes]:
 
 
 def register(bp: Blueprint) -> None:
-    @endpoint(bp, "/datasets", "POST", summary="Upload a new dataset (encrypted at rest)", roles=STEWARD, response=DatasetOut, status=201, multipart=UPLOAD_PARTS, errors=(400, 401, 403, 409, 413))
+    @endpoint(
+        bp,
+        "/datasets",
+        "POST",
+        summary="Upload a new dataset (encrypted at rest)",
+        roles=STEWARD,
+        response=DatasetOut,
+        status=201,
+        multipart=UPLOAD_PARTS,
+        errors=(400, 401, 403, 409, 413),
+    )
     def create_dataset(caller: Principal) -> DatasetOut:
         filename, data = _upload()
         meta = parse_meta(request.form.get("meta"))
         return dataset_out(datasets().create(caller, meta, filename, data))
 
-    @endpoint(bp, "/datasets/<dataset_id>/versions", "POST", summary="Upload a new version of a dataset", roles=STEWARD, response=DatasetOut, status=201, multipart=VERSION_PARTS, errors=(400, 401, 403, 404, 409, 413))
+    @endpoint(
+        bp,
+        "/datasets/<dataset_id>/versions",
+        "POST",
+        summary="Upload a new version of a dataset",
+        roles=STEWARD,
+        response=DatasetOut,
+        status=201,
+        multipart=VERSION_PARTS,
+        errors=(400, 401, 403, 404, 409, 413),
+    )
     def add_version(caller: Principal, dataset_id: str) -> DatasetOut:
         filename, data = _upload()
         raw = request.form.get("meta")
@@ -63,7 +83,16 @@ def register(bp: Blueprint) -> None:
             raise NotFound("no such dataset")
         return dataset_out(dataset)
 
-    @endpoint(bp, "/datasets/<dataset_id>/mock", "GET", summary="Synthetic rows with the dataset's schema", roles=ANY_ROLE, query=MockQuery, response=MockOut, errors=(400, 401, 404))
+    @endpoint(
+        bp,
+        "/datasets/<dataset_id>/mock",
+        "GET",
+        summary="Synthetic rows with the dataset's schema",
+        roles=ANY_ROLE,
+        query=MockQuery,
+        response=MockOut,
+        errors=(400, 401, 404),
+    )
     def mock(caller: Principal, dataset_id: str, query: MockQuery) -> MockOut:
         dataset = read_session().get(Dataset, dataset_id)
         if dataset is None:

@@ -18,7 +18,17 @@ PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
 
 
 def register(bp: Blueprint) -> None:
-    @endpoint(bp, "/grants", "POST", summary="Request a grant for a scenario", roles=ANALYST, body=GrantIn, response=GrantOut, status=201, errors=(400, 401, 403, 404))
+    @endpoint(
+        bp,
+        "/grants",
+        "POST",
+        summary="Request a grant for a scenario",
+        roles=ANALYST,
+        body=GrantIn,
+        response=GrantOut,
+        status=201,
+        errors=(400, 401, 403, 404),
+    )
     def request_grant(caller: Principal, body: GrantIn) -> GrantOut:
         with writing() as session:
             requested = body.requested.model_dump(mode="json", exclude_none=True)
@@ -29,21 +39,56 @@ def register(bp: Blueprint) -> None:
     def list_grants(caller: Principal) -> GrantList:
         return GrantList(items=[grant_out(g) for g in grants.list_visible(read_session(), caller)])
 
-    @endpoint(bp, "/grants/<grant_id>", "GET", summary="One grant with its policy and status", roles=PARTIES, response=GrantOut, errors=(401, 403, 404))
+    @endpoint(
+        bp,
+        "/grants/<grant_id>",
+        "GET",
+        summary="One grant with its policy and status",
+        roles=PARTIES,
+        response=GrantOut,
+        errors=(401, 403, 404),
+    )
     def get_grant(caller: Principal, grant_id: str) -> GrantOut:
         return grant_out(grants.get_visible(read_session(), caller, grant_id))
 
-    @endpoint(bp, "/grants/<grant_id>/approve", "POST", summary="Approve with a policy and an expiry", roles=STEWARD, body=ApproveIn, response=GrantOut, errors=(400, 401, 403, 404, 409))
+    @endpoint(
+        bp,
+        "/grants/<grant_id>/approve",
+        "POST",
+        summary="Approve with a policy and an expiry",
+        roles=STEWARD,
+        body=ApproveIn,
+        response=GrantOut,
+        errors=(400, 401, 403, 404, 409),
+    )
     def approve(caller: Principal, grant_id: str, body: ApproveIn) -> GrantOut:
         with writing() as session:
             return grant_out(grants.approve(session, ledger(), caller, grant_id, body.policy, body.expires_at))
 
-    @endpoint(bp, "/grants/<grant_id>/reject", "POST", summary="Reject a requested grant, with a reason", roles=STEWARD, body=ReasonIn, response=GrantOut, errors=(400, 401, 403, 404, 409))
+    @endpoint(
+        bp,
+        "/grants/<grant_id>/reject",
+        "POST",
+        summary="Reject a requested grant, with a reason",
+        roles=STEWARD,
+        body=ReasonIn,
+        response=GrantOut,
+        errors=(400, 401, 403, 404, 409),
+    )
     def reject(caller: Principal, grant_id: str, body: ReasonIn) -> GrantOut:
         with writing() as session:
             return grant_out(grants.reject(session, ledger(), caller, grant_id, body.reason))
 
-    @endpoint(bp, "/grants/<grant_id>/revoke", "POST", summary="Revoke an approved grant, with a reason", roles=STEWARD, body=ReasonIn, response=GrantOut, errors=(400, 401, 403, 404, 409))
+    @endpoint(
+        bp,
+        "/grants/<grant_id>/revoke",
+        "POST",
+        summary="Revoke an approved grant, with a reason",
+        roles=STEWARD,
+        body=ReasonIn,
+        response=GrantOut,
+        errors=(400, 401, 403, 404, 409),
+    )
     def revoke(caller: Principal, grant_id: str, body: ReasonIn) -> GrantOut:
         with writing() as session:
             return grant_out(grants.revoke(session, ledger(), caller, grant_id, body.reason))

@@ -18,7 +18,17 @@ ADMIN = frozenset({Role.ADMIN})
 
 
 def register(bp: Blueprint) -> None:
-    @endpoint(bp, "/orgs", "POST", summary="Create an organisation", roles=ADMIN, body=OrgIn, response=OrgOut, status=201, errors=(400, 401, 403, 409))
+    @endpoint(
+        bp,
+        "/orgs",
+        "POST",
+        summary="Create an organisation",
+        roles=ADMIN,
+        body=OrgIn,
+        response=OrgOut,
+        status=201,
+        errors=(400, 401, 403, 409),
+    )
     def create_org(caller: Principal, body: OrgIn) -> OrgOut:
         with writing() as session:
             org = identity.create_org(session, ledger(), caller.user_id, body.name, body.kind)
@@ -29,7 +39,17 @@ def register(bp: Blueprint) -> None:
         orgs = read_session().scalars(select(Org).order_by(Org.created_at))
         return OrgList(items=[OrgOut.model_validate(o, from_attributes=True) for o in orgs])
 
-    @endpoint(bp, "/users", "POST", summary="Create a user; the token is shown once", roles=ADMIN, body=UserIn, response=UserCreated, status=201, errors=(400, 401, 403, 404))
+    @endpoint(
+        bp,
+        "/users",
+        "POST",
+        summary="Create a user; the token is shown once",
+        roles=ADMIN,
+        body=UserIn,
+        response=UserCreated,
+        status=201,
+        errors=(400, 401, 403, 404),
+    )
     def create_user(caller: Principal, body: UserIn) -> UserCreated:
         with writing() as session:
             user, row, token = identity.create_user(session, ledger(), caller.user_id, body.name, body.org_id, body.role)
@@ -41,7 +61,16 @@ def register(bp: Blueprint) -> None:
         users = read_session().scalars(select(User).order_by(User.created_at))
         return UserList(items=[UserOut.model_validate(u, from_attributes=True) for u in users])
 
-    @endpoint(bp, "/users/<user_id>/tokens", "POST", summary="Issue another token for a user (shown once)", roles=ADMIN, response=TokenOut, status=201, errors=(401, 403, 404))
+    @endpoint(
+        bp,
+        "/users/<user_id>/tokens",
+        "POST",
+        summary="Issue another token for a user (shown once)",
+        roles=ADMIN,
+        response=TokenOut,
+        status=201,
+        errors=(401, 403, 404),
+    )
     def issue_token(caller: Principal, user_id: str) -> TokenOut:
         with writing() as session:
             row, token = identity.new_token(session, ledger(), caller.user_id, user_id)

@@ -29,9 +29,14 @@ ERROR_SCHEMA = {
     },
 }
 STATUS_TEXT = {
-    400: "bad input", 401: "no or invalid token", 403: "role or grant does not allow it",
-    404: "unknown or not visible to the caller", 409: "wrong state or name taken", 413: "too large",
-    422: "policy violation", 429: "quota or budget exhausted",
+    400: "bad input",
+    401: "no or invalid token",
+    403: "role or grant does not allow it",
+    404: "unknown or not visible to the caller",
+    409: "wrong state or name taken",
+    413: "too large",
+    422: "policy violation",
+    429: "quota or budget exhausted",
 }
 
 
@@ -53,8 +58,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
-        for name, prop in schema.get("properties", {}).items()
+        {"name": name, "in": "query", "required": name in required, "schema": prop} for name, prop in schema.get("properties", {}).items()
     ]
 
 
@@ -89,7 +93,9 @@ def _operation(spec: APISpec, ep: Endpoint) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema_ref(spec, ep.body)}}}
     if ep.multipart is not None:
         properties = {
-            name: ({"type": "string", "format": "binary", "description": text} if name == "file" else {"type": "string", "description": text})
+            name: (
+                {"type": "string", "format": "binary", "description": text} if name == "file" else {"type": "string", "description": text}
+            )
             for name, text in ep.multipart.items()
         }
         required = [name for name in ep.multipart if name == "file" or not ep.multipart[name].startswith("optional")]

@@ -26,9 +26,7 @@ class Health(BaseModel):
 
 class OrgIn(Strict):
     name: Name
-    kind: Annotated[
-        Literal[OrgKind.BUREAU, OrgKind.ENTERPRISE, OrgKind.AUDIT], Field(description="bureau, enterprise or audit")
-    ]
+    kind: Annotated[Literal[OrgKind.BUREAU, OrgKind.ENTERPRISE, OrgKind.AUDIT], Field(description="bureau, enterprise or audit")]
 
 
 class OrgOut(BaseModel):

@@ -1,0 +1,208 @@
+"""Fixtures: a fresh instance (database, master key, files) per test, on SQLite or PostgreSQL.
+
+SQLite by default. With ``SANDBOX_TEST_DATABASE_URL`` pointing at a PostgreSQL server (``make test``
+starts one), every test gets its own database cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from sandbox import create_app, migrate, setup
+from sandbox.db import get_db_of, make_engine
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "sandbox" / "demo_data"
+PG_URL = os.environ.get("SANDBOX_TEST_DATABASE_URL")
+
+
+def data_file(relative: str) -> Path:
+    """A file of the shared real data; falls back to the project's demo copy where there is one."""
+    path = SHARED_DATA / relative
+    if path.exists():
+        return path
+    fallback = {"smartnoise-sdk/PUMS_pid.csv": DEMO_DATA / "pums.csv"}.get(relative)
+    if fallback is None:
+        pytest.fail(f"shared data file missing: {path}")
+    return fallback
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+    """A migrated, empty database to copy from: a file for SQLite, a template database for PostgreSQL."""
+    if PG_URL is None:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield str(path)
+        return
+    name = f"sandbox_tmpl_{worker_id}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
+    if PG_URL is None:
+        target = tmp_path / "instance" / "sandbox.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(database_template, target)
+        yield f"sqlite:///{target}"
+        return
+    name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"'))
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def app_config(tmp_path: Path, database_url: str, **overrides: Any) -> dict[str, Any]:
+    return {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "TESTING": True, **overrides}
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    app = create_app(app_config(tmp_path, database_url))
+    app.config["ADMIN_TOKEN"] = setup.initialise(app).admin_token
+    yield app
+    get_db_of(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class World:
+    """Organisations and users of every role, including a second of each party for 404 checks."""
+
+    client: FlaskClient
+    admin: str
+    steward: str
+    steward_org: str
+    other_steward: str
+    analyst: str
+    analyst_org: str
+    other_analyst: str
+    auditor: str
+    ids: dict[str, str]
+
+    def token(self, role: str) -> str:
+        return str(getattr(self, role))
+
+    def upload(self, token: str, meta: dict[str, Any], path: Path, filename: str | None = None) -> Any:
+        with open(path, "rb") as handle:
+            return self.client.post(
+                "/api/v1/datasets",
+                headers=auth(token),
+                data={"meta": json.dumps(meta), "file": (handle, filename or path.name)},
+                content_type="multipart/form-data",
+            )
+
+
+def make_org(client: FlaskClient, admin: str, name: str, kind: str) -> str:
+    response = client.post("/api/v1/orgs", headers=auth(admin), json={"name": name, "kind": kind})
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
+def make_user(client: FlaskClient, admin: str, org_id: str, role: str, name: str | None = None) -> tuple[str, str]:
+    response = client.post("/api/v1/users", headers=auth(admin), json={"name": name or role, "org_id": org_id, "role": role})
+    assert response.status_code == 201, response.json
+    return str(response.json["id"]), str(response.json["token"])
+
+
+@pytest.fixture
+def world(app: Flask, client: FlaskClient) -> World:
+    admin = app.config["ADMIN_TOKEN"]
+    bureau = make_org(client, admin, "City Data Bureau", "bureau")
+    bureau2 = make_org(client, admin, "Province Data Bureau", "bureau")
+    bank = make_org(client, admin, "Example Bank", "enterprise")
+    rival = make_org(client, admin, "Rival Bank", "enterprise")
+    audit = make_org(client, admin, "Audit Office", "audit")
+    ids: dict[str, str] = {"bureau": bureau, "bureau2": bureau2, "bank": bank, "rival": rival, "audit": audit}
+    steward_id, steward = make_user(client, admin, bureau, "steward")
+    _, other_steward = make_user(client, admin, bureau2, "steward", "other steward")
+    analyst_id, analyst = make_user(client, admin, bank, "analyst")
+    _, other_analyst = make_user(client, admin, rival, "analyst", "other analyst")
+    _, auditor = make_user(client, admin, audit, "auditor")
+    ids |= {"steward_user": steward_id, "analyst_user": analyst_id}
+    return World(client, admin, steward, bureau, other_steward, analyst, bank, other_analyst, auditor, ids)
+
+
+PUMS_META: dict[str, Any] = {
+    "name": "pums",
+    "title": "PUMS sample",
+    "level": "重要",
+    "privacy_unit": "pid",
+    "columns": {
+        "age": {"role": "quasi_identifier", "type": "int", "bounds": [0, 100]},
+        "sex": {"role": "quasi_identifier", "type": "int", "domain": [0, 1]},
+        "educ": {"role": "quasi_identifier", "type": "int", "domain": list(range(1, 17))},
+        "race": {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3, 4, 5, 6]},
+        "income": {"role": "sensitive", "type": "int", "bounds": [0, 500000]},
+        "married": {"role": "attribute", "type": "int", "domain": [0, 1]},
+        "pid": {"role": "identifier", "type": "int"},
+    },
+}
+
+
+@pytest.fixture
+def pums(world: World) -> dict[str, Any]:
+    """PUMS_pid uploaded by the steward; returns the dataset as the API shows it."""
+    response = world.upload(world.steward, PUMS_META, data_file("smartnoise-sdk/PUMS_pid.csv"))
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+PUMS_POLICY: dict[str, Any] = {
+    "columns": {"pums": {"age": "dimension", "sex": "dimension", "educ": "dimension", "race": "dimension", "income": "measure"}},
+    "aggregates": ["count", "sum", "avg"],
+    "job_kinds": ["query"],
+}
+
+
+def request_grant(world: World, dataset_ids: list[str], kinds: list[str] | None = None, token: str | None = None) -> Any:
+    return world.client.post(
+        "/api/v1/grants",
+        headers=auth(token or world.analyst),
+        json={"dataset_ids": dataset_ids, "scenario": "Income by education for a credit-risk model", "requested": {"job_kinds": kinds or ["query"]}},
+    )
+
+
+@pytest.fixture
+def grant(world: World, pums: dict[str, Any]) -> dict[str, Any]:
+    """A requested (not yet decided) grant of the analyst's bank on PUMS."""
+    response = request_grant(world, [pums["id"]])
+    assert response.status_code == 201, response.json
+    return dict(response.json)
