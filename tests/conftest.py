@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,12 +18,19 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sandbox import create_app, migrate, setup
 from sandbox.db import get_db_of, make_engine
+
+# No example database in the working tree: tests never write outside their temporary folders.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sandbox-hypothesis")
+settings.register_profile("sandbox", database=None, deadline=None)
+settings.load_profile("sandbox")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEMO_DATA = Path(__file__).resolve().parents[1] / "sandbox" / "demo_data"
