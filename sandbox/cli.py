@@ -7,6 +7,8 @@ printed to standard output only where the operator asked for them (tokens at ini
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 import os
 import sys
 
@@ -28,24 +30,30 @@ def main() -> None:
     """Authorized data-operation sandbox: 原始数据不出域、数据可用不可见."""
 
 
-def _app() -> Flask:
-    return create_app()
+@contextmanager
+def _app() -> Iterator[Flask]:
+    """An app configured from the environment; its database connections close when the command ends."""
+    app = create_app()
+    try:
+        yield app
+    finally:
+        get_db_of(app).engine.dispose()
 
 
 @main.command()
 @click.option("--demo", "with_demo", is_flag=True, help="Also load demo organisations, users, datasets and a grant.")
 def init(with_demo: bool) -> None:
     """Create the instance (schema, master key, signing key, admin); safe to run again."""
-    app = _app()
-    created = setup.initialise(app, admin_token=os.environ.get("SANDBOX_ADMIN_TOKEN"))
-    click.echo(f"instance ready: {app.config['INSTANCE_PATH']}")
-    if created.admin_token:
-        click.echo(f"admin token (shown once): {created.admin_token}")
-    if with_demo:
-        tokens = demo.load(app, SYSTEM, created.admin_token is None)
-        click.echo("demo tokens (new on every run; earlier demo tokens are revoked):")
-        for name, token in tokens.items():
-            click.echo(f"  {name:8} {token}")
+    with _app() as app:
+        created = setup.initialise(app, admin_token=os.environ.get("SANDBOX_ADMIN_TOKEN"))
+        click.echo(f"instance ready: {app.config['INSTANCE_PATH']}")
+        if created.admin_token:
+            click.echo(f"admin token (shown once): {created.admin_token}")
+        if with_demo:
+            tokens = demo.load(app, SYSTEM, created.admin_token is None)
+            click.echo("demo tokens (new on every run; earlier demo tokens are revoked):")
+            for name, token in tokens.items():
+                click.echo(f"  {name:8} {token}")
 
 
 @main.group()
@@ -56,8 +64,7 @@ def audit() -> None:
 @audit.command("verify")
 def audit_verify() -> None:
     """Verify the ledger; exit status 0 only if intact."""
-    app = _app()
-    with get_db_of(app).sessions() as session:
+    with _app() as app, get_db_of(app).sessions() as session:
         public = session.scalar(select(DomainKey.public_der).where(DomainKey.kind == keys.SIGNING_KEY_KIND))
         report = verify(session, public)
     out = report.as_dict() | {"public_key_fingerprint": ledger_crypto.fingerprint(public) if public else None}
@@ -73,19 +80,19 @@ def keys_group() -> None:
 @keys_group.command("rotate")
 def keys_rotate() -> None:
     """New master key; every data key and domain key re-wrapped; nothing re-encrypted in bulk."""
-    app = _app()
-    store = keys.get_keys_of(app)
-    ledger: Ledger = app.extensions["sandbox.ledger"]
-    old = store.load().current
-    with get_db_of(app).writing() as session:
-        result = keys.rotate(session, store)
-        ledger.append(
-            session,
-            actor=SYSTEM,
-            action="keys.rotate",
-            object_type="master_key",
-            object_id=str(result["master_key_id"]),
-            details={"previous": old, "rewrapped": result["rewrapped"]},
-        )
-    retired = keys.retire_old_keys(store)
+    with _app() as app:
+        store = keys.get_keys_of(app)
+        ledger: Ledger = app.extensions["sandbox.ledger"]
+        old = store.load().current
+        with get_db_of(app).writing() as session:
+            result = keys.rotate(session, store)
+            ledger.append(
+                session,
+                actor=SYSTEM,
+                action="keys.rotate",
+                object_type="master_key",
+                object_id=str(result["master_key_id"]),
+                details={"previous": old, "rewrapped": result["rewrapped"]},
+            )
+        retired = keys.retire_old_keys(store)
     click.echo(json.dumps({**result, "retired": retired}))

@@ -49,7 +49,7 @@ def data_file(relative: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database to copy from: a file for SQLite, a template database for PostgreSQL."""
     if PG_URL is None:
         path = tmp_path_factory.mktemp("template") / "template.db"
@@ -58,7 +58,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) 
         engine.dispose()
         yield str(path)
         return
-    name = f"sandbox_tmpl_{worker_id}_{uuid.uuid4().hex[:8]}"
+    name = f"sandbox_tmpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -82,7 +82,7 @@ def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
     name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}" STRATEGY FILE_COPY'))
     yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

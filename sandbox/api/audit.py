@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint
 from sqlalchemy import select
@@ -18,6 +19,15 @@ from sandbox.keys import SIGNING_KEY_KIND
 from sandbox.models import DomainKey, LedgerEvent
 
 AUDITOR = frozenset({Role.AUDITOR})
+
+
+def _details(raw: str) -> dict[str, Any]:
+    """A tampered row may hold anything; show it as unreadable rather than fail (verify names it)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"unreadable": True}
+    return value if isinstance(value, dict) else {"unreadable": True}
 
 
 def register(bp: Blueprint) -> None:
@@ -43,7 +53,7 @@ def register(bp: Blueprint) -> None:
                 action=e.action,
                 object_type=e.object_type,
                 object_id=e.object_id,
-                details=json.loads(e.details),
+                details=_details(e.details),
                 prev_hash=e.prev_hash,
                 hash=e.hash,
             )

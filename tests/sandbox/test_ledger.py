@@ -174,3 +174,33 @@ def test_failed_change_appends_nothing(world: World, pums: dict[str, Any]) -> No
     response = world.upload(world.steward, {"name": "pums", "title": "again", "level": "一般", "privacy_unit": "pid", "columns": {"pid": {"role": "identifier", "type": "int"}}}, data_file("smartnoise-sdk/PUMS_pid.csv"))
     assert response.status_code == 400
     assert _verify(world)["length"] == before
+
+
+def test_tampered_details_still_list(history: World, app: Flask) -> None:
+    with get_db_of(app).sessions() as session:
+        session.execute(text("UPDATE ledger_events SET details = 'not json' WHERE seq = 2"))
+        session.commit()
+    events = _events(history)
+    assert events[1]["details"] == {"unreadable": True}
+    assert _verify(history)["first_bad_seq"] == 2
+
+
+def test_concurrent_appends_keep_one_chain(app: Flask) -> None:
+    """Writers in parallel threads (separate connections) get consecutive sequence numbers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db, ledger = get_db_of(app), app.extensions["sandbox.ledger"]
+
+    def append(i: int) -> int:
+        with db.writing() as session:
+            return int(ledger.append(session, actor="test", action="test.append", object_type="test", object_id=str(i)).seq)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seqs = sorted(pool.map(append, range(40)))
+    assert len(set(seqs)) == 40
+    assert seqs == list(range(seqs[0], seqs[0] + 40))
+    with db.sessions() as session:
+        from sandbox.ledger import verify
+
+        public = session.execute(text("SELECT public_der FROM domain_keys")).scalar_one()
+        assert verify(session, bytes(public)).ok

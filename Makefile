@@ -1,0 +1,54 @@
+# Developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv lint test run pg-start pg-stop clean-instance
+
+help:
+	@echo "make venv            create $(VENV) and install requirements-dev.txt"
+	@echo "make lint            ruff + mypy"
+	@echo "make test            lint, then pytest on SQLite and on PostgreSQL (PYTEST_ARGS=...)"
+	@echo "make run             init the instance (demo data) and serve on 127.0.0.1:8000"
+	@echo "make pg-start        start the PostgreSQL test cluster (port 54329)"
+	@echo "make pg-stop         stop it"
+	@echo "make clean-instance  delete instance/ (database, master key, encrypted files)"
+
+venv: $(STAMP)
+
+# A Debian python3 without ensurepip cannot create venvs: install python3-venv
+# (as root) and retry. A half-made venv is removed so the next run retries.
+$(PYTHON):
+	python3 -m venv $(VENV) || { \
+	  rm -rf $(VENV); \
+	  [ "$$(id -u)" -eq 0 ] || exit 1; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+	    && python3 -m venv $(VENV); \
+	} || { rm -rf $(VENV); exit 1; }
+
+# Reinstall only when a requirements file is newer than the stamp.
+$(STAMP): requirements.txt requirements-dev.txt | $(PYTHON)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
+	bash scripts/test.sh
+
+run: venv
+	bash scripts/run.sh
+
+pg-start:
+	@bash scripts/postgres-test.sh >/dev/null
+
+pg-stop:
+	@bash scripts/postgres-test.sh stop
+
+clean-instance:
+	rm -rf instance/

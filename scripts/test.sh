@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run the test suite twice: on SQLite (the default) and on PostgreSQL.
+#
+# Extra pytest arguments come from $PYTEST_ARGS (shell-quoted, e.g.
+# PYTEST_ARGS='-x -k "ledger and not slow"') and from this script's arguments.
+# Set SANDBOX_TEST_DATABASE_URL to use an existing PostgreSQL database instead
+# of the local test cluster started by scripts/postgres-test.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+make --no-print-directory -s venv
+
+eval "extra_args=(${PYTEST_ARGS:-})"
+extra_args+=("$@")
+
+# The SQLite run must not see a PostgreSQL URL from the caller's environment.
+pg_url=${SANDBOX_TEST_DATABASE_URL:-}
+unset SANDBOX_TEST_DATABASE_URL
+if [[ -z $pg_url ]]; then
+    # Empty output means: no PostgreSQL here, SQLite only (never under CI=true).
+    pg_url=$(bash scripts/postgres-test.sh)
+fi
+
+# Any non-zero pytest status is a failure, including 5 (no tests collected).
+sqlite_rc=0
+echo "==> tests on SQLite (default database)"
+.venv/bin/python -m pytest -q -n 2 "${extra_args[@]}" || sqlite_rc=$?
+
+pg_rc=0
+if [[ -n $pg_url ]]; then
+    echo "==> tests on PostgreSQL ($pg_url)"
+    SANDBOX_TEST_DATABASE_URL=$pg_url \
+        .venv/bin/python -m pytest -q -n 2 -m "not sqlite_only" "${extra_args[@]}" || pg_rc=$?
+fi
+
+# Nothing is printed after a passing run: the output ends with pytest's summary.
+if ((sqlite_rc != 0 || pg_rc != 0)); then
+    pg_status=$pg_rc
+    [[ -n $pg_url ]] || pg_status="not run"
+    echo "test.sh: FAILED (pytest exit status: SQLite $sqlite_rc, PostgreSQL $pg_status)" >&2
+    exit 1
+fi
