@@ -84,3 +84,35 @@ class GrantStatus(StrEnum):
     REJECTED = "rejected"
     REVOKED = "revoked"
     EXPIRED = "expired"  # derived: approved, but past its expiry
+
+
+class JobStatus(StrEnum):
+    """The life of a job (docs/job-lifecycle.md). Terminal statuses never change again."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CHECKING = "checking"
+    RELEASED = "released"
+    HELD = "held"
+    BLOCKED = "blocked"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_JOB_STATUSES
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.RELEASED, JobStatus.BLOCKED, JobStatus.REJECTED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobStage(StrEnum):
+    """Pipeline stages, in order: each is its own module (parse and validate happen at submit)."""
+
+    QUEUED = "queued"
+    LOAD = "load"
+    EXECUTE = "execute"
+    OUTPUT_CONTROL = "output_control"
+    RELEASE = "release"
+    DONE = "done"

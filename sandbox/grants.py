@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetSchema
-from core.values import GrantStatus, JobKind, Role
+from core.values import GrantStatus, JobKind, OrgKind, Role
 from policies.model import Policy, check_against
 from sandbox.auth import Principal
 from sandbox.ledger import Ledger
@@ -56,7 +56,8 @@ def active_policy(grant: Grant, kind: JobKind, now: datetime | None = None) -> t
 def visible_filter(caller: Principal):  # type: ignore[no-untyped-def]
     """SQL condition for the grants ``caller`` may see."""
     if caller.role is Role.AUDITOR:
-        return True
+        # An audit office supervises every bureau; a bureau's own supervision unit only its bureau.
+        return True if caller.org_kind is OrgKind.AUDIT else Grant.bureau_org_id == caller.org_id
     if caller.role is Role.STEWARD:
         return Grant.bureau_org_id == caller.org_id
     if caller.role is Role.ANALYST:

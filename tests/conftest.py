@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
-from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -204,7 +204,11 @@ def request_grant(world: World, dataset_ids: list[str], kinds: list[str] | None 
     return world.client.post(
         "/api/v1/grants",
         headers=auth(token or world.analyst),
-        json={"dataset_ids": dataset_ids, "scenario": "Income by education for a credit-risk model", "requested": {"job_kinds": kinds or ["query"]}},
+        json={
+            "dataset_ids": dataset_ids,
+            "scenario": "Income by education for a credit-risk model",
+            "requested": {"job_kinds": kinds or ["query"]},
+        },
     )
 
 

@@ -44,8 +44,7 @@ def test_valid_policy_passes() -> None:
 
 
 def _with(dataset: str, column: str, use: str, **extra: Any) -> dict[str, Any]:
-    policy = {**PUMS_POLICY, "columns": {dataset: {**PUMS_POLICY["columns"].get(dataset, {}), column: use}}, **extra}
-    return policy
+    return {**PUMS_POLICY, "columns": {dataset: {**PUMS_POLICY["columns"].get(dataset, {}), column: use}}, **extra}
 
 
 BAD = [

@@ -55,17 +55,73 @@ def _with_column(meta: dict[str, Any], name: str, spec: dict[str, Any]) -> dict[
 
 # (id, meta, file bytes, filename, expected status, the column or field the error must name)
 BAD_UPLOADS = [
-    ("unknown-column-in-file", _meta(columns={k: v for k, v in PUMS_META["columns"].items() if k != "married"}), PUMS_BYTES, "p.csv", 400, "married"),
-    ("declared-column-missing", _with_column(PUMS_META, "region", {"role": "attribute", "type": "string"}), PUMS_BYTES, "p.csv", 400, "region"),
+    (
+        "unknown-column-in-file",
+        _meta(columns={k: v for k, v in PUMS_META["columns"].items() if k != "married"}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "married",
+    ),
+    (
+        "declared-column-missing",
+        _with_column(PUMS_META, "region", {"role": "attribute", "type": "string"}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "region",
+    ),
     ("bad-role", _with_column(PUMS_META, "married", {"role": "secret", "type": "int"}), PUMS_BYTES, "p.csv", 400, "columns.married.role"),
-    ("bad-type", _with_column(PUMS_META, "married", {"role": "attribute", "type": "decimal"}), PUMS_BYTES, "p.csv", 400, "columns.married.type"),
+    (
+        "bad-type",
+        _with_column(PUMS_META, "married", {"role": "attribute", "type": "decimal"}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "columns.married.type",
+    ),
     ("missing-privacy-unit", {k: v for k, v in PUMS_META.items() if k != "privacy_unit"}, PUMS_BYTES, "p.csv", 400, "privacy_unit"),
     ("privacy-unit-not-a-column", _meta(privacy_unit="person"), PUMS_BYTES, "p.csv", 400, "person"),
-    ("sensitive-without-bounds", _with_column(PUMS_META, "income", {"role": "sensitive", "type": "int"}), PUMS_BYTES, "p.csv", 400, "columns.income"),
-    ("bounds-violated", _with_column(PUMS_META, "income", {"role": "sensitive", "type": "int", "bounds": [0, 100000]}), PUMS_BYTES, "p.csv", 400, "income"),
-    ("bounds-reversed", _with_column(PUMS_META, "age", {"role": "quasi_identifier", "type": "int", "bounds": [100, 0]}), PUMS_BYTES, "p.csv", 400, "columns.age.bounds"),
-    ("bounds-on-string", _with_column(PUMS_META, "married", {"role": "attribute", "type": "string", "bounds": [0, 1]}), PUMS_BYTES, "p.csv", 400, "columns.married"),
-    ("domain-violated", _with_column(PUMS_META, "race", {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3]}), PUMS_BYTES, "p.csv", 400, "race"),
+    (
+        "sensitive-without-bounds",
+        _with_column(PUMS_META, "income", {"role": "sensitive", "type": "int"}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "columns.income",
+    ),
+    (
+        "bounds-violated",
+        _with_column(PUMS_META, "income", {"role": "sensitive", "type": "int", "bounds": [0, 100000]}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "income",
+    ),
+    (
+        "bounds-reversed",
+        _with_column(PUMS_META, "age", {"role": "quasi_identifier", "type": "int", "bounds": [100, 0]}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "columns.age.bounds",
+    ),
+    (
+        "bounds-on-string",
+        _with_column(PUMS_META, "married", {"role": "attribute", "type": "string", "bounds": [0, 1]}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "columns.married",
+    ),
+    (
+        "domain-violated",
+        _with_column(PUMS_META, "race", {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3]}),
+        PUMS_BYTES,
+        "p.csv",
+        400,
+        "race",
+    ),
     ("wrong-type-in-data", _meta(), _csv(HEADER + "40,1,9,1,1000,1,1\nforty,0,9,1,2000,0,2\n"), "p.csv", 400, "age"),
     ("null-privacy-unit", _meta(), _csv(HEADER + "40,1,9,1,1000,1,1\n41,0,9,1,2000,0,\n"), "p.csv", 400, "pid"),
     ("bad-level", _meta(level="secret"), PUMS_BYTES, "p.csv", 400, "level"),
@@ -84,7 +140,9 @@ BAD_UPLOADS = [
 
 
 @pytest.mark.parametrize(("meta", "content", "filename", "status", "names"), [c[1:] for c in BAD_UPLOADS], ids=[c[0] for c in BAD_UPLOADS])
-def test_bad_upload_is_refused_with_a_clear_error(world: World, app: Flask, meta: Any, content: bytes, filename: str, status: int, names: str) -> None:
+def test_bad_upload_is_refused_with_a_clear_error(
+    world: World, app: Flask, meta: Any, content: bytes, filename: str, status: int, names: str
+) -> None:
     response = _post(world, meta, content, filename)
     assert response.status_code == status, response.json
     error = response.json["error"]

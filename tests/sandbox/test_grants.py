@@ -58,7 +58,11 @@ def test_approve_sets_policy_version_and_expiry(grant: dict[str, Any], world: Wo
 
 @pytest.mark.parametrize(
     ("column", "use", "problem"),
-    [("pid", "plain", "identifier column cannot be plain"), ("income", "plain", "sensitive column cannot be plain"), ("wage", "measure", "unknown column")],
+    [
+        ("pid", "plain", "identifier column cannot be plain"),
+        ("income", "plain", "sensitive column cannot be plain"),
+        ("wage", "measure", "unknown column"),
+    ],
     ids=["identifier-plain", "sensitive-plain", "unknown-column"],
 )
 def test_policy_checked_against_schema(grant: dict[str, Any], world: World, column: str, use: str, problem: str) -> None:
@@ -126,7 +130,11 @@ def test_request_validation(world: World, pums: dict[str, Any]) -> None:
     bad_columns = world.client.post(
         "/api/v1/grants",
         headers=auth(world.analyst),
-        json={"dataset_ids": [pums["id"]], "scenario": "a long enough scenario", "requested": {"job_kinds": ["query"], "columns": {"pums": ["salary"]}}},
+        json={
+            "dataset_ids": [pums["id"]],
+            "scenario": "a long enough scenario",
+            "requested": {"job_kinds": ["query"], "columns": {"pums": ["salary"]}},
+        },
     )
     assert bad_columns.status_code == 400
     assert "salary" in bad_columns.json["error"]["message"]
@@ -139,3 +147,13 @@ def test_grant_visibility(grant: dict[str, Any], world: World) -> None:
         assert world.client.get("/api/v1/grants", headers=auth(token)).json["items"] == []
         assert world.client.get(f"/api/v1/grants/{grant['id']}", headers=auth(token)).status_code == 404
     assert _approve(world, grant["id"], token=world.other_steward).status_code == 404
+
+
+def test_bureau_auditor_sees_only_its_bureaus_grants(grant: dict[str, Any], world: World) -> None:
+    from tests.conftest import make_user
+
+    _, own = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
+    _, other = make_user(world.client, world.admin, world.ids["bureau2"], "auditor", "other supervisor")
+    assert [g["id"] for g in world.client.get("/api/v1/grants", headers=auth(own)).json["items"]] == [grant["id"]]
+    assert world.client.get("/api/v1/grants", headers=auth(other)).json["items"] == []
+    assert world.client.get(f"/api/v1/grants/{grant['id']}", headers=auth(other)).status_code == 404

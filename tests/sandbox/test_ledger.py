@@ -48,7 +48,16 @@ def history(world: World, pums: dict[str, Any], grant: dict[str, Any]) -> World:
 
 def test_every_state_change_is_recorded(history: World) -> None:
     actions = [e["action"] for e in _events(history)]
-    for action in ("org.create", "user.create", "token.issue", "dataset.create", "dataset.version.create", "grant.request", "grant.approve", "policy.create"):
+    for action in (
+        "org.create",
+        "user.create",
+        "token.issue",
+        "dataset.create",
+        "dataset.version.create",
+        "grant.request",
+        "grant.approve",
+        "policy.create",
+    ):
         assert action in actions
     assert [e["seq"] for e in _events(history)] == list(range(1, len(actions) + 1))
     report = _verify(history)
@@ -77,7 +86,15 @@ def _tamper_edit_actor(session: Session) -> None:
 def _tamper_rehash(session: Session) -> None:
     """Edit and recompute this event's hash: the chain still breaks at the next event, the checkpoint here."""
     row = session.execute(text("SELECT * FROM ledger_events WHERE seq = 5")).mappings().one()
-    body = {"seq": row["seq"], "ts": row["ts"], "actor": row["actor"], "action": "org.delete", "object_type": row["object_type"], "object_id": row["object_id"], "details": json.loads(row["details"])}
+    body = {
+        "seq": row["seq"],
+        "ts": row["ts"],
+        "actor": row["actor"],
+        "action": "org.delete",
+        "object_type": row["object_type"],
+        "object_id": row["object_id"],
+        "details": json.loads(row["details"]),
+    }
     forged = ledger_crypto.event_hash(row["prev_hash"], body)
     session.execute(text("UPDATE ledger_events SET action = 'org.delete', hash = :h WHERE seq = 5"), {"h": forged})
 
@@ -105,9 +122,20 @@ def _tamper_insert(session: Session) -> None:
     for seq in range(last, 6, -1):
         session.execute(text("UPDATE ledger_events SET seq = :n WHERE seq = :s"), {"n": seq + 1, "s": seq})
     prev = session.execute(text("SELECT hash FROM ledger_events WHERE seq = 6")).scalar_one()
-    body = {"seq": 7, "ts": "2026-01-01T00:00:00+00:00", "actor": "x", "action": "grant.approve", "object_type": "grant", "object_id": "g", "details": {}}
+    body = {
+        "seq": 7,
+        "ts": "2026-01-01T00:00:00+00:00",
+        "actor": "x",
+        "action": "grant.approve",
+        "object_type": "grant",
+        "object_id": "g",
+        "details": {},
+    }
     session.execute(
-        text("INSERT INTO ledger_events (seq, ts, actor, action, object_type, object_id, details, prev_hash, hash) VALUES (7, :ts, 'x', 'grant.approve', 'grant', 'g', '{}', :p, :h)"),
+        text(
+            "INSERT INTO ledger_events (seq, ts, actor, action, object_type, object_id, details, prev_hash, hash) "
+            "VALUES (7, :ts, 'x', 'grant.approve', 'grant', 'g', '{}', :p, :h)"
+        ),
         {"ts": body["ts"], "p": prev, "h": ledger_crypto.event_hash(prev, body)},
     )
 
@@ -171,7 +199,17 @@ def test_checkpoints_are_signed_by_the_domain_key(history: World, app: Flask) ->
 
 def test_failed_change_appends_nothing(world: World, pums: dict[str, Any]) -> None:
     before = _verify(world)["length"]
-    response = world.upload(world.steward, {"name": "pums", "title": "again", "level": "一般", "privacy_unit": "pid", "columns": {"pid": {"role": "identifier", "type": "int"}}}, data_file("smartnoise-sdk/PUMS_pid.csv"))
+    response = world.upload(
+        world.steward,
+        {
+            "name": "pums",
+            "title": "again",
+            "level": "一般",
+            "privacy_unit": "pid",
+            "columns": {"pid": {"role": "identifier", "type": "int"}},
+        },
+        data_file("smartnoise-sdk/PUMS_pid.csv"),
+    )
     assert response.status_code == 400
     assert _verify(world)["length"] == before
 

@@ -1,0 +1,183 @@
+"""The OpenAPI document: public, valid OpenAPI 3.1, complete; and the API holds up against it under fuzzing.
+
+The property test loads the document the app serves into schemathesis, and for every operation
+lets hypothesis generate requests (valid ones, and ones that break the schema) sent to the Flask
+app in-process. It runs as admin, as analyst and as steward, with some requests aimed at real ids
+(the PUMS dataset, a requested grant, the analyst and a token of theirs), so that role-gated
+operations are exercised beyond 403 and 404. It asserts only what must always hold: never a 5xx,
+every error in the API's error shape, every answer JSON. Runs are derandomized and bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from tests.conftest import World, auth
+
+API = "/api/v1"
+DOCUMENT_PATHS = ("/openapi.json", f"{API}/openapi.json")
+# The document describes the API, not itself: its own route is the one registered route it leaves out.
+UNDOCUMENTED = {f"GET {API}/openapi.json"}
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+MAX_EXAMPLES = 15  # per operation, per role
+
+
+def registered_routes(app: Flask) -> set[str]:
+    """``METHOD /api/v1/rule`` of every route under /api/v1, path parameters written the OpenAPI way."""
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(API + "/"):
+            path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
+            found |= {f"{method} {path}" for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}}
+    return found
+
+
+def documented_routes(document: dict[str, Any]) -> set[str]:
+    return {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item if method in HTTP_METHODS}
+
+
+def assert_error_shape(body: Any) -> None:
+    assert isinstance(body, dict)
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict), body
+    assert set(error) == {"code", "message", "details"}, body
+    assert isinstance(error["code"], str), body
+    assert error["code"], body
+    assert isinstance(error["message"], str), body
+    assert isinstance(error["details"], dict), body
+
+
+# --- (a) the document ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", DOCUMENT_PATHS)
+def test_document_is_public_and_valid_openapi_3_1(app: Flask, client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/json"
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1.")
+    schema = schemathesis.openapi.from_wsgi(path, app)
+    schema.validate()  # against the OpenAPI 3.1 meta-schema; raises on the first problem
+    assert all(result.ok() for result in schema.get_all_operations())
+
+
+def test_both_documents_are_the_same(client: FlaskClient) -> None:
+    first, second = (client.get(path).get_json() for path in DOCUMENT_PATHS)
+    assert first == second
+
+
+def test_document_lists_every_registered_route(app: Flask, client: FlaskClient) -> None:
+    document = client.get(f"{API}/openapi.json").get_json()
+    registered = registered_routes(app) - UNDOCUMENTED
+    documented = documented_routes(document)
+    assert not registered - documented, f"routes missing from the document: {sorted(registered - documented)}"
+    assert not documented - registered, f"documented but not served: {sorted(documented - registered)}"
+
+
+def test_document_marks_exactly_the_public_operations_as_needing_no_token(client: FlaskClient) -> None:
+    document = client.get(f"{API}/openapi.json").get_json()
+    assert document["security"] == [{"bearer": []}]
+    public = {
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("security") == []
+    }
+    assert public == {f"GET {API}/healthz"}
+
+
+# --- (b) fuzzing the API against its own document ------------------------------------------------
+
+
+def known_ids(world: World, grant: dict[str, Any]) -> dict[str, str]:
+    """Real ids for path parameters: the PUMS dataset, the requested grant, the analyst and a spare token of theirs."""
+    user_id = world.ids["analyst_user"]
+    response = world.client.post(f"{API}/users/{user_id}/tokens", headers=auth(world.admin))
+    assert response.status_code == 201, response.json
+    return {"dataset_id": grant["dataset_ids"][0], "grant_id": grant["id"], "user_id": user_id, "token_id": response.json["id"]}
+
+
+def has_input(document: dict[str, Any], path: str, method: str) -> bool:
+    """Whether an operation takes a body or query parameters, which invalid requests can break.
+
+    Its path parameters are free strings: no value breaks them, so they leave nothing to negate.
+    """
+    operation = document["paths"][path][method.lower()]
+    return "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", []))
+
+
+def fuzz(app: Flask, label: str, strategy: st.SearchStrategy[schemathesis.Case], seen: Counter[tuple[str, int]]) -> None:
+    """Send up to MAX_EXAMPLES generated requests of one operation; check only what must hold for every answer."""
+
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,  # the same cases on every run
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time, and the failing case is reported as sent
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(app=app)
+        seen[label, response.status_code] += 1
+        assert response.status_code < 500, f"{response.status_code} {response.text[:300]}"
+        content_type = response.headers.get("content-type", [""])[0]
+        assert content_type.startswith("application/json"), f"{response.status_code} with content type {content_type!r}"
+        if response.status_code >= 400:
+            assert_error_shape(response.json())
+
+    check()
+
+
+# With the real ids, each role gets past its gate somewhere: (operation, status) it must have reached.
+REACHES = {
+    "admin": (f"POST {API}/users/{{user_id}}/tokens", 201),
+    "analyst": (f"GET {API}/grants/{{grant_id}}", 200),
+    "steward": (f"GET {API}/grants/{{grant_id}}", 200),
+}
+
+
+@pytest.mark.parametrize("role", sorted(REACHES))
+def test_api_holds_up_against_its_document(app: Flask, world: World, grant: dict[str, Any], role: str) -> None:
+    schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", app)
+    headers = auth(world.token(role))
+    ids = known_ids(world, grant)
+    seen: Counter[tuple[str, int]] = Counter()
+    failures: list[str] = []
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        label = f"{operation.method.upper()} {operation.path}"
+        runs = {"valid": operation.as_strategy(GenerationMode.POSITIVE, headers=headers)}
+        if has_input(schema.raw_schema, operation.path, operation.method):
+            runs["invalid"] = operation.as_strategy(GenerationMode.NEGATIVE, headers=headers)
+        names = re.findall(r"{([^{}]+)}", operation.path)
+        if names:
+            real = {name: ids[name] for name in names}
+            runs["valid, real ids"] = operation.as_strategy(GenerationMode.POSITIVE, headers=headers, path_parameters=real)
+        for kind, strategy in runs.items():
+            try:
+                fuzz(app, label, strategy, seen)
+            except Exception as exc:  # collect every operation's failure, then fail once with all of them
+                failures.append(f"{label} ({kind} requests): {type(exc).__name__}: {exc}")
+
+    assert not failures, "\n\n".join(failures)
+    exercised = {label for label, _ in seen}
+    documented = documented_routes(schema.raw_schema)
+    assert exercised == documented, f"operations without a single generated case: {sorted(documented - exercised)}"
+    assert seen.total() >= len(documented) * MAX_EXAMPLES // 2, seen
+    assert seen[REACHES[role]] > 0, f"as {role}, never reached {REACHES[role]}: {sorted(seen.items())}"
