@@ -7,6 +7,7 @@ printed to standard output only where the operator asked for them (tokens at ini
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sandbox import create_app, demo, keys, setup
 from sandbox.db import get_db_of
 from sandbox.ledger import Ledger, verify
 from sandbox.models import DomainKey
+from sandbox.worker import Worker
 
 SYSTEM = setup.SYSTEM
 
@@ -96,3 +98,16 @@ def keys_rotate() -> None:
             )
         retired = keys.retire_old_keys(store)
     click.echo(json.dumps({**result, "retired": retired}))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Work until the queue is empty, then exit.")
+def worker(once: bool) -> None:
+    """Run a job worker; several may run at once, on several machines."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _app() as app:
+        runner = Worker(app)
+        runner.install_signal_handlers()
+        click.echo(f"worker {runner.id} started", err=True)
+        done = runner.run(once=once)
+        click.echo(f"worker {runner.id} stopped after {done} jobs", err=True)

@@ -20,6 +20,13 @@ DEFAULTS: dict[str, Any] = {
     "LEDGER_CHECKPOINT_EVERY": 1,
     # Rows of mock data an analyst may ask for at once.
     "MOCK_MAX_ROWS": 1_000,
+    # A worker renews its lease on a job every third of this; a worker silent for longer than the
+    # lease is presumed dead and its job is claimed again (at most JOB_MAX_ATTEMPTS claims).
+    "WORKER_LEASE_SECONDS": 30,
+    # How often an idle worker looks for work. Short, so that a job starts as soon as it arrives.
+    "WORKER_POLL_SECONDS": 0.05,
+    "JOB_MAX_ATTEMPTS": 3,
+    "JOB_TIMEOUT_SECONDS": 600,
     "JSON_SORT_KEYS": False,
 }
 

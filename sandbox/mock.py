@@ -11,6 +11,8 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schema import ColumnSpec, DatasetSchema
 from core.values import ColumnRole, ColumnType
@@ -18,6 +20,26 @@ from core.values import ColumnRole, ColumnType
 UNBOUNDED_INT = (0, 100)  # used only when a column declares no bounds
 UNBOUNDED_FLOAT = (0.0, 1.0)
 STRING_LEVELS = 5
+
+
+ARROW = {
+    ColumnType.INT: pa.int64(),
+    ColumnType.FLOAT: pa.float64(),
+    ColumnType.STRING: pa.string(),
+    ColumnType.BOOL: pa.bool_(),
+    ColumnType.DATE: pa.string(),
+}
+
+
+def mock_table(schema: DatasetSchema, rows: int, seed: int | None) -> pa.Table:
+    """Mock rows as an Arrow table with the declared column types, for dry runs."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, spec in schema.columns.items():
+        values = _column(name, spec, rows, rng)
+        arrow_type = pa.string() if spec.domain is not None and spec.type is ColumnType.STRING else ARROW[spec.type]
+        arrays[name] = pa.array(values, type=arrow_type) if spec.type is not ColumnType.DATE else pc.cast(pa.array(values), pa.date32())
+    return pa.table(arrays)
 
 
 def mock_rows(schema: DatasetSchema, rows: int, seed: int | None) -> list[dict[str, Any]]:

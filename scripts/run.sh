@@ -22,6 +22,9 @@ Try it with one of the tokens printed above:
 
 MSG
 
-# Background processes (if any) would be started here, before the server.
+# One job worker beside the server; it stops when the server stops.
+.venv/bin/python -m sandbox worker &
+worker_pid=$!
+trap 'kill "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null' EXIT
 
-exec .venv/bin/gunicorn --bind 127.0.0.1:8000 --workers 2 --access-logfile - wsgi:app
+.venv/bin/gunicorn --bind 127.0.0.1:8000 --workers 2 --access-logfile - wsgi:app

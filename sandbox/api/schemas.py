@@ -196,3 +196,83 @@ class VerifyOut(BaseModel):
     problem: str | None
     checkpoints: int
     public_key_fingerprint: str | None
+
+
+class JobIn(Strict):
+    grant_id: Id
+    kind: JobKind
+    spec: dict[str, Any]
+
+
+class DryRunIn(JobIn):
+    rows: Annotated[int, Field(ge=1, le=10_000, description="mock rows per dataset")] = 1_000
+    seed: Annotated[int | None, Field(ge=0, le=2**31)] = None
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: str
+
+
+class JobOut(BaseModel):
+    id: str
+    grant_id: str
+    kind: JobKind
+    spec: dict[str, Any]
+    spec_sha256: str
+    status: str
+    stage: str
+    progress: float
+    attempts: int
+    reason: str | None
+    verdict: dict[str, Any] | None
+    policy_version: int
+    dataset_versions: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queued_seconds: float | None
+    run_seconds: float | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+
+
+class ResultColumn(BaseModel):
+    name: str
+    kind: str
+    type: str
+
+
+class ResultOut(BaseModel):
+    job_id: str
+    columns: list[ResultColumn]
+    rows: list[dict[str, Any]]
+    notes: list[dict[str, Any]]
+    summary: dict[str, Any]
+    decision: dict[str, Any] | None = None
+
+
+class DryRunOut(BaseModel):
+    synthetic: bool
+    note: str
+    columns: list[ResultColumn]
+    rows: list[dict[str, Any]]
+    notes: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+class ReviewIn(Strict):
+    decision: Literal["release", "reject"]
+    reason: Annotated[str, Field(min_length=3, max_length=5_000)]
+
+
+class ReviewItem(BaseModel):
+    job: JobOut
+    raw: dict[str, Any]
+    proposed: dict[str, Any]
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewItem]

@@ -1,0 +1,78 @@
+"""Stage one: text to exactly one SELECT syntax tree (DuckDB dialect), or a clear refusal.
+
+Size and nesting are bounded before anything else looks at the tree, so that a hostile text can
+neither exhaust memory nor the interpreter's recursion limit in later stages.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+from jobs.query.model import BadSql, QueryRule, violation
+
+DIALECT = "duckdb"
+MAX_CHARS = 20_000
+MAX_DEPTH = 200  # deeper trees are refused: every later stage walks the tree recursively
+
+
+def parse_select(sql: str) -> exp.Select:
+    """The one SELECT statement of ``sql``, identifiers normalised as DuckDB resolves them (case-insensitively).
+
+    Raises ``BadSql`` for empty, oversized, unparseable or non-statement text, and ``PolicyViolation``
+    for several statements, a statement that is not a SELECT, a set operation or a WITH clause.
+    """
+    if len(sql) > MAX_CHARS:
+        raise BadSql(f"the query is longer than {MAX_CHARS} characters", details={"field": "sql"})
+    if not sql.strip():
+        raise BadSql("the query is empty", details={"field": "sql"})
+    statements = [s for s in _parse(sql) if s is not None and not isinstance(s, exp.Semicolon)]  # empty statements
+    if not statements:
+        raise BadSql("the query is empty (only comments or semicolons)", details={"field": "sql"})
+    if len(statements) > 1:
+        raise violation(QueryRule.SINGLE_SELECT, f"send exactly one statement, not {len(statements)}")
+    statement = statements[0]
+    _check_depth(statement)
+    if isinstance(statement, exp.SetOperation):
+        raise violation(QueryRule.SINGLE_SELECT, "UNION, INTERSECT and EXCEPT are not allowed: send one SELECT")
+    if not isinstance(statement, exp.Select):
+        if isinstance(statement, exp.Query | exp.Command) or _is_statement(statement):
+            kind = statement.name if isinstance(statement, exp.Command) else statement.key
+            raise violation(QueryRule.SINGLE_SELECT, f"only a SELECT statement is allowed, not {kind.upper()}")
+        raise BadSql("the text is not a query: send a SELECT statement", details={"field": "sql"})
+    if statement.args.get("with_"):
+        raise violation(QueryRule.SUBQUERY, "WITH (common table expressions) is not allowed: use a subquery in FROM")
+    return normalize_identifiers(statement, dialect=DIALECT)
+
+
+def _parse(sql: str) -> list[exp.Expr | None]:
+    try:
+        return sqlglot.parse(sql, read=DIALECT)
+    except ParseError as exc:
+        where = exc.errors[0] if exc.errors else {}
+        raise BadSql(
+            f"the query does not parse (near line {where.get('line', '?')}, column {where.get('col', '?')})",
+            details={"field": "sql"},
+        ) from None
+    except TokenError:
+        raise BadSql("the query does not parse (unterminated string, comment or identifier)", details={"field": "sql"}) from None
+    except RecursionError:
+        raise BadSql("the query is too deeply nested", details={"field": "sql"}) from None
+    except SqlglotError:
+        raise BadSql("the query does not parse", details={"field": "sql"}) from None
+
+
+def _is_statement(node: exp.Expr) -> bool:
+    """DDL, DML and session commands (ATTACH, COPY, PRAGMA, SET, ...): anything that is not a bare expression."""
+    return not isinstance(node, exp.Condition | exp.Identifier | exp.Literal)
+
+
+def _check_depth(root: exp.Expr) -> None:
+    stack: list[tuple[exp.Expr, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadSql(f"the query is nested more than {MAX_DEPTH} levels deep", details={"field": "sql"})
+        stack.extend((child, depth + 1) for child in node.iter_expressions())

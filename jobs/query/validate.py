@@ -1,0 +1,62 @@
+"""The query pipeline: parse -> structure -> qualify -> functions -> column rules -> rewrite.
+
+Validation happens before a job is queued; the plan it returns is what the worker runs. The tree
+that is validated is the tree that is generated as ``executable_sql``, so the engine never sees
+a text that was not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlglot import exp
+
+from core.schema import DatasetSchema
+from jobs.query.checker import Checker
+from jobs.query.functions import check_functions, normalise_functions
+from jobs.query.model import BadSql, OutputKind, QueryPlan, QueryRule, violation
+from jobs.query.parse import DIALECT, parse_select
+from jobs.query.resolve import qualify_query
+from jobs.query.rewrite import add_unit_columns
+from jobs.query.structure import check_structure
+from policies.model import Policy
+
+
+def validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
+    """Check ``sql`` against ``policy`` over the grant's datasets (``schemas`` by dataset name) and plan it.
+
+    ``unique_units`` names datasets whose every row is a distinct privacy unit (known from the
+    version's counts); it only changes how the plan counts units, never what is allowed.
+
+    Raises ``BadSql`` for text that is not one parseable query, and ``PolicyViolation`` (details:
+    ``rule``, ``column``) for the first rule the query breaks.
+    """
+    try:
+        return _validate(sql, policy, schemas, unique_units)
+    except RecursionError:
+        raise BadSql("the query is too deeply nested", details={"field": "sql"}) from None
+
+
+def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str]) -> QueryPlan:
+    select = parse_select(sql)
+    normalise_functions(select)
+    check_structure(select, schemas)
+    qualified = qualify_query(select, schemas)
+    _check_whole_rows(qualified)
+    check_functions(qualified, policy.aggregates)
+    outputs = Checker(policy, schemas).query(qualified)
+    executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
+    return QueryPlan(
+        sql=qualified.sql(dialect=DIALECT),
+        datasets=tuple(sorted({table.name for table in qualified.find_all(exp.Table)})),
+        outputs=outputs,
+        group_keys=tuple(output.name for output in outputs if output.kind is OutputKind.GROUP_KEY),
+        executable_sql=executable.sql(dialect=DIALECT),
+        unit_columns=unit_columns,
+    )
+
+
+def _check_whole_rows(qualified: exp.Select) -> None:
+    """DuckDB reads a bare table name in an expression as the whole row (a struct): that is SELECT *."""
+    if any(True for _ in qualified.find_all(exp.TableColumn)):
+        raise violation(QueryRule.SELECT_STAR, "a table name used as a value selects whole rows: name the columns")

@@ -1,0 +1,139 @@
+"""Jobs: submit (after the policy pre-check), follow, cancel, read the released result, dry-run on mock data."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from core.errors import Conflict, NotFound
+from core.schema import DatasetSchema
+from core.values import JobStatus, Role
+from jobs.engine import DuckDBEngine
+from policies.output_control import control
+from sandbox import job_service, outputs
+from sandbox.api.routing import endpoint
+from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, ResultOut
+from sandbox.api.services import ledger
+from sandbox.auth import Principal
+from sandbox.db import read_session, writing
+from sandbox.grants import get_visible
+from sandbox.keys import get_keys
+from sandbox.mock import mock_table
+from sandbox.models import Job, JobOutput, Review
+from sandbox.worker import aggregate_names, released_form
+
+ANALYST = frozenset({Role.ANALYST})
+PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
+
+
+def job_out(job: Job) -> JobOut:
+    queued = (job.started_at - job.created_at).total_seconds() if job.started_at else None
+    ran = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
+    return JobOut(
+        id=job.id, grant_id=job.grant_id, kind=job.kind, spec=job.spec, spec_sha256=job.spec_sha256,
+        status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts, reason=job.reason,
+        verdict=job.verdict, policy_version=job.policy_version, dataset_versions=job.dataset_versions,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        queued_seconds=queued, run_seconds=ran,
+    )  # fmt: skip
+
+
+def register(bp: Blueprint) -> None:
+    @endpoint(
+        bp,
+        "/jobs",
+        "POST",
+        summary="Submit a job; the policy pre-check answers 422 before anything is queued",
+        roles=ANALYST,
+        body=JobIn,
+        response=JobCreated,
+        status=202,
+        errors=(400, 401, 403, 404, 422),
+    )
+    def submit(caller: Principal, body: JobIn) -> JobCreated:
+        config = current_app.config
+        with writing() as session:
+            job = job_service.submit(
+                session,
+                ledger(),
+                caller,
+                body.grant_id,
+                body.kind,
+                body.spec,
+                int(config["JOB_TIMEOUT_SECONDS"]),
+                int(config["JOB_MAX_ATTEMPTS"]),
+            )
+            return JobCreated(id=job.id, status=job.status)
+
+    @endpoint(bp, "/jobs", "GET", summary="Jobs visible to the caller, newest first", roles=PARTIES, response=JobList, errors=(401, 403))
+    def list_jobs(caller: Principal) -> JobList:
+        return JobList(items=[job_out(j) for j in job_service.list_visible(read_session(), caller)])
+
+    @endpoint(
+        bp,
+        "/jobs/<job_id>",
+        "GET",
+        summary="Status, stage, progress, timings and verdict summary",
+        roles=PARTIES,
+        response=JobOut,
+        errors=(401, 403, 404),
+    )
+    def get_job(caller: Principal, job_id: str) -> JobOut:
+        return job_out(job_service.visible(read_session(), caller, job_id))
+
+    @endpoint(
+        bp,
+        "/jobs/<job_id>/result",
+        "GET",
+        summary="The released output with per-cell notes; 409 until released",
+        roles=ANALYST,
+        response=ResultOut,
+        errors=(401, 403, 404, 409),
+    )
+    def result(caller: Principal, job_id: str) -> ResultOut:
+        session = read_session()
+        job = job_service.owned(session, caller, job_id)
+        status = JobStatus(job.status)
+        if status is not JobStatus.RELEASED:
+            raise Conflict(
+                f"the job is {status.value}; only a released result can be read", details={"status": status.value, "reason": job.reason}
+            )
+        output = session.get(JobOutput, job.id)
+        if output is None:
+            raise NotFound("the job has no output")
+        released = outputs.open_released(get_keys(), output)
+        review = session.query(Review).filter_by(job_id=job.id).order_by(Review.created_at.desc()).first()
+        decision = {"decision": review.decision, "reason": review.reason} if review else None
+        return ResultOut(job_id=job.id, decision=decision, **released)
+
+    @endpoint(
+        bp,
+        "/jobs/<job_id>/cancel",
+        "POST",
+        summary="Cancel a queued or running job",
+        roles=ANALYST,
+        response=JobOut,
+        errors=(401, 403, 404, 409),
+    )
+    def cancel(caller: Principal, job_id: str) -> JobOut:
+        with writing() as session:
+            return job_out(job_service.cancel(session, ledger(), caller, job_id))
+
+    @endpoint(
+        bp,
+        "/jobs/dry-run",
+        "POST",
+        summary="Run a job on mock data only; answers at once, charges nothing",
+        roles=ANALYST,
+        body=DryRunIn,
+        response=DryRunOut,
+        errors=(400, 401, 403, 404, 422),
+    )
+    def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
+        grant = get_visible(read_session(), caller, body.grant_id)
+        _, policy, _, plan = job_service.check(grant, body.kind, body.spec)
+        schemas, _ = job_service.schemas_of(grant)
+        tables = {name: mock_table(DatasetSchema.model_validate(schemas[name]), body.rows, body.seed) for name in plan.datasets}
+        raw = DuckDBEngine().run(plan.executable_sql, tables)
+        controlled = control(raw, aggregate_names(plan), plan.unit_columns, policy.disclosure)
+        released = released_form(plan, controlled)
+        return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

@@ -1,0 +1,141 @@
+"""A small Python client of the REST API, for analysts, stewards and auditors.
+
+    >>> from sandbox.client import Client
+    >>> c = Client("http://127.0.0.1:8000", token)
+    >>> job = c.submit_query(grant_id, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race")
+    >>> df = c.wait(job)          # a pandas DataFrame of the released result
+
+Errors from the API raise ``ApiError`` with the API's ``code``, ``message`` and ``details``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+from tqdm import tqdm
+
+TERMINAL = {"released", "held", "blocked", "rejected", "failed", "cancelled"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class JobNotReleased(ApiError):
+    """The job ended without a released result (held for review, blocked, rejected, failed, cancelled)."""
+
+
+class Client:
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0) -> None:
+        self.base = base_url.rstrip("/") + "/api/v1"
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, self.base + path, timeout=self.timeout, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:200], "details": {}}
+            raise ApiError(response.status_code, error["code"], error["message"], error.get("details", {}))
+        return response.json()
+
+    # everyone
+    def me(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/me"))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/datasets")["items"])
+
+    def mock(self, dataset_id: str, rows: int = 20, seed: int | None = None) -> pd.DataFrame:
+        params = {"rows": rows} | ({"seed": seed} if seed is not None else {})
+        return pd.DataFrame(self.request("GET", f"/datasets/{dataset_id}/mock", params=params)["rows"])
+
+    # analysts
+    def request_grant(self, dataset_ids: list[str], scenario: str, job_kinds: list[str]) -> dict[str, Any]:
+        body = {"dataset_ids": dataset_ids, "scenario": scenario, "requested": {"job_kinds": job_kinds}}
+        return dict(self.request("POST", "/grants", json=body))
+
+    def grants(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/grants")["items"])
+
+    def submit_query(self, grant_id: str, sql: str, timeout_seconds: int | None = None) -> str:
+        """Submit a query job; returns its id. A policy refusal raises ApiError (422) at once."""
+        spec: dict[str, Any] = {"sql": sql} | ({"timeout_seconds": timeout_seconds} if timeout_seconds else {})
+        return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": "query", "spec": spec})["id"])
+
+    def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None) -> pd.DataFrame:
+        body = {"grant_id": grant_id, "kind": "query", "spec": {"sql": sql}, "rows": rows} | ({"seed": seed} if seed is not None else {})
+        return pd.DataFrame(self.request("POST", "/jobs/dry-run", json=body)["rows"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/jobs/{job_id}"))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        """The released result as the API sends it: columns, rows, per-cell notes, summary."""
+        return dict(self.request("GET", f"/jobs/{job_id}/result"))
+
+    def wait(self, job_id: str, poll: float = 0.2, timeout: float | None = None, progress: bool | None = None) -> pd.DataFrame:
+        """Wait for the job to end; return the released table as a DataFrame (withheld cells are NaN/None).
+
+        The per-cell notes are in ``df.attrs["notes"]`` and the summary in ``df.attrs["summary"]``.
+        Shows a progress bar when standard error is a terminal (or when ``progress`` is True).
+        """
+        show = sys.stderr.isatty() if progress is None else progress
+        bar = tqdm(total=100, desc=f"job {job_id[:8]}", unit="%", disable=not show, leave=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                job = self.job(job_id)
+                bar.set_postfix_str(f"{job['status']} / {job['stage']}")
+                bar.update(int(job["progress"] * 100) - bar.n)
+                if job["status"] in TERMINAL:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+                time.sleep(poll)
+        finally:
+            bar.close()
+        if job["status"] != "released":
+            raise JobNotReleased(409, job["status"], job.get("reason") or f"the job is {job['status']}", {"job": job})
+        return to_frame(self.result(job_id))
+
+    # stewards
+    def upload(self, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+        path = Path(path)
+        with path.open("rb") as handle:
+            return dict(self.request("POST", "/datasets", files={"file": (path.name, handle)}, data={"meta": json.dumps(meta)}))
+
+    def approve(self, grant_id: str, policy: dict[str, Any], expires_at: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/grants/{grant_id}/approve", json={"policy": policy, "expires_at": expires_at}))
+
+    # auditors
+    def reviews(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/reviews")["items"])
+
+    def review(self, job_id: str, decision: str, reason: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/reviews/{job_id}", json={"decision": decision, "reason": reason}))
+
+    def verify_ledger(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/audit/verify"))
+
+
+def to_frame(result: dict[str, Any]) -> pd.DataFrame:
+    names = [c["name"] for c in result["columns"]]
+    frame = pd.DataFrame(result["rows"], columns=names)
+    frame.attrs["notes"] = result["notes"]
+    frame.attrs["summary"] = result["summary"]
+    return frame

@@ -1,0 +1,193 @@
+"""Submitting, listing, cancelling jobs and reading their results: the analyst's side of the queue.
+
+The policy pre-check runs at submission: a job the grant's policy refuses is answered 422 and
+never queued (the refusal is on the ledger). Datasets are pinned to their current versions and the
+policy to its current version, so that a job runs on exactly what it was checked against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import BadRequest, Conflict, NotFound, PolicyViolation
+from core.schema import DatasetSchema
+from core.values import JobKind, JobStage, JobStatus, Role
+from crypto import ledger as ledger_crypto
+from jobs.query import QueryPlan
+from jobs.query import validate as validate_query
+from policies.model import Policy
+from sandbox.auth import Principal
+from sandbox.grants import active_policy, get_visible
+from sandbox.ledger import Ledger
+from sandbox.models import Grant, Job
+from sandbox.validation import parse_model
+
+MAX_TIMEOUT = 3_600
+
+
+class QuerySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: Annotated[str, Field(min_length=1, max_length=20_000)]
+    timeout_seconds: Annotated[int | None, Field(ge=1, le=MAX_TIMEOUT)] = None
+
+
+SPECS: dict[JobKind, type[BaseModel]] = {JobKind.QUERY: QuerySpec}
+
+
+def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[str, Any]]]:
+    """Current schemas by dataset name, and the versions they pin."""
+    schemas, versions = {}, {}
+    for link in grant.datasets:
+        current = link.dataset.current
+        schemas[link.dataset.name] = DatasetSchema.model_validate(current.schema)
+        versions[link.dataset.name] = {"version_id": current.id, "number": current.number}
+    return schemas, versions
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(ledger_crypto.canonical(spec)).hexdigest()
+
+
+def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
+    return validate_query(spec.sql, policy, schemas, unique_units)
+
+
+def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> tuple[BaseModel, Policy, int, QueryPlan]:
+    """The policy pre-check: the grant allows the kind now, the spec is well formed, the query obeys the policy."""
+    policy, version = active_policy(grant, kind)
+    model = SPECS.get(kind)
+    if model is None:
+        raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query jobs", details={"field": "kind"})
+    spec = parse_model(model, raw_spec, "spec")
+    schemas, _ = schemas_of(grant)
+    assert isinstance(spec, QuerySpec)
+    return spec, policy, version, plan_query(spec, policy, schemas)
+
+
+def submit(
+    session: Session,
+    ledger: Ledger,
+    caller: Principal,
+    grant_id: str,
+    kind: JobKind,
+    raw_spec: dict[str, Any],
+    default_timeout: int,
+    max_attempts: int,
+) -> Job:
+    grant = get_visible(session, caller, grant_id)
+    digest = spec_hash(raw_spec)
+    try:
+        spec, _, policy_version, plan = check(grant, kind, raw_spec)
+    except PolicyViolation as exc:
+        ledger.append(
+            session,
+            actor=caller.user_id,
+            action="job.refused",
+            object_type="grant",
+            object_id=grant.id,
+            details={"kind": kind.value, "spec_sha256": digest, "rule": exc.details.get("rule"), "column": exc.details.get("column")},
+        )
+        session.commit()
+        raise
+    _, versions = schemas_of(grant)
+    timeout = getattr(spec, "timeout_seconds", None) or default_timeout
+    job = Job(
+        grant_id=grant.id,
+        org_id=caller.org_id,
+        submitted_by=caller.user_id,
+        kind=kind.value,
+        spec=spec.model_dump(exclude_none=True),
+        spec_sha256=digest,
+        policy_version=policy_version,
+        dataset_versions={name: versions[name] for name in plan.datasets},
+        status=JobStatus.QUEUED.value,
+        stage=JobStage.QUEUED.value,
+        progress=0.0,
+        attempts=0,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout,
+    )
+    session.add(job)
+    session.flush()
+    ledger.append(session, actor=caller.user_id, action="job.submit", object_type="job", object_id=job.id, details=transition_details(job))
+    return job
+
+
+def transition_details(job: Job, **extra: Any) -> dict[str, Any]:
+    """What every job event records: hashes and versions, never a value."""
+    return {
+        "status": job.status,
+        "kind": job.kind,
+        "grant_id": job.grant_id,
+        "spec_sha256": job.spec_sha256,
+        "dataset_versions": job.dataset_versions,
+        "policy_version": job.policy_version,
+        **extra,
+    }
+
+
+def visible(session: Session, caller: Principal, job_id: str) -> Job:
+    """Analysts see their own jobs; stewards the jobs on their bureau's grants; auditors all (bureau auditors: their bureau's)."""
+    job = session.get(Job, job_id)
+    if job is None or not _may_see(session, caller, job):
+        raise NotFound("no such job")
+    return job
+
+
+def _may_see(session: Session, caller: Principal, job: Job) -> bool:
+    if caller.role is Role.ANALYST:
+        return job.submitted_by == caller.user_id
+    if caller.role in (Role.STEWARD, Role.AUDITOR):
+        grant = session.get(Grant, job.grant_id)
+        assert grant is not None
+        if caller.role is Role.AUDITOR and caller.org_kind.value == "audit":
+            return True
+        return grant.bureau_org_id == caller.org_id
+    return False
+
+
+def list_visible(session: Session, caller: Principal, limit: int = 200) -> list[Job]:
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if caller.role is Role.ANALYST:
+        query = query.where(Job.submitted_by == caller.user_id)
+    elif not (caller.role is Role.AUDITOR and caller.org_kind.value == "audit"):
+        query = query.join(Grant, Grant.id == Job.grant_id).where(Grant.bureau_org_id == caller.org_id)
+    return list(session.scalars(query))
+
+
+def owned(session: Session, caller: Principal, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.submitted_by != caller.user_id:
+        raise NotFound("no such job")
+    return job
+
+
+def cancel(session: Session, ledger: Ledger, caller: Principal, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop and its worker ends it."""
+    job = owned(session, caller, job_id)
+    status = JobStatus(job.status)
+    if status.terminal or status is JobStatus.HELD:
+        raise Conflict(f"the job is {status.value} and can no longer be cancelled")
+    if status is JobStatus.QUEUED:
+        job.status, job.finished_at, job.reason = JobStatus.CANCELLED.value, datetime.now(UTC), "cancelled by the analyst"
+        ledger.append(
+            session, actor=caller.user_id, action="job.cancelled", object_type="job", object_id=job.id, details=transition_details(job)
+        )
+    elif not job.cancel_requested:
+        job.cancel_requested = True
+        ledger.append(
+            session,
+            actor=caller.user_id,
+            action="job.cancel_requested",
+            object_type="job",
+            object_id=job.id,
+            details=transition_details(job),
+        )
+    return job

@@ -1,0 +1,142 @@
+"""The database-backed job queue: claim with a lease, renew it with heartbeats, finish exactly once.
+
+All transition methods are idempotent and guarded by the lease: a worker whose lease expired (it
+was killed, or it stalled) can no longer change the job, so a job is released once even when two
+workers ran it. Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
+writer's ``BEGIN IMMEDIATE`` lock serialises claims to the same effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.values import JobStage, JobStatus
+from sandbox.db import Database
+from sandbox.job_service import transition_details
+from sandbox.ledger import Ledger
+from sandbox.models import Job, JobOutput
+
+ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: str
+    attempt: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Queue:
+    def __init__(self, db: Database, ledger: Ledger, worker_id: str, lease_seconds: float) -> None:
+        self.db, self.ledger, self.worker_id, self.lease = db, ledger, worker_id, timedelta(seconds=lease_seconds)
+
+    def claim(self) -> Claimed | None:
+        """Take the oldest queued job, or one whose worker's lease expired; None when there is none."""
+        while True:
+            with self.db.writing() as session:
+                now = _now()
+                job = session.scalar(
+                    select(Job)
+                    .where(or_(Job.status == JobStatus.QUEUED.value, and_(Job.status.in_(ACTIVE), Job.lease_expires_at < now)))
+                    .order_by(Job.created_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if job is None:
+                    return None
+                if job.cancel_requested:
+                    self._end(session, job, JobStatus.CANCELLED, "cancelled by the analyst")
+                    continue
+                if job.attempts >= job.max_attempts:
+                    self._end(session, job, JobStatus.FAILED, f"no worker finished the job in {job.attempts} attempts")
+                    continue
+                retry = job.status != JobStatus.QUEUED.value
+                job.status, job.stage, job.progress = JobStatus.RUNNING.value, JobStage.LOAD.value, 0.05
+                job.attempts += 1
+                job.lease_owner, job.lease_expires_at, job.heartbeat_at = self.worker_id, now + self.lease, now
+                job.started_at = job.started_at or now
+                action = "job.retry" if retry else "job.running"
+                self.ledger.append(
+                    session,
+                    actor=f"worker:{self.worker_id}",
+                    action=action,
+                    object_type="job",
+                    object_id=job.id,
+                    details=transition_details(job, attempt=job.attempts),
+                )
+                return Claimed(job.id, job.attempts)
+
+    def heartbeat(self, claimed: Claimed) -> tuple[bool, bool]:
+        """Renew the lease. Returns (still ours, cancel requested)."""
+        with self.db.writing() as session:
+            now = _now()
+            result = session.execute(
+                update(Job)
+                .where(Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
+                .values(lease_expires_at=now + self.lease, heartbeat_at=now)
+                .returning(Job.cancel_requested)
+            ).first()
+        if result is None:
+            return False, False
+        return True, bool(result[0])
+
+    def stage(self, claimed: Claimed, stage: JobStage, progress: float) -> bool:
+        with self.db.writing() as session:
+            values: dict[str, Any] = {"stage": stage.value, "progress": progress}
+            if stage is JobStage.OUTPUT_CONTROL:
+                values["status"] = JobStatus.CHECKING.value
+            result = session.execute(update(Job).where(*self._ours(claimed)).values(**values).returning(Job.id)).first()
+            if result is not None and stage is JobStage.OUTPUT_CONTROL:
+                job = session.get(Job, claimed.job_id)
+                assert job is not None
+                self.ledger.append(
+                    session,
+                    actor=f"worker:{self.worker_id}",
+                    action="job.checking",
+                    object_type="job",
+                    object_id=job.id,
+                    details=transition_details(job),
+                )
+        return result is not None
+
+    def finish(self, claimed: Claimed, status: JobStatus, reason: str, verdict: dict[str, Any] | None, output: JobOutput | None) -> bool:
+        """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours."""
+        with self.db.writing() as session:
+            job = session.scalar(select(Job).where(*self._ours(claimed)).with_for_update())
+            if job is None:
+                return False
+            if output is not None:
+                session.add(output)
+            if job.cancel_requested and status is not JobStatus.FAILED:
+                status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
+            job.verdict = verdict
+            self._end(session, job, status, reason)
+        return True
+
+    def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
+        return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
+
+    def _end(self, session: Session, job: Job, status: JobStatus, reason: str) -> None:
+        job.status, job.reason = status.value, reason or None
+        job.stage, job.finished_at = JobStage.DONE.value, _now()
+        job.progress = 1.0
+        job.lease_owner, job.lease_expires_at = None, None
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if job.verdict:
+            extra["verdict"] = job.verdict
+        self.ledger.append(
+            session,
+            actor=f"worker:{self.worker_id}",
+            action=f"job.{status.value}",
+            object_type="job",
+            object_id=job.id,
+            details=transition_details(job, **extra),
+        )

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, SUM(CASE WHEN sex = 1 THEN income END) AS male_income FROM pums GROUP BY race

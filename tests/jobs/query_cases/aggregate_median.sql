@@ -1,0 +1,2 @@
+-- ok
+SELECT race, MEDIAN(income) AS mid FROM pums GROUP BY race

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, MIN(income) AS x FROM pums GROUP BY race

@@ -1,0 +1,2 @@
+-- fail: aggregate_not_allowed
+SELECT race, STDDEV(income) AS sd FROM pums GROUP BY race

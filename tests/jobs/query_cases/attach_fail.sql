@@ -1,0 +1,2 @@
+-- fail: single_select
+ATTACH '/tmp/other.db' AS other

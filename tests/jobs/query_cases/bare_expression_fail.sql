@@ -1,0 +1,2 @@
+-- fail: bad_sql
+1 + 1

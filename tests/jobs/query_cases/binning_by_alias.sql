@@ -1,0 +1,2 @@
+-- ok
+SELECT FLOOR(age / 10) * 10 AS decade, COUNT(*) AS n FROM pums GROUP BY decade ORDER BY decade

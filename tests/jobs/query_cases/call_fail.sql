@@ -1,0 +1,2 @@
+-- fail: single_select
+CALL pragma_version()

@@ -1,0 +1,2 @@
+-- ok
+SELECT CAST(age AS VARCHAR) AS a, COUNT(*) AS n FROM pums GROUP BY CAST(age AS VARCHAR)

@@ -1,0 +1,2 @@
+-- ok
+SELECT 2024 AS year, COUNT(*) AS n FROM pums

@@ -1,0 +1,2 @@
+-- ok
+SELECT 1 AS one, COUNT(*) AS n FROM pums

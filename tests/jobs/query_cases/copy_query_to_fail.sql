@@ -1,0 +1,2 @@
+-- fail: single_select
+COPY (SELECT race FROM pums) TO '/tmp/pums.csv'

@@ -1,0 +1,2 @@
+-- fail: single_select
+COPY pums TO '/tmp/pums.csv'

@@ -1,0 +1,2 @@
+-- ok
+SELECT COUNT(*) FROM pums

@@ -1,0 +1,2 @@
+-- fail: select_star
+SELECT COUNT(DISTINCT *) AS n FROM pums

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, COUNT(DISTINCT pid) AS persons FROM pums GROUP BY race

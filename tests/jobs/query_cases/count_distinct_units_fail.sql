@@ -1,0 +1,2 @@
+-- fail: join_key_only_in_join, column: pums.pid
+SELECT race, COUNT(DISTINCT pid + 0) AS persons FROM pums GROUP BY race

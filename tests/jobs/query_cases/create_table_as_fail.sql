@@ -1,0 +1,2 @@
+-- fail: single_select
+CREATE TABLE leak AS SELECT race FROM pums

@@ -1,0 +1,2 @@
+-- fail: function_not_allowed
+SELECT current_setting('threads') AS t, COUNT(*) AS n FROM pums

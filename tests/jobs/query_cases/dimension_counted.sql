@@ -1,0 +1,2 @@
+-- ok
+SELECT race, COUNT(DISTINCT age) AS ages FROM pums GROUP BY race

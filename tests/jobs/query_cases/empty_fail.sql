@@ -1,0 +1,1 @@
+-- fail: bad_sql

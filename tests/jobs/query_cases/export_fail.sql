@@ -1,0 +1,2 @@
+-- fail: bad_sql
+EXPORT DATABASE '/tmp/dump'

@@ -1,0 +1,2 @@
+-- fail: select_star
+FROM pums

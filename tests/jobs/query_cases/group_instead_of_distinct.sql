@@ -1,0 +1,2 @@
+-- ok
+SELECT race FROM pums GROUP BY race

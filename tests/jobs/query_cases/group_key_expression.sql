@@ -1,0 +1,2 @@
+-- ok
+SELECT age + 1 AS next_age, COUNT(*) AS n FROM pums GROUP BY age

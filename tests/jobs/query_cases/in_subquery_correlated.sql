@@ -1,0 +1,4 @@
+-- ok
+SELECT p.race, COUNT(*) AS n FROM pums AS p
+WHERE p.educ IN (SELECT q.educ FROM pums AS q WHERE q.race = 1 GROUP BY q.educ)
+GROUP BY p.race

@@ -1,0 +1,4 @@
+-- fail: measure_outside_aggregate, column: pums.income
+SELECT race, COUNT(*) AS n FROM pums
+WHERE educ IN (SELECT income FROM pums GROUP BY income)
+GROUP BY race

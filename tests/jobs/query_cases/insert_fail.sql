@@ -1,0 +1,2 @@
+-- fail: single_select
+INSERT INTO pums (age) VALUES (1)

@@ -1,0 +1,2 @@
+-- ok
+SELECT educ, AVG(income) AS mean_income FROM pums GROUP BY educ

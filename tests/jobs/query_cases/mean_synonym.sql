@@ -1,0 +1,2 @@
+-- ok
+SELECT race, MEAN(income) AS mean_income FROM pums GROUP BY race

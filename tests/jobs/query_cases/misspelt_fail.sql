@@ -1,0 +1,2 @@
+-- fail: bad_sql
+SELEKT race FROM pums

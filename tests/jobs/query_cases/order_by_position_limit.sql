@@ -1,0 +1,2 @@
+-- ok
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY 2 DESC LIMIT 3 OFFSET 1

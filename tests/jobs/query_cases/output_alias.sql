@@ -1,0 +1,2 @@
+-- ok
+SELECT race, COUNT(*) AS units FROM pums GROUP BY race

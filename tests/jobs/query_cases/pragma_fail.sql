@@ -1,0 +1,2 @@
+-- fail: single_select
+PRAGMA database_list

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY income) AS p50 FROM pums GROUP BY race

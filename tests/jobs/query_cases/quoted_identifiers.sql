@@ -1,0 +1,2 @@
+-- ok
+SELECT "race", COUNT(*) AS "N" FROM "pums" GROUP BY "race"

@@ -1,0 +1,2 @@
+-- ok
+SELECT COUNT(*) AS n FROM pums AS p

@@ -1,0 +1,2 @@
+-- fail: reserved_name
+SELECT COUNT(*) AS n FROM pums AS __p

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, sex, COUNT(*) AS n FROM pums GROUP BY race, sex

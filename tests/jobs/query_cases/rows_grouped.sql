@@ -1,0 +1,2 @@
+-- ok
+SELECT age, sex, COUNT(*) AS n FROM pums GROUP BY age, sex

@@ -1,0 +1,2 @@
+-- fail: select_star
+SELECT MAX(COLUMNS('inc.*')) FROM pums

@@ -1,0 +1,2 @@
+-- fail: select_star
+SELECT * EXCLUDE (pid) FROM pums

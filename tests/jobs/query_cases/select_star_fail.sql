@@ -1,0 +1,2 @@
+-- fail: select_star
+SELECT * FROM pums

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race;

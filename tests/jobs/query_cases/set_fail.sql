@@ -1,0 +1,2 @@
+-- fail: single_select
+SET enable_external_access = true

@@ -1,0 +1,2 @@
+-- fail: table_not_granted
+SELECT COUNT(*) AS n FROM 'x.csv'

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, age, COUNT(*) AS n FROM pums GROUP BY race, age

@@ -1,0 +1,2 @@
+-- ok
+SELECT race, SUM(income) AS total FROM pums GROUP BY race

@@ -1,0 +1,2 @@
+-- fail: unknown_column
+SELECT race, SUM(salary) AS total FROM pums GROUP BY race

@@ -1,0 +1,2 @@
+-- fail: unknown_column
+SELECT "Salary", COUNT(*) AS n FROM pums GROUP BY "Salary"

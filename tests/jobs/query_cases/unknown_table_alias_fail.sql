@@ -1,0 +1,2 @@
+-- fail: unknown_column
+SELECT x.race, COUNT(*) AS n FROM pums AS p GROUP BY x.race

@@ -1,0 +1,2 @@
+-- fail: single_select
+UPDATE pums SET income = 0

@@ -1,0 +1,2 @@
+-- fail: select_star
+SELECT COUNT(DISTINCT pums) AS n FROM pums

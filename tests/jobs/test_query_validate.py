@@ -1,0 +1,174 @@
+"""``validate``'s contract beyond the corpus: the plan's fields, error types, limits, messages, and
+rules that depend on the policy (a policy other than the corpus's is built per test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.errors import BadRequest, PolicyViolation, SandboxError
+from core.schema import DatasetSchema
+from jobs.query import BadSql, OutputColumn, OutputKind, validate
+from jobs.query.parse import MAX_CHARS
+from policies.model import Aggregate, Policy
+from tests.jobs.conftest import POLICY
+
+
+def policy_with(**changes: Any) -> Policy:
+    """The corpus policy with some fields replaced (``columns`` are merged per dataset)."""
+    data = POLICY.model_dump()
+    for dataset, uses in changes.pop("columns", {}).items():
+        data["columns"][dataset] = {**data["columns"].get(dataset, {}), **uses}
+    return Policy.model_validate({**data, **changes})
+
+
+def refusal(sql: str, policy: Policy, schemas: dict[str, DatasetSchema]) -> PolicyViolation:
+    with pytest.raises(PolicyViolation) as refused:
+        validate(sql, policy, schemas)
+    return refused.value
+
+
+def test_plan_describes_outputs(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    plan = validate(
+        "SELECT t.industry, FLOOR(p.age / 10) AS decade, COUNT(*) AS n, ROUND(AVG(p.income), 1) AS mean_income, COUNT(DISTINCT p.pid)\n"
+        "FROM pums AS p JOIN tax AS t ON p.pid = t.pid\n"
+        "WHERE p.race IN (SELECT race FROM pums GROUP BY race HAVING COUNT(*) >= 10)\n"
+        "GROUP BY t.industry, FLOOR(p.age / 10)",
+        policy,
+        schemas,
+    )
+    assert plan.outputs == (
+        OutputColumn("industry", OutputKind.GROUP_KEY, None),
+        OutputColumn("decade", OutputKind.GROUP_KEY, None),
+        OutputColumn("n", OutputKind.AGGREGATE, Aggregate.COUNT),
+        OutputColumn("mean_income", OutputKind.AGGREGATE, Aggregate.AVG),
+        OutputColumn("_col_4", OutputKind.AGGREGATE, Aggregate.COUNT_DISTINCT),
+    )
+    assert plan.group_keys == ("industry", "decade")
+    assert plan.datasets == ("pums", "tax")
+    assert plan.unit_columns == ("__units_0", "__units_1")
+
+
+def test_sql_is_normalised_and_stable(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    plan = validate('select RACE as "Race", count(*) N from PUMS group by 1 order by n desc', policy, schemas)
+    assert plan.sql == 'SELECT "pums"."race" AS "race", COUNT(*) AS "n" FROM "pums" AS "pums" GROUP BY "pums"."race" ORDER BY "n" DESC'
+    assert [output.name for output in plan.outputs] == ["race", "n"]  # identifiers are case-insensitive: lower case
+    assert validate(plan.sql, policy, schemas) == plan
+
+
+def test_datasets_include_subqueries(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    plan = validate(
+        "SELECT COUNT(*) AS n FROM (SELECT age FROM pums) AS s WHERE s.age IN (SELECT age FROM pums GROUP BY age)", policy, schemas
+    )
+    assert plan.datasets == ("pums",)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("-- nothing here\n;", "empty"),
+        ("SELECT race FROM pums WHERE", "does not parse"),
+        ("SELECT 'unterminated FROM pums", "does not parse"),
+        ("race + 1", "not a query"),
+        ("SELECT COUNT(*) FROM pums WHERE " + "(" * 300 + "age > 1" + ")" * 300, "nested"),
+    ],
+    ids=["empty", "blank", "comment_only", "truncated", "unterminated", "expression", "deeply_nested"],
+)
+def test_bad_sql(sql: str, message: str, policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    with pytest.raises(BadSql) as bad:
+        validate(sql, policy, schemas)
+    assert message in bad.value.message
+    assert isinstance(bad.value, BadRequest)
+    assert (bad.value.code, bad.value.status) == ("bad_sql", 400)
+
+
+def test_length_limit(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    sql = "SELECT COUNT(*) AS n FROM pums"
+    validate(sql.ljust(MAX_CHARS), policy, schemas)
+    with pytest.raises(BadSql, match="longer than"):
+        validate(sql.ljust(MAX_CHARS + 1), policy, schemas)
+
+
+def test_policy_violation_is_a_422(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    refused = refusal("SELECT race, income FROM pums", policy, schemas)
+    assert (refused.code, refused.status) == ("policy_violation", 422)
+    assert refused.details == {"rule": "measure_outside_aggregate", "column": "pums.income"}
+    assert refused.message == "column pums.income may only be used inside an aggregate (rule measure_outside_aggregate)"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' AND firm_id = 1",
+        "SELECT industry, COUNT(*) AS n FROM tax WHERE industry LIKE 'S3CR3T%' GROUP BY industry",
+        "SELECT COUNT(*) AS n FROM read_csv('/S3CR3T.csv')",
+        "SELECT COUNT(*) AS n FROM 'S3CR3T.csv'",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' GROUP BY industry HAVING tax_paid > 1",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' GROUP BY industry HAVING",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T",
+    ],
+    ids=["column_denied", "function", "table_function", "file_literal", "measure", "parse_error", "token_error"],
+)
+def test_messages_never_repeat_literals(sql: str, policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    with pytest.raises(SandboxError) as refused:
+        validate(sql, policy, schemas)
+    assert "S3CR3T" not in refused.value.message
+    assert "S3CR3T" not in str(refused.value.details)
+
+
+def test_count_distinct_units_needs_count_distinct(schemas: dict[str, DatasetSchema]) -> None:
+    policy = policy_with(aggregates=["count", "sum"])
+    refused = refusal("SELECT race, COUNT(DISTINCT pid) AS persons FROM pums GROUP BY race", policy, schemas)
+    assert refused.details["rule"] == "aggregate_not_allowed"
+
+
+def test_count_distinct_units_whatever_the_use(schemas: dict[str, DatasetSchema]) -> None:
+    """With pid denied, the number of people may still be counted, but pid cannot be joined on."""
+    policy = policy_with(columns={"pums": {"pid": "deny"}})
+    plan = validate("SELECT race, COUNT(DISTINCT pid) AS persons FROM pums GROUP BY race", policy, schemas)
+    assert plan.outputs[1].aggregate is Aggregate.COUNT_DISTINCT
+    validate("SELECT s.race, COUNT(DISTINCT s.pid) AS persons FROM (SELECT race, pid FROM pums) AS s GROUP BY s.race", policy, schemas)
+    refused = refusal("SELECT COUNT(*) AS n FROM pums AS p JOIN tax AS t ON p.pid = t.pid", policy, schemas)
+    assert refused.details == {"rule": "column_denied", "column": "pums.pid"}
+
+
+@pytest.mark.parametrize("use", ["plain", "dimension", "measure"])
+def test_identifiers_are_never_more_than_join_keys(use: str, schemas: dict[str, DatasetSchema]) -> None:
+    """A policy that (wrongly) grants an identifier more than join_key is narrowed to deny, not trusted."""
+    policy = policy_with(columns={"pums": {"pid": use}})
+    for sql in ("SELECT pid, COUNT(*) AS n FROM pums GROUP BY pid", "SELECT COUNT(*) AS n FROM pums WHERE pid + 0 > 100"):
+        assert refusal(sql, policy, schemas).details == {"rule": "column_denied", "column": "pums.pid"}
+
+
+def test_datasets_outside_the_policy_are_denied(schemas: dict[str, DatasetSchema]) -> None:
+    policy = Policy.model_validate({"columns": {"pums": {"race": "dimension"}}, "aggregates": ["count"], "job_kinds": ["query"]})
+    assert validate("SELECT race, COUNT(*) AS n FROM pums GROUP BY race", policy, schemas).group_keys == ("race",)
+    refused = refusal("SELECT industry, COUNT(*) AS n FROM tax GROUP BY industry", policy, schemas)
+    assert refused.details == {"rule": "column_denied", "column": "tax.industry"}
+
+
+def test_tables_must_be_in_the_grant(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    refused = refusal("SELECT industry, COUNT(*) AS n FROM tax GROUP BY industry", policy, {"pums": schemas["pums"]})
+    assert refused.details["rule"] == "table_not_granted"
+
+
+def test_more_aggregates_when_the_policy_allows_them(schemas: dict[str, DatasetSchema]) -> None:
+    policy = policy_with(aggregates=["count", "stddev", "variance"])
+    plan = validate("SELECT race, STDDEV_POP(income) AS sd, VAR_POP(income) AS v FROM pums GROUP BY race", policy, schemas)
+    assert [output.aggregate for output in plan.outputs] == [None, Aggregate.STDDEV, Aggregate.VARIANCE]
+    assert refusal("SELECT race, SUM(income) AS s FROM pums GROUP BY race", policy, schemas).details["rule"] == "aggregate_not_allowed"
+
+
+def test_a_use_the_role_forbids_is_denied(schemas: dict[str, DatasetSchema]) -> None:
+    """A quasi-identifier can never be plain (policies.model.ALLOWED_USES): such a grant is read as deny."""
+    policy = policy_with(columns={"pums": {"age": "plain"}})
+    refused = refusal("SELECT age, COUNT(*) AS n FROM pums GROUP BY age", policy, schemas)
+    assert refused.details == {"rule": "column_denied", "column": "pums.age"}
+
+
+def test_a_plain_attribute_may_be_grouped_filtered_and_aggregated(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    plan = validate("SELECT married, AVG(married) AS share, COUNT(*) AS n FROM pums WHERE married >= 0 GROUP BY married", policy, schemas)
+    assert plan.group_keys == ("married",)

@@ -1,0 +1,327 @@
+"""Query jobs end to end on real PUMS data: pre-check, queue, worker, output control, release, review."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from flask import Flask
+
+from jobs.engine import DuckDBEngine
+from sandbox.db import get_db_of
+from sandbox.models import Job, JobOutput
+from sandbox.worker import Worker
+from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, data_file, request_grant
+
+RACE_SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY race ORDER BY race"
+
+
+def approve(world: World, grant_id: str, policy: dict[str, Any] | None = None) -> None:
+    response = world.client.post(
+        f"/api/v1/grants/{grant_id}/approve",
+        headers=auth(world.steward),
+        json={"policy": policy or PUMS_POLICY, "expires_at": "2099-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 200, response.json
+
+
+@pytest.fixture
+def approved(world: World, grant: dict[str, Any]) -> str:
+    approve(world, grant["id"])
+    return str(grant["id"])
+
+
+def submit(world: World, grant_id: str, sql: str, token: str | None = None, **spec: Any) -> Any:
+    return world.client.post(
+        "/api/v1/jobs", headers=auth(token or world.analyst), json={"grant_id": grant_id, "kind": "query", "spec": {"sql": sql, **spec}}
+    )
+
+
+def run_worker(app: Flask, engine: Any = None) -> int:
+    return Worker(app, engine=engine).run(once=True)
+
+
+def job_json(world: World, job_id: str, token: str | None = None) -> dict[str, Any]:
+    response = world.client.get(f"/api/v1/jobs/{job_id}", headers=auth(token or world.analyst))
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def events(world: World) -> list[dict[str, Any]]:
+    return list(world.client.get("/api/v1/audit/events?limit=1000", headers=auth(world.auditor)).json["items"])
+
+
+def test_race_query_releases_races_1_to_4_and_suppresses_5_and_6(world: World, app: Flask, approved: str) -> None:
+    response = submit(world, approved, RACE_SQL)
+    assert response.status_code == 202, response.json
+    job_id = response.json["id"]
+    assert response.json["status"] == "queued"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+    assert run_worker(app) == 1
+    job = job_json(world, job_id)
+    assert job["status"] == "released"
+    assert job["verdict"]["suppressed"] == 4
+    assert job["run_seconds"] is not None
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    rows = {row["race"]: row for row in result["rows"]}
+    pums = pd.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv"))
+    expected = pums.groupby("race").agg(n=("pid", "size"), mean_income=("income", "mean"))
+    for race in (1, 2, 3, 4):
+        assert rows[race]["n"] == expected.loc[race, "n"]
+        assert rows[race]["mean_income"] == pytest.approx(expected.loc[race, "mean_income"])
+    for race in (5, 6):
+        assert rows[race]["n"] is None
+        assert rows[race]["mean_income"] is None
+    suppressed = {(result["rows"][n["row"]]["race"], n["column"]) for n in result["notes"]}
+    assert suppressed == {(5, "n"), (5, "mean_income"), (6, "n"), (6, "mean_income")}
+    assert all(n["rule"] == "threshold" and n["status"] == "suppress" for n in result["notes"])
+    assert "__units_0" not in result["rows"][0]
+
+
+def test_threshold_counts_persons_not_rows(world: World, app: Flask) -> None:
+    dup = pd.read_csv(data_file("smartnoise-sdk/PUMS_dup.csv"))
+    per_race = dup.groupby("race").agg(rows=("pid", "size"), persons=("pid", "nunique"))
+    tricky = per_race[(per_race.rows >= 10) & (per_race.persons < 10)]
+    assert not tricky.empty, "PUMS_dup should have a race with >= 10 rows but < 10 persons"
+    meta = copy.deepcopy(PUMS_META) | {"name": "pums_dup"}
+    assert world.upload(world.steward, meta, data_file("smartnoise-sdk/PUMS_dup.csv")).status_code == 201
+    dataset_id = world.client.get("/api/v1/datasets", headers=auth(world.analyst)).json["items"][0]["id"]
+    grant_id = request_grant(world, [dataset_id]).json["id"]
+    approve(world, grant_id, {**PUMS_POLICY, "columns": {"pums_dup": PUMS_POLICY["columns"]["pums"]}})
+    job_id = submit(world, grant_id, "SELECT race, COUNT(*) AS n FROM pums_dup GROUP BY race").json["id"]
+    run_worker(app)
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    rows = {row["race"]: row["n"] for row in result["rows"]}
+    for race in tricky.index:
+        assert rows[race] is None
+    for race, stats in per_race[per_race.persons >= 10].iterrows():
+        assert rows[race] == stats.rows
+
+
+def test_policy_precheck_is_a_422_naming_rule_and_column(world: World, app: Flask, approved: str) -> None:
+    response = submit(world, approved, "SELECT race, income FROM pums")
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "policy_violation"
+    assert "income" in error["message"]
+    assert error["details"]["rule"]
+    assert world.client.get("/api/v1/jobs", headers=auth(world.analyst)).json["items"] == []
+    refused = [e for e in events(world) if e["action"] == "job.refused"]
+    assert len(refused) == 1
+    assert refused[0]["details"]["rule"] == error["details"]["rule"]
+
+
+def test_jobs_are_private_to_their_owner(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    run_worker(app)
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/result"):
+        assert world.client.get(path, headers=auth(world.other_analyst)).status_code == 404
+    assert world.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(world.other_analyst)).status_code == 404
+    assert world.client.get(f"/api/v1/jobs/{job_id}", headers=auth(world.steward)).status_code == 200
+    assert world.client.get(f"/api/v1/jobs/{job_id}", headers=auth(world.other_steward)).status_code == 404
+    assert world.client.get(f"/api/v1/jobs/{job_id}", headers=auth(world.auditor)).status_code == 200
+    assert submit(world, approved, RACE_SQL, token=world.other_analyst).status_code == 404
+
+
+def test_every_transition_is_on_the_ledger_without_values(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    run_worker(app)
+    job_events = [e for e in events(world) if e["object_id"] == job_id]
+    assert [e["action"] for e in job_events] == ["job.submit", "job.running", "job.checking", "job.released"]
+    for event in job_events:
+        details = event["details"]
+        assert len(details["spec_sha256"]) == 64
+        assert details["policy_version"] == 1
+        assert details["dataset_versions"]["pums"]["number"] == 1
+    assert job_events[-1]["details"]["verdict"]["suppressed"] == 4
+    text = str(events(world))
+    assert RACE_SQL not in text
+    for value in ("56000", "34380084"):
+        assert value not in text
+    assert world.client.get("/api/v1/audit/verify", headers=auth(world.auditor)).json["ok"] is True
+
+
+def test_all_cells_suppressed_is_blocked(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, "SELECT race, COUNT(*) AS n FROM pums WHERE race = 5 GROUP BY race").json["id"]
+    run_worker(app)
+    job = job_json(world, job_id)
+    assert job["status"] == "blocked"
+    assert job["reason"] == "no cell passed output control"
+    response = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst))
+    assert response.status_code == 409
+    assert response.json["error"]["details"]["status"] == "blocked"
+
+
+def test_raw_output_is_kept_sealed_for_auditors(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    run_worker(app)
+    with get_db_of(app).sessions() as session:
+        output = session.get(JobOutput, job_id)
+        assert output is not None
+        assert output.raw[:4] == b"SBXE"
+        assert output.released[:4] == b"SBXE"
+
+
+def test_always_review_holds_and_an_auditor_decides(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    assert job_json(world, job_id)["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+    queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    assert [item["job"]["id"] for item in queue] == [job_id]
+    raw = {row["race"]: row for row in queue[0]["raw"]["rows"]}
+    assert raw[5]["__units_0"] == 1  # the auditor sees the evidence
+    assert raw[6]["__units_0"] == 5
+    assert queue[0]["proposed"]["summary"]["suppressed"] == 4
+    assert world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "release"}).status_code == 400
+    decision = world.client.post(
+        f"/api/v1/reviews/{job_id}",
+        headers=auth(world.auditor),
+        json={"decision": "release", "reason": "aggregates at race level are safe"},
+    )
+    assert decision.status_code == 200, decision.json
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    assert result["decision"] == {"decision": "release", "reason": "aggregates at race level are safe"}
+    assert {row["race"]: row["n"] for row in result["rows"]}[5] is None  # suppression stays
+    assert (
+        world.client.post(
+            f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": "again"}
+        ).status_code
+        == 409
+    )
+    actions = [e["action"] for e in events(world) if e["object_id"] == job_id]
+    assert actions[-3:] == ["job.held", "review.view", "review.release"]
+
+
+def test_rejected_review_keeps_the_result_back(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    assert (
+        world.client.post(
+            f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": "purpose unclear"}
+        ).status_code
+        == 200
+    )
+    job = job_json(world, job_id)
+    assert job["status"] == "rejected"
+    assert job["reason"] == "purpose unclear"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+
+
+def test_cancel_a_queued_job(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    response = world.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(world.analyst))
+    assert response.status_code == 200
+    assert response.json["status"] == "cancelled"
+    assert run_worker(app) == 0
+    assert world.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(world.analyst)).status_code == 409
+
+
+class GatedEngine:
+    """DuckDB, but each run first waits at a gate: lets a test act while a job is mid-execution."""
+
+    def __init__(self) -> None:
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def run(self, sql: str, tables: Mapping[str, pa.Table], interrupt: threading.Event | None = None) -> pa.Table:
+        self.entered.set()
+        while not self.gate.wait(0.01):
+            if interrupt is not None and interrupt.is_set():
+                from jobs.engine import QueryInterrupted
+
+                raise QueryInterrupted("interrupted at the gate")
+        return DuckDBEngine().run(sql, tables, interrupt)
+
+
+def _run_in_thread(app: Flask, engine: GatedEngine) -> threading.Thread:
+    thread = threading.Thread(target=run_worker, args=(app, engine), daemon=True)
+    thread.start()
+    assert engine.entered.wait(10)
+    return thread
+
+
+@pytest.mark.usefixtures("approved")
+def test_cancel_a_running_job(world: World, app: Flask, approved: str) -> None:
+    app.config["WORKER_LEASE_SECONDS"] = 0.3
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    engine = GatedEngine()
+    thread = _run_in_thread(app, engine)
+    assert job_json(world, job_id)["status"] == "running"
+    assert world.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(world.analyst)).status_code == 200
+    thread.join(10)
+    job = job_json(world, job_id)
+    assert job["status"] == "cancelled"
+    with get_db_of(app).sessions() as session:
+        assert session.get(JobOutput, job_id) is None
+
+
+def test_timeout_fails_the_job(world: World, app: Flask, approved: str) -> None:
+    app.config["WORKER_LEASE_SECONDS"] = 0.3
+    job_id = submit(world, approved, RACE_SQL, timeout_seconds=1).json["id"]
+    engine = GatedEngine()
+    thread = _run_in_thread(app, engine)
+    thread.join(10)
+    job = job_json(world, job_id)
+    assert job["status"] == "failed"
+    assert job["reason"] == "the job exceeded its time limit"
+
+
+def test_revoked_grant_fails_a_queued_job(world: World, app: Flask, approved: str) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    world.client.post(f"/api/v1/grants/{approved}/revoke", headers=auth(world.steward), json={"reason": "consent withdrawn"})
+    run_worker(app)
+    job = job_json(world, job_id)
+    assert job["status"] == "failed"
+    assert "revoked" in job["reason"]
+
+
+def test_revoked_or_requested_grant_refuses_submission(world: World, grant: dict[str, Any]) -> None:
+    assert submit(world, grant["id"], RACE_SQL).status_code == 403
+    approve(world, grant["id"])
+    world.client.post(f"/api/v1/grants/{grant['id']}/revoke", headers=auth(world.steward), json={"reason": "consent withdrawn"})
+    response = submit(world, grant["id"], RACE_SQL)
+    assert response.status_code == 403
+    assert "revoked" in response.json["error"]["message"]
+
+
+def test_unavailable_kind_and_bad_spec_are_400(world: World, approved: str) -> None:
+    bad_spec = world.client.post(
+        "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": approved, "kind": "query", "spec": {"query": "x"}}
+    )
+    assert bad_spec.status_code == 400
+    bad_sql = submit(world, approved, "SELEC race FROM")
+    assert bad_sql.status_code == 400
+
+
+def test_dry_run_uses_mock_data_and_queues_nothing(world: World, approved: str) -> None:
+    response = world.client.post(
+        "/api/v1/jobs/dry-run",
+        headers=auth(world.analyst),
+        json={"grant_id": approved, "kind": "query", "spec": {"sql": RACE_SQL}, "rows": 500, "seed": 3},
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["synthetic"] is True
+    assert {row["race"] for row in response.json["rows"]} <= {1, 2, 3, 4, 5, 6}
+    assert world.client.get("/api/v1/jobs", headers=auth(world.analyst)).json["items"] == []
+    assert "job.submit" not in [e["action"] for e in events(world)]
+    refused = world.client.post(
+        "/api/v1/jobs/dry-run",
+        headers=auth(world.analyst),
+        json={"grant_id": approved, "kind": "query", "spec": {"sql": "SELECT income FROM pums"}},
+    )
+    assert refused.status_code == 422
+
+
+def test_job_row_records_pinned_versions(world: World, app: Flask, approved: str, pums: dict[str, Any]) -> None:
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    with get_db_of(app).sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert job.dataset_versions == {"pums": {"version_id": pums["versions"][0]["id"], "number": 1}}

@@ -1,0 +1,124 @@
+"""Real worker processes: a worker killed with SIGKILL mid-job loses nothing, and the job is released once."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from core.schema import DatasetMeta
+from sandbox.auth import principal_of
+from sandbox.db import get_db_of
+from sandbox.models import Job, JobOutput, LedgerEvent, User
+from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, request_grant
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = 3_000_000
+HEAVY_SQL = "SELECT age, COUNT(*) AS n, MEDIAN(income) AS median_income, AVG(income) AS mean_income FROM big GROUP BY age"
+
+
+def _big_parquet() -> bytes:
+    rng = np.random.default_rng(7)
+    table = pa.table(
+        {
+            "age": rng.integers(0, 101, ROWS),
+            "sex": rng.integers(0, 2, ROWS),
+            "educ": rng.integers(1, 17, ROWS),
+            "race": rng.integers(1, 7, ROWS),
+            "income": rng.integers(0, 500_001, ROWS),
+            "married": rng.integers(0, 2, ROWS),
+            "pid": np.arange(1, ROWS + 1),
+        }
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"],
+        "SANDBOX_DATABASE_URL": app.config["DATABASE_URL"],
+        "SANDBOX_WORKER_LEASE_SECONDS": "1",
+        "SANDBOX_WORKER_POLL_SECONDS": "0.02",
+    }
+    with open(Path(app.config["INSTANCE_PATH"]).parent / "worker.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
+
+
+def _job(app: Flask, job_id: str) -> Job:
+    with get_db_of(app).sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def _wait_for(app: Flask, job_id: str, predicate: Any, timeout: float, step: float = 0.005) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _job(app, job_id)
+        if predicate(job):
+            return job
+        time.sleep(step)
+    pytest.fail(f"job {job_id} did not reach the expected state; last: {job.status}/{job.stage}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_job_loses_nothing_and_releases_once(world: World, app: Flask) -> None:
+    with get_db_of(app).sessions() as session:
+        steward = session.scalar(select(User).where(User.role == "steward", User.name == "steward"))
+        assert steward is not None
+        principal = principal_of(steward)
+    meta = DatasetMeta.model_validate({**PUMS_META, "name": "big", "title": "synthetic, seeded"})
+    dataset = app.extensions["sandbox.datasets"].create(principal, meta, "big.parquet", _big_parquet())
+    grant_id = request_grant(world, [dataset.id]).json["id"]
+    policy = {**PUMS_POLICY, "columns": {"big": PUMS_POLICY["columns"]["pums"]}, "aggregates": ["count", "avg", "median"]}
+    response = world.client.post(
+        f"/api/v1/grants/{grant_id}/approve", headers=auth(world.steward), json={"policy": policy, "expires_at": "2099-01-01T00:00:00Z"}
+    )
+    assert response.status_code == 200, response.json
+    job_id = world.client.post(
+        "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": "query", "spec": {"sql": HEAVY_SQL}}
+    ).json["id"]
+
+    first = _start_worker(app)
+    try:
+        _wait_for(app, job_id, lambda j: j.status == "running", timeout=30)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    killed = _job(app, job_id)
+    assert killed.status in ("running", "checking"), "the first worker finished before it was killed"
+    assert killed.attempts == 1
+
+    second = _start_worker(app)
+    try:
+        done = _wait_for(app, job_id, lambda j: j.status not in ("queued", "running", "checking"), timeout=60, step=0.05)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(10)
+    assert done.status == "released", done.reason
+    assert done.attempts == 2
+    with get_db_of(app).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(JobOutput).where(JobOutput.job_id == job_id)) == 1
+        actions = list(session.scalars(select(LedgerEvent.action).where(LedgerEvent.object_id == job_id).order_by(LedgerEvent.seq)))
+    assert actions.count("job.released") == 1
+    assert actions[:2] == ["job.submit", "job.running"]
+    assert "job.retry" in actions
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    assert len(result["rows"]) == 101
+    assert second.returncode == 0  # SIGTERM: finish and stop cleanly
