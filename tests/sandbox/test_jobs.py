@@ -325,3 +325,17 @@ def test_job_row_records_pinned_versions(world: World, app: Flask, approved: str
         job = session.get(Job, job_id)
         assert job is not None
         assert job.dataset_versions == {"pums": {"version_id": pums["versions"][0]["id"], "number": 1}}
+
+
+def test_parallel_workers_run_each_job_once(world: World, app: Flask, approved: str) -> None:
+    ids = [submit(world, approved, RACE_SQL).json["id"] for _ in range(8)]
+    threads = [threading.Thread(target=run_worker, args=(app,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with get_db_of(app).sessions() as session:
+        jobs = [session.get(Job, job_id) for job_id in ids]
+        assert all(job is not None and job.status == "released" and job.attempts == 1 for job in jobs)
+    released = [e["object_id"] for e in events(world) if e["action"] == "job.released"]
+    assert sorted(released) == sorted(ids)

@@ -1,0 +1,103 @@
+"""The Python client against a real server (gunicorn) and a real worker process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from flask import Flask
+
+from sandbox.client import ApiError, Client, JobNotReleased
+from tests.conftest import PUMS_POLICY, World, auth, data_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """gunicorn and one worker on the test's instance; yields the base URL."""
+    env = {**os.environ, "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"], "SANDBOX_DATABASE_URL": app.config["DATABASE_URL"]}
+    port = _free_port()
+    log = Path(app.config["INSTANCE_PATH"]).parent / "server.log"
+    with open(log, "ab") as out:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+        worker = subprocess.Popen([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        for process in (web, worker):
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
+def grant_id(world: World, grant: dict[str, Any]) -> str:
+    response = world.client.post(
+        f"/api/v1/grants/{grant['id']}/approve",
+        headers=auth(world.steward),
+        json={"policy": PUMS_POLICY, "expires_at": "2099-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 200
+    return str(grant["id"])
+
+
+@pytest.mark.slow
+def test_submit_and_wait_give_a_dataframe(server: str, world: World, grant_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    client = Client(server, world.analyst)
+    job_id = client.submit_query(grant_id, "SELECT educ, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY educ ORDER BY educ")
+    frame = client.wait(job_id, poll=0.05, timeout=60, progress=True)
+    pums = pd.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv"))
+    counts = pums.groupby("educ").size()
+    assert list(frame.columns) == ["educ", "n", "mean_income"]
+    for _, row in frame.iterrows():
+        if counts[row["educ"]] >= 10:
+            assert row["n"] == counts[row["educ"]]
+        else:
+            assert pd.isna(row["n"])
+    assert frame.attrs["summary"]["suppressed"] == 2 * int((counts < 10).sum())
+    assert all(note["rule"] == "threshold" for note in frame.attrs["notes"])
+    assert f"job {job_id[:8]}" in capsys.readouterr().err  # the progress bar
+
+
+@pytest.mark.slow
+def test_client_errors_carry_the_api_code(server: str, world: World, grant_id: str) -> None:
+    client = Client(server, world.analyst)
+    with pytest.raises(ApiError) as refused:
+        client.submit_query(grant_id, "SELECT pid, income FROM pums")
+    assert refused.value.status == 422
+    assert refused.value.code == "policy_violation"
+    blocked = client.submit_query(grant_id, "SELECT race, COUNT(*) AS n FROM pums WHERE race = 6 GROUP BY race")
+    with pytest.raises(JobNotReleased) as not_released:
+        client.wait(blocked, poll=0.05, timeout=60)
+    assert not_released.value.code == "blocked"
+    with pytest.raises(ApiError) as unknown:
+        Client(server, "sbx_not-a-token").me()
+    assert unknown.value.status == 401
