@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.evidence import CellEvidence, Output, evidence_rows, is_evidence
 from policies.model import Disclosure
 
 
@@ -47,13 +48,6 @@ class Verdict:
     rule: str
     reason: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CellEvidence:
-    """What the engine computed about one result cell."""
-
-    units: int  # distinct privacy units behind the cell (the minimum over the tables joined)
 
 
 Rule = Callable[[CellEvidence, Disclosure], Verdict]
@@ -114,33 +108,45 @@ class Controlled:
 
 def control(
     table: pa.Table,
-    aggregates: Sequence[str],
+    outputs: Sequence[Output],
     unit_columns: Sequence[str],
     settings: Disclosure,
     rules: Sequence[str] = ("threshold",),
 ) -> Controlled:
     """Run the named rules on every aggregate cell; withhold cells that do not pass."""
     units = _min_units(table, unit_columns)
-    verdicts = [worst_verdict([RULES[name](CellEvidence(u), settings) for name in rules]) for u in units]
-    keep = pa.array([v.status is CellStatus.PASS for v in verdicts], pa.bool_())
-    columns = {}
-    for name in table.column_names:
-        if name in unit_columns:
-            continue
-        column = table.column(name)
-        columns[name] = pc.if_else(keep, column, pa.scalar(None, column.type)) if name in aggregates else column
-    released = pa.table(columns)
+    columns_py = {
+        name: table.column(name).to_pylist() for name in table.column_names if is_evidence(name) or name in {o.name for o in outputs}
+    }
+    evidence = evidence_rows(columns_py, outputs, units)
+    verdicts = [{name: worst_verdict([RULES[r](cell, settings) for r in rules]) for name, cell in row.items()} for row in evidence]
+    released = _withhold(table, outputs, verdicts)
     notes = tuple(
-        Note(row, column, verdict.status, verdict.rule, verdict.reason)
-        for row, verdict in enumerate(verdicts)
+        Note(i, name, verdict.status, verdict.rule, verdict.reason)
+        for i, row in enumerate(verdicts)
+        for name, verdict in row.items()
         if verdict.status is not CellStatus.PASS
-        for column in aggregates
     )
-    cells = table.num_rows * len(aggregates)
-    suppressed = len(notes)
+    cells = table.num_rows * len(outputs)
+    suppressed = sum(1 for n in notes if n.status is not CellStatus.REVIEW)
     if cells in {0, suppressed}:
         return Controlled(released, notes, CellStatus.BLOCK, "no cell passed output control", cells, suppressed)
-    return Controlled(released, notes, worst(v.status for v in verdicts), "", cells, suppressed)
+    return Controlled(released, notes, worst(v.status for row in verdicts for v in row.values()), "", cells, suppressed)
+
+
+def _withhold(table: pa.Table, outputs: Sequence[Output], verdicts: list[dict[str, Verdict]]) -> pa.Table:
+    """The table without evidence columns, each withheld cell set to null."""
+    names = {o.name for o in outputs}
+    columns = {}
+    for name in table.column_names:
+        if is_evidence(name):
+            continue
+        column = table.column(name)
+        if name in names:
+            keep = pa.array([row[name].status in (CellStatus.PASS, CellStatus.REVIEW) for row in verdicts], pa.bool_())
+            column = pc.if_else(keep, column, pa.scalar(None, column.type))
+        columns[name] = column
+    return pa.table(columns)
 
 
 def worst_verdict(verdicts: Sequence[Verdict]) -> Verdict:

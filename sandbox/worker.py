@@ -26,6 +26,7 @@ from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from jobs.query import OutputKind, QueryPlan
+from policies.evidence import Output
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Controlled, control
 from sandbox import outputs
@@ -132,7 +133,7 @@ class Worker:
         raw = self.engine.run(plan.executable_sql, tables, interrupt)
         del tables
         self._stage(claimed, JobStage.OUTPUT_CONTROL, 0.8, interrupt)
-        controlled = control(raw, aggregate_names(plan), plan.unit_columns, policy.disclosure)
+        controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
         self._stage(claimed, JobStage.RELEASE, 0.95, interrupt)
         status = decide(controlled, policy.release_mode)
         released = released_form(plan, controlled)
@@ -159,8 +160,8 @@ class Worker:
             return job, policy, {k: v for k, v in versions.items() if v is not None}
 
 
-def aggregate_names(plan: QueryPlan) -> list[str]:
-    return [o.name for o in plan.outputs if o.kind is OutputKind.AGGREGATE]
+def aggregate_outputs(plan: QueryPlan) -> list[Output]:
+    return [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
 
 
 def decide(controlled: Controlled, mode: ReleaseMode) -> JobStatus:

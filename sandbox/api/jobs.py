@@ -19,7 +19,7 @@ from sandbox.grants import get_visible
 from sandbox.keys import get_keys
 from sandbox.mock import mock_table
 from sandbox.models import Job, JobOutput, Review
-from sandbox.worker import aggregate_names, released_form
+from sandbox.worker import aggregate_outputs, released_form
 
 ANALYST = frozenset({Role.ANALYST})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
@@ -134,6 +134,6 @@ def register(bp: Blueprint) -> None:
         schemas, _ = job_service.schemas_of(grant)
         tables = {name: mock_table(DatasetSchema.model_validate(schemas[name]), body.rows, body.seed) for name in plan.datasets}
         raw = DuckDBEngine().run(plan.executable_sql, tables)
-        controlled = control(raw, aggregate_names(plan), plan.unit_columns, policy.disclosure)
+        controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
         released = released_form(plan, controlled)
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)
