@@ -39,9 +39,16 @@ class Aggregate(StrEnum):
 
 
 class ReleaseMode(StrEnum):
-    AUTO = "auto"  # release when every rule passes
-    REVIEW_ON_FLAG = "review_on_flag"  # hold anything flagged for an auditor
-    ALWAYS_REVIEW = "always_review"  # hold everything
+    """What happens to cells a rule flags for review (suppression is always applied automatically).
+
+    ``auto`` withholds flagged cells like suppressed ones and releases the rest; ``review_on_flag``
+    holds the whole output for an auditor when any cell is flagged; ``always_review`` holds every
+    output. A ``block`` verdict is never releasable in any mode.
+    """
+
+    AUTO = "auto"
+    REVIEW_ON_FLAG = "review_on_flag"
+    ALWAYS_REVIEW = "always_review"
 
 
 # Which uses each column role can ever be granted. A direct identifier must never come out, nor be
@@ -81,6 +88,7 @@ class Policy(BaseModel):
     job_kinds: Annotated[frozenset[JobKind], Field(min_length=1)]
     disclosure: Disclosure = Disclosure()
     release_mode: ReleaseMode = ReleaseMode.REVIEW_ON_FLAG
+    reviewers: Annotated[int, Field(ge=1, le=3, description="independent auditors who must release a held output")] = 1
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:

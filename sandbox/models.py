@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -295,3 +296,24 @@ class Review(Base):
     decision: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReleasedCell(Base):
+    """A released cell, for differencing checks: which job, which row, how many units it covered.
+
+    The cell's population is not stored: dataset versions are immutable, so it is recomputed
+    exactly from the job's plan when a later cell comes close enough in size to matter.
+    """
+
+    __tablename__ = "released_cells"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    dataset_version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"))
+    row_index: Mapped[int] = mapped_column(Integer)
+    key: Mapped[list[Any]] = mapped_column(JSON)  # the row's group-key values
+    units: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_released_cells_version_org_units", "dataset_version_id", "org_id", "units"),)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -34,9 +35,11 @@ def table_from_bytes(data: bytes) -> pa.Table:
 
 
 def json_value(value: Any) -> Any:
-    """JSON-safe cell values: NaN and infinities become null, dates become ISO strings."""
+    """JSON-safe cell values: NaN and infinities become null, decimals numbers, dates ISO strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, Decimal):  # DuckDB sums integers as DECIMAL(38, 0)
+        return int(value) if value == value.to_integral_value() else float(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value

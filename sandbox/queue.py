@@ -8,6 +8,7 @@ writer's ``BEGIN IMMEDIATE`` lock serialises claims to the same effect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
 from sandbox.db import Database
+from sandbox.differencing import Cell
 from sandbox.job_service import transition_details
 from sandbox.ledger import Ledger
 from sandbox.models import Job, JobOutput
+from sandbox.releases import record
 
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
 
@@ -107,7 +110,15 @@ class Queue:
                 )
         return result is not None
 
-    def finish(self, claimed: Claimed, status: JobStatus, reason: str, verdict: dict[str, Any] | None, output: JobOutput | None) -> bool:
+    def finish(
+        self,
+        claimed: Claimed,
+        status: JobStatus,
+        reason: str,
+        verdict: dict[str, Any] | None,
+        output: JobOutput | None,
+        cells: Sequence[Cell] = (),
+    ) -> bool:
         """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours."""
         with self.db.writing() as session:
             job = session.scalar(select(Job).where(*self._ours(claimed)).with_for_update())
@@ -119,6 +130,8 @@ class Queue:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
             job.verdict = verdict
             self._end(session, job, status, reason)
+            if status is JobStatus.RELEASED:
+                record(session, job, cells)
         return True
 
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:

@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -27,9 +28,9 @@ from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from jobs.query import OutputKind, QueryPlan
 from policies.evidence import Output
-from policies.model import Policy, ReleaseMode
-from policies.output_control import CellStatus, Controlled, control
-from sandbox import outputs
+from policies.model import Policy
+from policies.output_control import CellStatus, Note, control
+from sandbox import differencing, outputs, releases
 from sandbox.datasets import Datasets
 from sandbox.db import get_db_of
 from sandbox.grants import active_policy
@@ -49,6 +50,7 @@ class Outcome:
     verdict: dict[str, Any] | None
     raw: pa.Table | None
     released: dict[str, Any] | None
+    cells: list[differencing.Cell] = field(default_factory=list)
 
 
 class Stop(Exception):
@@ -107,7 +109,7 @@ class Worker:
         output = None
         if outcome.raw is not None and outcome.released is not None:
             output = outputs.seal(self.keys, claimed.job_id, outcome.raw, outcome.released)
-        self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output)
+        self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells)
 
     def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
         with self.db.sessions() as session:
@@ -131,13 +133,29 @@ class Worker:
         tables = {name: self.datasets.read(version) for name, version in versions.items() if name in plan.datasets}
         self._stage(claimed, JobStage.EXECUTE, 0.3, interrupt)
         raw = self.engine.run(plan.executable_sql, tables, interrupt)
-        del tables
         self._stage(claimed, JobStage.OUTPUT_CONTROL, 0.8, interrupt)
-        controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
+        outputs_ = aggregate_outputs(plan)
+        controlled = control(raw, outputs_, plan.unit_columns, policy.disclosure)
+        aggregates = [o.name for o in outputs_]
+        keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
+        candidates = [differencing.Cell(keys[i], units[i]) for i in releases.released_rows(controlled.notes, raw.num_rows, aggregates)]
+        findings = releases.Differencing(self.db, self.engine).flags(job, plan, policy, schemas, tables, candidates)
+        del tables
+        extra = [
+            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, policy))
+            for f in findings
+            for column in aggregates
+        ]
         self._stage(claimed, JobStage.RELEASE, 0.95, interrupt)
-        status = decide(controlled, policy.release_mode)
-        released = released_form(plan, controlled)
-        return Outcome(status, controlled.reason, controlled.summary(), raw, released)
+        release = releases.decide(controlled, extra, aggregates, policy, keys, units)
+        return Outcome(
+            release.status,
+            release.reason,
+            release.summary,
+            raw,
+            released_form(plan, release.table, release.notes, release.summary),
+            release.cells,
+        )
 
     def _stage(self, claimed: Claimed, stage: JobStage, progress: float, interrupt: threading.Event) -> None:
         if interrupt.is_set() or not self.queue.stage(claimed, stage, progress):
@@ -164,24 +182,26 @@ def aggregate_outputs(plan: QueryPlan) -> list[Output]:
     return [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
 
 
-def decide(controlled: Controlled, mode: ReleaseMode) -> JobStatus:
-    """The release decision: blocked is final; a review verdict or ``always_review`` holds for an auditor."""
-    if controlled.status is CellStatus.BLOCK:
-        return JobStatus.BLOCKED
-    if controlled.status is CellStatus.REVIEW or mode is ReleaseMode.ALWAYS_REVIEW:
-        return JobStatus.HELD
-    return JobStatus.RELEASED
+def row_keys(table: pa.Table, group_keys: Sequence[str]) -> list[differencing.Key]:
+    columns = [table.column(k).to_pylist() for k in group_keys]
+    return [tuple(col[i] for col in columns) for i in range(table.num_rows)]
 
 
-def released_form(plan: QueryPlan, controlled: Controlled) -> dict[str, Any]:
-    table = controlled.released
+def row_units(table: pa.Table, unit_columns: Sequence[str]) -> list[int]:
+    columns = [table.column(c).to_pylist() for c in unit_columns]
+    return [min((int(col[i] or 0) for col in columns), default=0) for i in range(table.num_rows)]
+
+
+def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
+    return (
+        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
+        f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
+    )
+
+
+def released_form(plan: QueryPlan, table: pa.Table, notes: Sequence[Note], summary: dict[str, Any]) -> dict[str, Any]:
     columns = [{"name": o.name, "kind": o.kind.value, "type": str(table.schema.field(o.name).type)} for o in plan.outputs]
-    return {
-        "columns": columns,
-        "rows": outputs.rows_of(table),
-        "notes": [n.as_dict() for n in controlled.notes],
-        "summary": controlled.summary(),
-    }
+    return {"columns": columns, "rows": outputs.rows_of(table), "notes": [n.as_dict() for n in notes], "summary": summary}
 
 
 def _stop_reason(why: list[str]) -> str:

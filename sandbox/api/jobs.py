@@ -135,5 +135,5 @@ def register(bp: Blueprint) -> None:
         tables = {name: mock_table(DatasetSchema.model_validate(schemas[name]), body.rows, body.seed) for name in plan.datasets}
         raw = DuckDBEngine().run(plan.executable_sql, tables)
         controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
-        released = released_form(plan, controlled)
+        released = released_form(plan, controlled.released, controlled.notes, controlled.summary())
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

@@ -9,9 +9,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden
 from core.values import JobStatus, Role
+from policies.evidence import UNITS_PREFIX
+from policies.model import Policy
+from policies.output_control import CellStatus, Note
 from sandbox import job_service, outputs
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
@@ -19,10 +23,35 @@ from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
 from sandbox.api.services import ledger
 from sandbox.auth import Principal
 from sandbox.db import writing
+from sandbox.differencing import Cell
 from sandbox.keys import get_keys
-from sandbox.models import Job, JobOutput, Review
+from sandbox.models import GrantPolicy, Job, JobOutput, Review
+from sandbox.releases import record, released_rows
+from sandbox.worker import row_keys, row_units
 
 AUDITOR = frozenset({Role.AUDITOR})
+
+
+def _reviewers_required(session: Session, job: Job) -> int:
+    pinned = session.scalars(
+        select(GrantPolicy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
+    ).one()
+    return Policy.model_validate(pinned.policy).reviewers
+
+
+def _record_cells(session: Session, job: Job) -> None:
+    """The rows a reviewer released, for later differencing checks (from the sealed raw output)."""
+    output = session.get(JobOutput, job.id)
+    if output is None:
+        return
+    raw, released = outputs.open_raw(get_keys(), output), outputs.open_released(get_keys(), output)
+    keys = [c["name"] for c in released["columns"] if c["kind"] == "group_key"]
+    aggregates = [c["name"] for c in released["columns"] if c["kind"] == "aggregate"]
+    units = row_units(raw, [c for c in raw.column_names if c.startswith(UNITS_PREFIX)])
+    notes = [Note(n["row"], n["column"], CellStatus(n["status"]), n["rule"], n["reason"]) for n in released["notes"]]
+    rows = released_rows(notes, raw.num_rows, aggregates)
+    key_rows = row_keys(raw, keys)
+    record(session, job, [Cell(key_rows[i], units[i]) for i in rows])
 
 
 def register(bp: Blueprint) -> None:
@@ -75,11 +104,29 @@ def register(bp: Blueprint) -> None:
                 raise Conflict(f"the job is {job.status}; only a held output can be reviewed")
             job = session.scalar(select(Job).where(Job.id == job.id).with_for_update())
             assert job is not None
-            status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
+            earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
+            if any(r.reviewer == caller.user_id for r in earlier):
+                raise Conflict("you have reviewed this output already; a second auditor must decide")
             session.add(Review(job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason))
-            job.status, job.reason, job.finished_at = status.value, body.reason, datetime.now(UTC)
-            details = job_service.transition_details(job, decision=body.decision, reason=body.reason)
+            needed = _reviewers_required(session, job)
+            releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
+            pending = body.decision == "release" and releases_ < needed
+            details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
             ledger().append(
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
+            if not pending:
+                status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
+                job.status, job.reason, job.finished_at = status.value, body.reason, datetime.now(UTC)
+                action = "job.released" if status is JobStatus.RELEASED else "job.rejected"
+                ledger().append(
+                    session,
+                    actor=caller.user_id,
+                    action=action,
+                    object_type="job",
+                    object_id=job.id,
+                    details=job_service.transition_details(job),
+                )
+                if status is JobStatus.RELEASED:
+                    _record_cells(session, job)
             return job_out(job)

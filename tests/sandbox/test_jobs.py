@@ -196,7 +196,7 @@ def test_always_review_holds_and_an_auditor_decides(world: World, app: Flask, gr
         == 409
     )
     actions = [e["action"] for e in events(world) if e["object_id"] == job_id]
-    assert actions[-3:] == ["job.held", "review.view", "review.release"]
+    assert actions[-4:] == ["job.held", "review.view", "review.release", "job.released"]
 
 
 def test_rejected_review_keeps_the_result_back(world: World, app: Flask, grant: dict[str, Any]) -> None:
@@ -339,3 +339,95 @@ def test_parallel_workers_run_each_job_once(world: World, app: Flask, approved: 
         assert all(job is not None and job.status == "released" and job.attempts == 1 for job in jobs)
     released = [e["object_id"] for e in events(world) if e["action"] == "job.released"]
     assert sorted(released) == sorted(ids)
+
+
+def test_two_query_differencing_attack_is_held(world: World, app: Flask, approved: str) -> None:
+    """Everyone's total income, then everyone's but race 5: the difference is the one race-5 person's 56000."""
+    first = submit(world, approved, "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums").json["id"]
+    run_worker(app)
+    assert job_json(world, first)["status"] == "released"
+    second = submit(world, approved, "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race <> 5").json["id"]
+    run_worker(app)
+    job = job_json(world, second)
+    assert job["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{second}/result", headers=auth(world.analyst)).status_code == 409
+    queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    notes = queue[0]["proposed"]["notes"]
+    assert {n["rule"] for n in notes} == {"differencing"}
+    assert "by 1 privacy units" in notes[0]["reason"]
+    assert first[:8] in notes[0]["reason"]
+
+
+def test_differencing_spans_analysts_of_one_organisation_only(world: World, app: Flask, approved: str) -> None:
+    from tests.conftest import make_user
+
+    _, colleague = make_user(world.client, world.admin, world.analyst_org, "analyst", "colleague")
+    submit(world, approved, "SELECT COUNT(*) AS n FROM pums")
+    run_worker(app)
+    second = submit(world, approved, "SELECT COUNT(*) AS n FROM pums WHERE race <> 6", token=colleague).json["id"]
+    run_worker(app)
+    assert job_json(world, second, token=colleague)["status"] == "held"  # race 6 has 5 people: 1 <= 5 <= 9
+
+
+def test_auto_mode_withholds_flagged_cells_and_releases_the_rest(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "auto"})
+    submit(world, grant["id"], "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex")
+    run_worker(app)
+    job_id = submit(world, grant["id"], "SELECT sex, COUNT(*) AS n FROM pums WHERE race <> 5 GROUP BY sex").json["id"]
+    run_worker(app)
+    job = job_json(world, job_id)
+    assert job["status"] in {"released", "blocked"}
+    if job["status"] == "released":
+        result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+        flagged = [n for n in result["notes"] if n["rule"] == "differencing"]
+        assert flagged
+        assert all(n["status"] == "suppress" for n in flagged)
+        assert all(result["rows"][n["row"]][n["column"]] is None for n in flagged)
+
+
+def test_repeating_the_same_query_is_not_differencing(world: World, app: Flask, approved: str) -> None:
+    ids = [submit(world, approved, RACE_SQL).json["id"] for _ in range(2)]
+    run_worker(app)
+    assert [job_json(world, i)["status"] for i in ids] == ["released", "released"]
+
+
+def test_two_person_rule(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    from tests.conftest import make_user
+
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review", "reviewers": 2})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    _, second_auditor = make_user(world.client, world.admin, world.ids["audit"], "auditor", "second auditor")
+    path = f"/api/v1/reviews/{job_id}"
+    first = world.client.post(path, headers=auth(world.auditor), json={"decision": "release", "reason": "looks safe"})
+    assert first.status_code == 200
+    assert first.json["status"] == "held"  # one of two
+    again = world.client.post(path, headers=auth(world.auditor), json={"decision": "release", "reason": "still safe"})
+    assert again.status_code == 409
+    second = world.client.post(path, headers=auth(second_auditor), json={"decision": "release", "reason": "agreed"})
+    assert second.json["status"] == "released"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 200
+
+
+def test_nobody_reviews_their_own_organisation(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    from tests.conftest import make_user
+
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    _, insider = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
+    # the bureau's own auditor may review (the job is the enterprise's), an auditor inside the enterprise cannot exist
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(insider), json={"decision": "reject", "reason": "not in scope"})
+    assert response.status_code == 200
+    assert response.json["status"] == "rejected"
+
+
+def test_review_release_records_cells_for_differencing(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    first = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums").json["id"]
+    run_worker(app)
+    world.client.post(f"/api/v1/reviews/{first}", headers=auth(world.auditor), json={"decision": "release", "reason": "fine"})
+    second = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums WHERE race <> 5").json["id"]
+    run_worker(app)
+    item = next(i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"] if i["job"]["id"] == second)
+    assert {n["rule"] for n in item["proposed"]["notes"]} == {"differencing"}
