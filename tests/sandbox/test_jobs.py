@@ -431,3 +431,23 @@ def test_review_release_records_cells_for_differencing(world: World, app: Flask,
     run_worker(app)
     item = next(i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"] if i["job"]["id"] == second)
     assert {n["rule"] for n in item["proposed"]["notes"]} == {"differencing"}
+
+
+def test_four_query_tracker_is_caught(world: World, app: Flask, approved: str) -> None:
+    """Tracker T = (sex = 1): Q(C or T) + Q(C or not T) - Q(T) - Q(not T) is the race-5 person's income."""
+    queries = {
+        "c_or_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race = 5 OR sex = 1",
+        "c_or_not_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race = 5 OR sex = 0",
+        "t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE sex = 1",
+        "not_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE sex = 0",
+    }
+    answers: dict[str, int | None] = {}
+    for name, sql in queries.items():
+        job_id = submit(world, approved, sql).json["id"]
+        run_worker(app)
+        if job_json(world, job_id)["status"] == "released":
+            rows = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json["rows"]
+            answers[name] = rows[0]["total"]
+        else:
+            answers[name] = None
+    assert None in answers.values(), "every tracker query was released: the race-5 income could be computed"
