@@ -1,0 +1,81 @@
+"""Policy checks for the columns and aggregates a statistics spec uses.
+
+Dimensions (what a table is grouped by, a histogram's column, a model's categorical terms) must be
+``dimension`` or ``plain``; values (what is aggregated or modelled numerically) must be ``measure``
+or ``plain`` and numeric. Identifiers and the privacy-unit column are never used, whatever the
+policy says: statistics of an identifier are statistics of individuals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from core.errors import ValidationFailed
+from core.schema import ColumnSpec, DatasetSchema
+from core.values import ColumnRole
+from jobs.stats.values import StatsRule, violation
+from policies.model import Aggregate, ColumnUse, Policy
+
+_DIMENSION_USES = frozenset({ColumnUse.DIMENSION, ColumnUse.PLAIN})
+_MEASURE_USES = frozenset({ColumnUse.MEASURE, ColumnUse.PLAIN})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One dataset of the grant, its schema and the grant's policy: what every check needs."""
+
+    dataset: str
+    schema: DatasetSchema
+    policy: Policy
+
+    @classmethod
+    def of(cls, dataset: str, policy: Policy, schemas: Mapping[str, DatasetSchema]) -> Scope:
+        schema = schemas.get(dataset)
+        if schema is None:
+            raise violation(StatsRule.DATASET_NOT_GRANTED, f"dataset {dataset} is not one of this grant's datasets")
+        return cls(dataset, schema, policy)
+
+    @property
+    def privacy_unit(self) -> str:
+        return self.schema.privacy_unit
+
+    def dimension(self, column: str) -> ColumnSpec:
+        """A column used to group or label: ``dimension`` or ``plain``."""
+        spec, use = self._usable(column)
+        if use not in _DIMENSION_USES:
+            raise violation(
+                StatsRule.MEASURE_AS_DIMENSION, f"column {self._name(column)} may only be aggregated, not grouped by", self._name(column)
+            )
+        return spec
+
+    def measure(self, column: str) -> ColumnSpec:
+        """A column aggregated or modelled as a number: ``measure`` or ``plain``, and numeric."""
+        spec, use = self._usable(column)
+        name = self._name(column)
+        if use not in _MEASURE_USES:
+            raise violation(StatsRule.DIMENSION_AS_MEASURE, f"column {name} may be grouped by, not aggregated as a value", name)
+        if not spec.type.numeric:
+            raise violation(StatsRule.NOT_NUMERIC, f"column {name} is {spec.type.value}, not numeric", name)
+        return spec
+
+    def aggregates(self, needed: Iterable[Aggregate]) -> None:
+        """Every aggregate the op computes must be listed by the policy."""
+        for aggregate in needed:
+            if aggregate not in self.policy.aggregates:
+                raise violation(StatsRule.AGGREGATE_NOT_ALLOWED, f"the policy does not allow the aggregate {aggregate.value}")
+
+    def _usable(self, column: str) -> tuple[ColumnSpec, ColumnUse]:
+        spec = self.schema.column(column)
+        name = self._name(column)
+        if spec is None:
+            raise ValidationFailed(f"unknown column {name}", details={"field": "spec", "column": name})
+        if spec.role is ColumnRole.IDENTIFIER or column == self.privacy_unit:
+            raise violation(StatsRule.IDENTIFIER, f"column {name} is an identifier: statistics never use it", name)
+        use = self.policy.use_of(self.dataset, column)
+        if use in (ColumnUse.DENY, ColumnUse.JOIN_KEY):
+            raise violation(StatsRule.COLUMN_DENIED, f"the policy does not allow column {name} in statistics", name)
+        return spec, use
+
+    def _name(self, column: str) -> str:
+        return f"{self.dataset}.{column}"
