@@ -8,6 +8,7 @@ policy to its current version, so that a job runs on exactly what it was checked
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
+from jobs.stats import StatsPlan
+from jobs.stats import plan as plan_stats
 from policies.model import Policy
 from sandbox.auth import Principal
 from sandbox.grants import active_policy, get_visible
@@ -35,10 +38,26 @@ class QuerySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: Annotated[str, Field(min_length=1, max_length=20_000)]
-    timeout_seconds: Annotated[int | None, Field(ge=1, le=MAX_TIMEOUT)] = None
 
 
-SPECS: dict[JobKind, type[BaseModel]] = {JobKind.QUERY: QuerySpec}
+class Timeout(BaseModel):
+    timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
+
+
+Plan = QueryPlan | StatsPlan
+
+
+@dataclass(frozen=True)
+class Checked:
+    spec: dict[str, Any]  # the normalised spec that is stored and run
+    timeout: int | None
+    policy: Policy
+    policy_version: int
+    plan: Plan
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return self.plan.datasets if isinstance(self.plan, QueryPlan) else (self.plan.dataset,)
 
 
 def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[str, Any]]]:
@@ -56,19 +75,31 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 
 def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
-    return validate_query(spec.sql, policy, schemas, unique_units)
+    return validate_query(spec.sql, policy, schemas, unique_units, top_n=max(policy.disclosure.nk_n, 2))
 
 
-def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> tuple[BaseModel, Policy, int, QueryPlan]:
-    """The policy pre-check: the grant allows the kind now, the spec is well formed, the query obeys the policy."""
+def plan_job(
+    kind: JobKind, spec: dict[str, Any], policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()
+) -> Plan:
+    """Validate a stored or submitted spec of ``kind`` against the policy: the plan, or PolicyViolation."""
+    if kind is JobKind.QUERY:
+        return plan_query(parse_model(QuerySpec, spec, "spec"), policy, schemas, unique_units)
+    if kind is JobKind.STATS:
+        return plan_stats(spec, policy, schemas)
+    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
+
+
+def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
+    """The policy pre-check: the grant allows the kind now, the spec is well formed, the job obeys the policy."""
     policy, version = active_policy(grant, kind)
-    model = SPECS.get(kind)
-    if model is None:
-        raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query jobs", details={"field": "kind"})
-    spec = parse_model(model, raw_spec, "spec")
+    spec = dict(raw_spec)
+    timeout = (
+        parse_model(Timeout, {"timeout_seconds": spec.pop("timeout_seconds")}, "spec").timeout_seconds
+        if "timeout_seconds" in spec
+        else None
+    )
     schemas, _ = schemas_of(grant)
-    assert isinstance(spec, QuerySpec)
-    return spec, policy, version, plan_query(spec, policy, schemas)
+    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas))
 
 
 def submit(
@@ -84,7 +115,7 @@ def submit(
     grant = get_visible(session, caller, grant_id)
     digest = spec_hash(raw_spec)
     try:
-        spec, _, policy_version, plan = check(grant, kind, raw_spec)
+        checked = check(grant, kind, raw_spec)
     except PolicyViolation as exc:
         ledger.append(
             session,
@@ -97,22 +128,21 @@ def submit(
         session.commit()
         raise
     _, versions = schemas_of(grant)
-    timeout = getattr(spec, "timeout_seconds", None) or default_timeout
     job = Job(
         grant_id=grant.id,
         org_id=caller.org_id,
         submitted_by=caller.user_id,
         kind=kind.value,
-        spec=spec.model_dump(exclude_none=True),
+        spec=checked.spec,
         spec_sha256=digest,
-        policy_version=policy_version,
-        dataset_versions={name: versions[name] for name in plan.datasets},
+        policy_version=checked.policy_version,
+        dataset_versions={name: versions[name] for name in checked.datasets},
         status=JobStatus.QUEUED.value,
         stage=JobStage.QUEUED.value,
         progress=0.0,
         attempts=0,
         max_attempts=max_attempts,
-        timeout_seconds=timeout,
+        timeout_seconds=checked.timeout or default_timeout,
     )
     session.add(job)
     session.flush()

@@ -20,11 +20,12 @@ from core.schema import DatasetSchema
 from core.values import JobStatus
 from jobs.engine import Engine
 from jobs.query import QueryPlan
+from jobs.query import validate as validate_query
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Controlled, Note
 from sandbox import differencing
 from sandbox.db import Database
-from sandbox.job_service import QuerySpec, plan_query
+from sandbox.job_service import QuerySpec
 from sandbox.models import GrantPolicy, Job, ReleasedCell
 
 
@@ -122,7 +123,7 @@ class Differencing:
         pairs = differencing.candidates(cells, earlier, k)
         if not pairs:
             return []
-        mine = self._populations(plan_query(QuerySpec.model_validate(job.spec), policy, dict(schemas)), tables)
+        mine = self._populations(validate_query(QuerySpec.model_validate(job.spec).sql, policy, schemas), tables)
         return differencing.find(pairs, mine, lambda job_id: self._old_populations(job_id, schemas, tables), k)
 
     def _earlier(self, job: Job, version_id: str, cells: list[differencing.Cell], k: int) -> list[differencing.Earlier]:
@@ -153,13 +154,13 @@ class Differencing:
             pinned = session.scalars(
                 select(GrantPolicy).where(GrantPolicy.grant_id == old.grant_id, GrantPolicy.version == old.policy_version)
             ).one()
-        plan = plan_query(QuerySpec.model_validate(old.spec), Policy.model_validate(pinned.policy), dict(schemas))
+        plan = validate_query(QuerySpec.model_validate(old.spec).sql, Policy.model_validate(pinned.policy), schemas)
         return self._populations(plan, tables)
 
 
 def record(session: Session, job: Job, cells: Sequence[differencing.Cell]) -> None:
-    """Remember released cells of a single-dataset job for later differencing checks."""
-    if len(job.dataset_versions) != 1:
+    """Remember released cells of a single-dataset query job for later differencing checks."""
+    if len(job.dataset_versions) != 1 or job.kind != "query":
         return
     version_id = next(iter(job.dataset_versions.values()))["version_id"]
     for index, cell in enumerate(cells):

@@ -15,42 +15,23 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import pyarrow as pa
 from flask import Flask
 
 from core.errors import SandboxError
-from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
-from jobs.query import OutputKind, QueryPlan
-from policies.evidence import Output
 from policies.model import Policy
-from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, outputs, releases
+from sandbox import outputs, pipelines
 from sandbox.datasets import Datasets
 from sandbox.db import get_db_of
 from sandbox.grants import active_policy
-from sandbox.job_service import QuerySpec, plan_query
 from sandbox.keys import KeyStore, get_keys_of
 from sandbox.ledger import Ledger
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.queue import Claimed, Queue
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: JobStatus
-    reason: str
-    verdict: dict[str, Any] | None
-    raw: pa.Table | None
-    released: dict[str, Any] | None
-    cells: list[differencing.Cell] = field(default_factory=list)
 
 
 class Stop(Exception):
@@ -96,12 +77,16 @@ class Worker:
         try:
             outcome = self._pipeline(claimed, interrupt, why)
         except (Stop, QueryInterrupted):
-            outcome = Outcome(JobStatus.FAILED if why and why[0] == "timeout" else JobStatus.CANCELLED, _stop_reason(why), None, None, None)
+            outcome = pipelines.Outcome(
+                JobStatus.FAILED if why and why[0] == "timeout" else JobStatus.CANCELLED, _stop_reason(why), None, None, None
+            )
         except SandboxError as exc:
-            outcome = Outcome(JobStatus.FAILED, exc.message, None, None, None)
+            outcome = pipelines.Outcome(JobStatus.FAILED, exc.message, None, None, None)
         except Exception:
             log.exception("job %s failed unexpectedly", claimed.job_id)
-            outcome = Outcome(JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details", None, None, None)
+            outcome = pipelines.Outcome(
+                JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details", None, None, None
+            )
         finally:
             interrupt.set()
         if why and why[0] == "lease":
@@ -123,39 +108,12 @@ class Worker:
                 interrupt.set()
                 return
 
-    def _pipeline(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> Outcome:
+    def _pipeline(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> pipelines.Outcome:
         job, policy, versions = self._load_job(claimed)
-        if JobKind(job.kind) is not JobKind.QUERY:
-            return Outcome(JobStatus.FAILED, f"{job.kind} jobs are not available", None, None, None)
-        schemas = {name: DatasetSchema.model_validate(v.schema) for name, v in versions.items()}
-        unique = frozenset(name for name, v in versions.items() if v.unit_count == v.row_count)
-        plan = plan_query(QuerySpec.model_validate(job.spec), policy, schemas, unique)
-        tables = {name: self.datasets.read(version) for name, version in versions.items() if name in plan.datasets}
-        self._stage(claimed, JobStage.EXECUTE, 0.3, interrupt)
-        raw = self.engine.run(plan.executable_sql, tables, interrupt)
-        self._stage(claimed, JobStage.OUTPUT_CONTROL, 0.8, interrupt)
-        outputs_ = aggregate_outputs(plan)
-        controlled = control(raw, outputs_, plan.unit_columns, policy.disclosure)
-        aggregates = [o.name for o in outputs_]
-        keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
-        candidates = [differencing.Cell(keys[i], units[i]) for i in releases.released_rows(controlled.notes, raw.num_rows, aggregates)]
-        findings = releases.Differencing(self.db, self.engine).flags(job, plan, policy, schemas, tables, candidates)
-        del tables
-        extra = [
-            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, policy))
-            for f in findings
-            for column in aggregates
-        ]
-        self._stage(claimed, JobStage.RELEASE, 0.95, interrupt)
-        release = releases.decide(controlled, extra, aggregates, policy, keys, units)
-        return Outcome(
-            release.status,
-            release.reason,
-            release.summary,
-            raw,
-            released_form(plan, release.table, release.notes, release.summary),
-            release.cells,
+        run = pipelines.Run(
+            job, policy, versions, self.db, self.engine, lambda stage, progress: self._stage(claimed, stage, progress, interrupt), interrupt
         )
+        return run.execute({name: self.datasets.read(versions[name]) for name in run.datasets})
 
     def _stage(self, claimed: Claimed, stage: JobStage, progress: float, interrupt: threading.Event) -> None:
         if interrupt.is_set() or not self.queue.stage(claimed, stage, progress):
@@ -176,32 +134,6 @@ class Worker:
             if missing:
                 raise SandboxError(f"dataset versions are missing: {', '.join(missing)}")
             return job, policy, {k: v for k, v in versions.items() if v is not None}
-
-
-def aggregate_outputs(plan: QueryPlan) -> list[Output]:
-    return [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
-
-
-def row_keys(table: pa.Table, group_keys: Sequence[str]) -> list[differencing.Key]:
-    columns = [table.column(k).to_pylist() for k in group_keys]
-    return [tuple(col[i] for col in columns) for i in range(table.num_rows)]
-
-
-def row_units(table: pa.Table, unit_columns: Sequence[str]) -> list[int]:
-    columns = [table.column(c).to_pylist() for c in unit_columns]
-    return [min((int(col[i] or 0) for col in columns), default=0) for i in range(table.num_rows)]
-
-
-def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
-    return (
-        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
-        f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
-    )
-
-
-def released_form(plan: QueryPlan, table: pa.Table, notes: Sequence[Note], summary: dict[str, Any]) -> dict[str, Any]:
-    columns = [{"name": o.name, "kind": o.kind.value, "type": str(table.schema.field(o.name).type)} for o in plan.outputs]
-    return {"columns": columns, "rows": outputs.rows_of(table), "notes": [n.as_dict() for n in notes], "summary": summary}
 
 
 def _stop_reason(why: list[str]) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from core.errors import Conflict, NotFound
-from core.schema import DatasetSchema
 from core.values import JobStatus, Role
 from jobs.engine import DuckDBEngine
-from policies.output_control import control
 from sandbox import job_service, outputs
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, ResultOut
@@ -19,7 +17,7 @@ from sandbox.grants import get_visible
 from sandbox.keys import get_keys
 from sandbox.mock import mock_table
 from sandbox.models import Job, JobOutput, Review
-from sandbox.worker import aggregate_outputs, released_form
+from sandbox.pipelines import preview
 
 ANALYST = frozenset({Role.ANALYST})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
@@ -130,10 +128,8 @@ def register(bp: Blueprint) -> None:
     )
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
         grant = get_visible(read_session(), caller, body.grant_id)
-        _, policy, _, plan = job_service.check(grant, body.kind, body.spec)
+        checked = job_service.check(grant, body.kind, body.spec)
         schemas, _ = job_service.schemas_of(grant)
-        tables = {name: mock_table(DatasetSchema.model_validate(schemas[name]), body.rows, body.seed) for name in plan.datasets}
-        raw = DuckDBEngine().run(plan.executable_sql, tables)
-        controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
-        released = released_form(plan, controlled.released, controlled.notes, controlled.summary())
+        tables = {name: mock_table(schemas[name], body.rows, body.seed) for name in checked.datasets}
+        released = preview(checked.plan, checked.policy, tables, DuckDBEngine())
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

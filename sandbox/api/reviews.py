@@ -26,8 +26,8 @@ from sandbox.db import writing
 from sandbox.differencing import Cell
 from sandbox.keys import get_keys
 from sandbox.models import GrantPolicy, Job, JobOutput, Review
+from sandbox.pipelines import row_keys, row_units
 from sandbox.releases import record, released_rows
-from sandbox.worker import row_keys, row_units
 
 AUDITOR = frozenset({Role.AUDITOR})
 

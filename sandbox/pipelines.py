@@ -1,0 +1,192 @@
+"""The stages of a job after it is claimed, per job kind: plan -> execute -> output control -> release decision.
+
+A ``Run`` is built by the worker from the job, its pinned policy and versions; ``execute(tables)``
+gets the decrypted tables and returns an ``Outcome`` for the queue to store. The worker's ``stage``
+callback records progress and raises when the job must stop (cancelled, timed out, lease lost).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from core.schema import DatasetSchema
+from core.values import JobKind, JobStage, JobStatus
+from jobs.engine import Engine
+from jobs.query import OutputKind, QueryPlan
+from jobs.stats import StatsPlan, StatsResult
+from jobs.stats import run as run_stats
+from policies.evidence import GROUPING_COLUMN, Output, is_evidence
+from policies.model import Policy, ReleaseMode
+from policies.output_control import CellStatus, Controlled, Note, control
+from sandbox import differencing, outputs, releases
+from sandbox.db import Database
+from sandbox.job_service import plan_job
+from sandbox.models import DatasetVersion, Job
+
+Stage = Callable[[JobStage, float], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: JobStatus
+    reason: str
+    verdict: dict[str, Any] | None
+    raw: pa.Table | None
+    released: dict[str, Any] | None
+    cells: list[differencing.Cell] = field(default_factory=list)  # released query cells, for differencing checks
+
+
+def datasets_of(plan: QueryPlan | StatsPlan) -> tuple[str, ...]:
+    return plan.datasets if isinstance(plan, QueryPlan) else (plan.dataset,)
+
+
+class Run:
+    def __init__(
+        self,
+        job: Job,
+        policy: Policy,
+        versions: Mapping[str, DatasetVersion],
+        db: Database,
+        engine: Engine,
+        stage: Stage,
+        interrupt: threading.Event,
+    ) -> None:
+        self.job, self.policy, self.db, self.engine, self.stage, self.interrupt = job, policy, db, engine, stage, interrupt
+        self.schemas = {name: DatasetSchema.model_validate(v.schema) for name, v in versions.items()}
+        unique = frozenset(name for name, v in versions.items() if v.unit_count == v.row_count)
+        self.plan = plan_job(JobKind(job.kind), job.spec, policy, self.schemas, unique)
+        self.datasets = datasets_of(self.plan)
+
+    def execute(self, tables: dict[str, pa.Table]) -> Outcome:
+        self.stage(JobStage.EXECUTE, 0.3)
+        if isinstance(self.plan, QueryPlan):
+            return self._query(self.plan, tables)
+        return self._stats(self.plan, tables)
+
+    def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
+        raw = self.engine.run(plan.executable_sql, tables, self.interrupt)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        outs = aggregate_outputs(plan)
+        controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
+        aggregates = [o.name for o in outs]
+        keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
+        candidates = [differencing.Cell(keys[i], units[i]) for i in releases.released_rows(controlled.notes, raw.num_rows, aggregates)]
+        findings = releases.Differencing(self.db, self.engine).flags(self.job, plan, self.policy, self.schemas, tables, candidates)
+        extra = [
+            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, self.policy))
+            for f in findings
+            for column in aggregates
+        ]
+        self.stage(JobStage.RELEASE, 0.95)
+        release = releases.decide(controlled, extra, aggregates, self.policy, keys, units)
+        columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
+        return Outcome(
+            release.status,
+            release.reason,
+            release.summary,
+            raw,
+            form(columns, release.table, release.notes, release.summary),
+            release.cells,
+        )
+
+    def _stats(self, plan: StatsPlan, tables: dict[str, pa.Table]) -> Outcome:
+        result = run_stats(plan, tables, self.engine, self.policy.disclosure)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        if result.refused:
+            return Outcome(JobStatus.BLOCKED, result.refused, {"status": "block", "reason": result.refused}, result.table, None)
+        if plan.model is not None:
+            return self._model(result)
+        outs = [Output(name, aggregate) for name, aggregate in result.outputs]
+        controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure)
+        extra = secondary_notes(result, controlled, self.policy) if plan.margins else []
+        self.stage(JobStage.RELEASE, 0.95)
+        keys, units = row_keys(result.table, result.dimensions), row_units(result.table, result.unit_columns)
+        release = releases.decide(controlled, extra, [o.name for o in outs], self.policy, keys, units)
+        table = with_margins(release.table, result)
+        columns = _stats_columns(table, result)
+        return Outcome(release.status, release.reason, release.summary, result.table, form(columns, table, release.notes, release.summary))
+
+    def _model(self, result: StatsResult) -> Outcome:
+        """Coefficients, standard errors and fit statistics, already refused by the op when unsafe."""
+        table = pa.table({n: result.table.column(n) for n in result.table.column_names if not is_evidence(n)})
+        summary = {"status": "pass", "reason": "", "rows": table.num_rows, "fit": result.summary}
+        columns = [
+            {"name": n, "kind": "group_key" if n == "term" else "aggregate", "type": str(table.schema.field(n).type)}
+            for n in table.column_names
+        ]
+        status = JobStatus.HELD if self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW else JobStatus.RELEASED
+        reason = "the policy holds every output for review" if status is JobStatus.HELD else ""
+        return Outcome(status, reason, summary, result.table, form(columns, table, (), summary))
+
+
+def secondary_notes(result: StatsResult, controlled: Controlled, policy: Policy) -> list[Note]:
+    """Complementary suppression for tables with margins (filled in when the secondary module is wired)."""
+    return []
+
+
+def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
+    """Add ``total_over``: the dimensions a margin row totals over ("" for an inner cell)."""
+    if GROUPING_COLUMN not in result.table.column_names:
+        return table
+    dims = list(result.dimensions)
+    masks = result.table.column(GROUPING_COLUMN).to_pylist()
+    labels = [",".join(d for j, d in enumerate(dims) if (mask or 0) >> (len(dims) - 1 - j) & 1) for mask in masks]
+    return table.append_column("total_over", pa.array(labels, pa.string()))
+
+
+def _stats_columns(table: pa.Table, result: StatsResult) -> list[dict[str, str]]:
+    kinds = dict.fromkeys(result.dimensions, "group_key") | {"total_over": "margin"} | {name: "aggregate" for name, _ in result.outputs}
+    return [{"name": n, "kind": kinds.get(n, "aggregate"), "type": str(table.schema.field(n).type)} for n in table.column_names]
+
+
+def aggregate_outputs(plan: QueryPlan) -> list[Output]:
+    return [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
+
+
+def row_keys(table: pa.Table, group_keys: Sequence[str]) -> list[differencing.Key]:
+    columns = [table.column(k).to_pylist() for k in group_keys]
+    return [tuple(col[i] for col in columns) for i in range(table.num_rows)]
+
+
+def row_units(table: pa.Table, unit_columns: Sequence[str]) -> list[int]:
+    columns = [table.column(c).to_pylist() for c in unit_columns]
+    return [min((int(col[i] or 0) for col in columns), default=0) for i in range(table.num_rows)]
+
+
+def form(columns: list[dict[str, str]], table: pa.Table, notes: Sequence[Note], summary: dict[str, Any]) -> dict[str, Any]:
+    """The released form: what the analyst receives when the job is released."""
+    return {"columns": columns, "rows": outputs.rows_of(table), "notes": [n.as_dict() for n in notes], "summary": summary}
+
+
+def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
+    return (
+        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
+        f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
+    )
+
+
+def preview(plan: QueryPlan | StatsPlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine) -> dict[str, Any]:
+    """A dry run's answer: the plan on (mock) tables with output control applied, nothing recorded."""
+    if isinstance(plan, QueryPlan):
+        raw = engine.run(plan.executable_sql, tables)
+        controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
+        columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
+        return form(columns, controlled.released, controlled.notes, controlled.summary())
+    result = run_stats(plan, tables, engine, policy.disclosure)
+    if result.refused:
+        return form([], pa.table({}), (), {"status": "block", "reason": result.refused})
+    if plan.model is not None:
+        table = pa.table({n: result.table.column(n) for n in result.table.column_names if not is_evidence(n)})
+        columns = [
+            {"name": n, "kind": "group_key" if n == "term" else "aggregate", "type": str(table.schema.field(n).type)}
+            for n in table.column_names
+        ]
+        return form(columns, table, (), {"status": "pass", "fit": result.summary})
+    controlled = control(result.table, [Output(n, a) for n, a in result.outputs], result.unit_columns, policy.disclosure)
+    table = with_margins(controlled.released, result)
+    return form(_stats_columns(table, result), table, controlled.notes, controlled.summary())
