@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import BadRequest, Conflict, NotFound, PolicyViolation
+from core.errors import BadRequest, Conflict, InternalError, NotFound, PolicyViolation, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
@@ -71,7 +71,13 @@ def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[s
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(ledger_crypto.canonical(spec)).hexdigest()
+    """SHA-256 of the canonical spec; a spec that is not plain JSON (NaN, infinities, lone surrogates) is bad input."""
+    try:
+        return hashlib.sha256(ledger_crypto.canonical(spec)).hexdigest()
+    except (InternalError, UnicodeEncodeError):
+        raise ValidationFailed(
+            "the spec holds values that are not plain JSON (NaN, infinity or invalid text)", details={"field": "spec"}
+        ) from None
 
 
 def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
@@ -183,8 +189,17 @@ def _may_see(session: Session, caller: Principal, job: Job) -> bool:
     return False
 
 
-def list_visible(session: Session, caller: Principal, limit: int = 200) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def list_visible(
+    session: Session, caller: Principal, status: JobStatus | None = None, limit: int | None = 200, before: datetime | None = None
+) -> list[Job]:
+    """Visible jobs, newest first; ``before`` pages on (the ``created_at`` of the last one seen)."""
+    query = select(Job).order_by(Job.created_at.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+    if before is not None:
+        query = query.where(Job.created_at < before)
     if caller.role is Role.ANALYST:
         query = query.where(Job.submitted_by == caller.user_id)
     elif not (caller.role is Role.AUDITOR and caller.org_kind.value == "audit"):

@@ -22,7 +22,7 @@ from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
-from policies.output_control import CellStatus, Controlled, Note, control
+from policies.output_control import CellStatus, Note, control
 from sandbox import differencing, outputs, releases
 from sandbox.db import Database
 from sandbox.job_service import plan_job
@@ -103,10 +103,9 @@ class Run:
             return self._model(result)
         outs = [Output(name, aggregate) for name, aggregate in result.outputs]
         controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure)
-        extra = secondary_notes(result, controlled, self.policy) if plan.margins else []
         self.stage(JobStage.RELEASE, 0.95)
         keys, units = row_keys(result.table, result.dimensions), row_units(result.table, result.unit_columns)
-        release = releases.decide(controlled, extra, [o.name for o in outs], self.policy, keys, units)
+        release = releases.decide(controlled, [], [o.name for o in outs], self.policy, keys, units)
         table = with_margins(release.table, result)
         columns = _stats_columns(table, result)
         return Outcome(release.status, release.reason, release.summary, result.table, form(columns, table, release.notes, release.summary))
@@ -122,11 +121,6 @@ class Run:
         status = JobStatus.HELD if self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW else JobStatus.RELEASED
         reason = "the policy holds every output for review" if status is JobStatus.HELD else ""
         return Outcome(status, reason, summary, result.table, form(columns, table, (), summary))
-
-
-def secondary_notes(result: StatsResult, controlled: Controlled, policy: Policy) -> list[Note]:
-    """Complementary suppression for tables with margins (filled in when the secondary module is wired)."""
-    return []
 
 
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:

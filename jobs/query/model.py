@@ -66,6 +66,8 @@ class QueryPlan:
     ``executable_sql`` returns the same rows and columns as ``sql``, plus one column per table
     reference of the outer FROM/JOIN (``unit_columns``, in that order): the number of distinct
     privacy units behind each output row, which output control compares with its threshold.
+    Planned with ``top_n``, it also returns the evidence columns of ``policies.evidence``
+    (``evidence_columns``, after the unit counts); rows and their order are those of ``sql``.
     """
 
     sql: str  # the analyst's query, normalised: qualified, quoted, every output named (duckdb dialect)
@@ -74,3 +76,4 @@ class QueryPlan:
     group_keys: tuple[str, ...]  # output names of the GROUP_KEY columns
     executable_sql: str
     unit_columns: tuple[str, ...]  # "__units_0", "__units_1", ...
+    evidence_columns: tuple[str, ...] = ()  # "__top_<c>", "__missing_<c>", ... in result order (policies.evidence)

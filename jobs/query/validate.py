@@ -11,33 +11,48 @@ from collections.abc import Mapping
 
 from sqlglot import exp
 
+from core.errors import InternalError
 from core.schema import DatasetSchema
 from jobs.query.checker import Checker
 from jobs.query.functions import check_functions, normalise_functions
 from jobs.query.model import BadSql, OutputKind, QueryPlan, QueryRule, violation
 from jobs.query.parse import DIALECT, parse_select
 from jobs.query.resolve import qualify_query
-from jobs.query.rewrite import add_unit_columns
+from jobs.query.rewrite import add_evidence, add_unit_columns
 from jobs.query.structure import check_structure
 from policies.model import Policy
 
 
-def validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
+def validate(
+    sql: str,
+    policy: Policy,
+    schemas: Mapping[str, DatasetSchema],
+    unique_units: frozenset[str] = frozenset(),
+    top_n: int | None = None,
+) -> QueryPlan:
     """Check ``sql`` against ``policy`` over the grant's datasets (``schemas`` by dataset name) and plan it.
 
     ``unique_units`` names datasets whose every row is a distinct privacy unit (known from the
     version's counts); it only changes how the plan counts units, never what is allowed.
 
+    ``top_n`` asks for the evidence columns of ``policies.evidence`` (``__top_<c>`` then holds at
+    most ``top_n`` per-unit totals; pass ``max(nk_n, 2)``). Without it the plan carries only the
+    ``__units_<i>`` counts, and output control, reading absent evidence as "not applicable", cannot
+    apply the dominance, missing-value or order-statistic rules: every plan whose result is
+    released must be made with ``top_n``.
+
     Raises ``BadSql`` for text that is not one parseable query, and ``PolicyViolation`` (details:
     ``rule``, ``column``) for the first rule the query breaks.
     """
     try:
-        return _validate(sql, policy, schemas, unique_units)
+        return _validate(sql, policy, schemas, unique_units, top_n)
     except RecursionError:
         raise BadSql("the query is too deeply nested", details={"field": "sql"}) from None
 
 
-def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str]) -> QueryPlan:
+def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str], top_n: int | None) -> QueryPlan:
+    if top_n is not None and top_n < 1:
+        raise InternalError(f"top_n must be at least 1, not {top_n}")
     select = parse_select(sql)
     normalise_functions(select)
     check_structure(select, schemas)
@@ -46,6 +61,9 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
     check_functions(qualified, policy.aggregates)
     outputs = Checker(policy, schemas).query(qualified)
     executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
+    evidence_columns: tuple[str, ...] = ()
+    if top_n is not None:
+        executable, evidence_columns = add_evidence(executable, outputs, schemas, unique_units, top_n)
     return QueryPlan(
         sql=qualified.sql(dialect=DIALECT),
         datasets=tuple(sorted({table.name for table in qualified.find_all(exp.Table)})),
@@ -53,6 +71,7 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
         group_keys=tuple(output.name for output in outputs if output.kind is OutputKind.GROUP_KEY),
         executable_sql=executable.sql(dialect=DIALECT),
         unit_columns=unit_columns,
+        evidence_columns=evidence_columns,
     )
 
 

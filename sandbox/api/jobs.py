@@ -9,7 +9,7 @@ from core.values import JobStatus, Role
 from jobs.engine import DuckDBEngine
 from sandbox import job_service, outputs
 from sandbox.api.routing import endpoint
-from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, ResultOut
+from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
 from sandbox.auth import Principal
 from sandbox.db import read_session, writing
@@ -62,9 +62,14 @@ def register(bp: Blueprint) -> None:
             )
             return JobCreated(id=job.id, status=job.status)
 
-    @endpoint(bp, "/jobs", "GET", summary="Jobs visible to the caller, newest first", roles=PARTIES, response=JobList, errors=(401, 403))
-    def list_jobs(caller: Principal) -> JobList:
-        return JobList(items=[job_out(j) for j in job_service.list_visible(read_session(), caller)])
+    @endpoint(
+        bp, "/jobs", "GET", summary="Jobs visible to the caller, newest first, a page at a time", roles=PARTIES,
+        query=JobsQuery, response=JobList, errors=(400, 401, 403),
+    )  # fmt: skip
+    def list_jobs(caller: Principal, query: JobsQuery) -> JobList:
+        jobs = job_service.list_visible(read_session(), caller, status=query.status, limit=query.limit, before=query.before)
+        next_before = jobs[-1].created_at if len(jobs) == query.limit else None
+        return JobList(items=[job_out(j) for j in jobs], next_before=next_before)
 
     @endpoint(
         bp,

@@ -66,7 +66,7 @@ def register(bp: Blueprint) -> None:
     )
     def list_reviews(caller: Principal) -> ReviewList:
         with writing() as session:
-            held = [j for j in job_service.list_visible(session, caller) if j.status == JobStatus.HELD.value]
+            held = job_service.list_visible(session, caller, status=JobStatus.HELD, limit=None)
             items = []
             for job in held:
                 output = session.get(JobOutput, job.id)
@@ -97,13 +97,14 @@ def register(bp: Blueprint) -> None:
     )
     def decide(caller: Principal, job_id: str, body: ReviewIn) -> JobOut:
         with writing() as session:
-            job = job_service.visible(session, caller, job_id)
-            if job.org_id == caller.org_id:
+            visible = job_service.visible(session, caller, job_id)
+            if visible.org_id == caller.org_id:
                 raise Forbidden("nobody reviews a job of their own organisation")
+            # Lock the row and read it afresh: two auditors deciding at once must not both see it held.
+            job = session.scalar(select(Job).where(Job.id == visible.id).with_for_update().execution_options(populate_existing=True))
+            assert job is not None
             if job.status != JobStatus.HELD.value:
                 raise Conflict(f"the job is {job.status}; only a held output can be reviewed")
-            job = session.scalar(select(Job).where(Job.id == job.id).with_for_update())
-            assert job is not None
             earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
             if any(r.reviewer == caller.user_id for r in earlier):
                 raise Conflict("you have reviewed this output already; a second auditor must decide")

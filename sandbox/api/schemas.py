@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.schema import ColumnSpec
-from core.values import GrantStatus, JobKind, OrgKind, Role
+from core.values import GrantStatus, JobKind, JobStatus, OrgKind, Role
 from policies.model import Policy
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -235,8 +235,15 @@ class JobOut(BaseModel):
     run_seconds: float | None
 
 
+class JobsQuery(Strict):
+    status: JobStatus | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    before: Annotated[datetime | None, Field(description="created_at of the last job seen: the next page")] = None
+
+
 class JobList(BaseModel):
     items: list[JobOut]
+    next_before: datetime | None = None
 
 
 class ResultColumn(BaseModel):

@@ -21,6 +21,12 @@ The dataset catalogue (``GET /datasets``, ``GET /datasets/{id}``, ``/mock``) is 
 every authenticated role by design, so a dataset's existence is no secret: a steward of another
 bureau who tries to add a version to it is refused with 403 (the role may, the organisation may
 not), not 404. Grants are the parties' business: anyone else gets 404, as if they did not exist.
+
+Jobs follow their grant: the submitting analyst, the stewards of the grant's bureau and the audit
+office see a job; another enterprise's analyst or another bureau's steward gets 404. Only the
+owner reads the result or cancels, so there a role that may never do it gets 403 and another
+analyst 404. The review queue is the auditor's alone. Ids that a request names in its JSON body
+(the grant of ``POST /jobs``) count like path ids for the 404 check.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from sandbox.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth
 
 API = "/api/v1"
@@ -69,6 +76,14 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "POST /grants/{grant_id}/approve":          (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/reject":           (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/revoke":           (401, 401, 403,  200,    404,    403,    403,    403),
+    "POST /jobs":                               (401, 401, 403,  403,    403,    202,    404,    403),
+    "GET /jobs":                                (401, 401, 403,  200,    200,    200,    200,    200),
+    "GET /jobs/{job_id}":                       (401, 401, 403,  200,    404,    200,    404,    200),
+    "GET /jobs/{job_id}/result":                (401, 401, 403,  403,    403,    200,    404,    403),
+    "POST /jobs/{job_id}/cancel":               (401, 401, 403,  403,    403,    200,    404,    403),
+    "POST /jobs/dry-run":                       (401, 401, 403,  403,    403,    200,    404,    403),
+    "GET /reviews":                             (401, 401, 403,  403,    403,    403,    403,    200),
+    "POST /reviews/{job_id}":                   (401, 401, 403,  403,    403,    403,    403,    200),
     "GET /audit/events":                        (401, 401, 403,  403,    403,    403,    403,    200),
     "GET /audit/verify":                        (401, 401, 403,  403,    403,    403,    403,    200),
 }
@@ -96,6 +111,8 @@ PUMS_SHAPED_CSV = (
     b"68,0,7,3,9000,1,4\n"
 )
 # fmt: on
+JOB_SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY race ORDER BY race"
+REVIEW_POLICY = {**PUMS_POLICY, "release_mode": "always_review"}  # every output is held for an auditor
 
 
 def tiny_meta() -> dict[str, Any]:
@@ -113,7 +130,11 @@ def tiny_meta() -> dict[str, Any]:
 
 @dataclass
 class Call:
-    """One request: the rule's path template, its path parameters, and fresh keyword arguments per send."""
+    """One request: the rule's path template, the ids it names, and fresh keyword arguments per send.
+
+    ``params`` are the ids the request names: in its path, or as values of its JSON body (those
+    the rule does not mention). Sending with other ``params`` puts those in both places.
+    """
 
     method: str
     rule: str
@@ -125,7 +146,11 @@ class Call:
 
     def send(self, client: FlaskClient, token: str | None, params: dict[str, str] | None = None) -> TestResponse:
         headers = auth(token) if token is not None else {}
-        return client.open(self.url(params), method=self.method, headers=headers, **self.kwargs())
+        kwargs = self.kwargs()
+        if params is not None and isinstance(kwargs.get("json"), dict):
+            swap = {self.params[name]: value for name, value in params.items()}
+            kwargs["json"] = {key: swap.get(value, value) if isinstance(value, str) else value for key, value in kwargs["json"].items()}
+        return client.open(self.url(params), method=self.method, headers=headers, **kwargs)
 
 
 class Setup:
@@ -145,11 +170,25 @@ class Setup:
         """A grant of the analyst's bank on PUMS, in state ``requested``."""
         return str(self.request.getfixturevalue("grant")["id"])
 
-    def approved_grant_id(self) -> str:
+    def approved_grant_id(self, policy: dict[str, Any] | None = None) -> str:
+        """The grant, approved by the steward under ``policy`` (by default PUMS_POLICY: query jobs, released at once)."""
         grant_id = self.grant_id()
-        response = self.client.post(f"{API}/grants/{grant_id}/approve", headers=auth(self.world.steward), json=approve_body())
+        response = self.client.post(f"{API}/grants/{grant_id}/approve", headers=auth(self.world.steward), json=approve_body(policy))
         assert response.status_code == 200, response.json
         return grant_id
+
+    def job_id(self, status: str = "queued") -> str:
+        """A query job of the analyst on the approved grant: ``queued``, or run by a worker to ``released`` or ``held``."""
+        grant_id = self.approved_grant_id(REVIEW_POLICY if status == "held" else None)
+        response = self.client.post(f"{API}/jobs", headers=auth(self.world.analyst), json=job_body(grant_id))
+        assert response.status_code == 202, response.json
+        job_id = str(response.json["id"])
+        if status != "queued":
+            assert Worker(self.request.getfixturevalue("app")).run(once=True) == 1
+        response = self.client.get(f"{API}/jobs/{job_id}", headers=auth(self.world.analyst))
+        assert response.status_code == 200, response.json
+        assert response.json["status"] == status, response.json
+        return job_id
 
     def analyst_user_id(self) -> str:
         response = self.client.get(f"{API}/users", headers=auth(self.world.admin))
@@ -164,8 +203,12 @@ class Setup:
         return str(response.json["id"])
 
 
-def approve_body() -> dict[str, Any]:
-    return {"policy": PUMS_POLICY, "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()}
+def approve_body(policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"policy": policy or PUMS_POLICY, "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()}
+
+
+def job_body(grant_id: str) -> dict[str, Any]:
+    return {"grant_id": grant_id, "kind": "query", "spec": {"sql": JOB_SQL}}
 
 
 def reason_body() -> dict[str, Any]:
@@ -283,6 +326,50 @@ def _revoke(s: Setup) -> tuple[Params, Kwargs]:
     return {"grant_id": s.approved_grant_id()}, body(reason_body)
 
 
+@builds("POST /jobs")
+def _new_job(s: Setup) -> tuple[Params, Kwargs]:
+    grant_id = s.approved_grant_id()
+    return {"grant_id": grant_id}, body(lambda: job_body(grant_id))
+
+
+@builds("GET /jobs")
+def _jobs(s: Setup) -> tuple[Params, Kwargs]:
+    s.job_id()  # a job on the list, for those who may see it
+    return {}, dict
+
+
+@builds("GET /jobs/{job_id}")
+def _job(s: Setup) -> tuple[Params, Kwargs]:
+    return {"job_id": s.job_id()}, dict
+
+
+@builds("GET /jobs/{job_id}/result")
+def _result(s: Setup) -> tuple[Params, Kwargs]:
+    return {"job_id": s.job_id("released")}, dict
+
+
+@builds("POST /jobs/{job_id}/cancel")
+def _cancel(s: Setup) -> tuple[Params, Kwargs]:
+    return {"job_id": s.job_id()}, dict
+
+
+@builds("POST /jobs/dry-run")
+def _dry_run(s: Setup) -> tuple[Params, Kwargs]:
+    grant_id = s.approved_grant_id()
+    return {"grant_id": grant_id}, body(lambda: job_body(grant_id) | {"rows": 200, "seed": 7})
+
+
+@builds("GET /reviews")
+def _reviews(s: Setup) -> tuple[Params, Kwargs]:
+    s.job_id("held")  # a held output in the queue
+    return {}, dict
+
+
+@builds("POST /reviews/{job_id}")
+def _review(s: Setup) -> tuple[Params, Kwargs]:
+    return {"job_id": s.job_id("held")}, body(lambda: {"decision": "release", "reason": "aggregates at race level are safe"})
+
+
 @builds("GET /audit/events")
 def _events(s: Setup) -> tuple[Params, Kwargs]:
     return {}, lambda: {"query_string": {"after": 0, "limit": 50}}
@@ -386,3 +473,17 @@ def test_grant_list_shows_a_grant_to_its_parties_only(world: World, grant: dict[
     assert response.status_code == 200, response.json
     ids = {g["id"] for g in response.json["items"]}
     assert (grant["id"] in ids) is sees
+
+
+# --- beyond the status: lists show a job to its parties only ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("caller", "sees"),
+    [("analyst", True), ("steward", True), ("auditor", True), ("other_analyst", False), ("other_steward", False)],
+)
+def test_job_list_shows_a_job_to_its_parties_only(world: World, request: pytest.FixtureRequest, caller: str, sees: bool) -> None:
+    job_id = Setup(world, request).job_id()
+    response = world.client.get(f"{API}/jobs", headers=auth(world.token(caller)))
+    assert response.status_code == 200, response.json
+    assert [job["id"] for job in response.json["items"]] == ([job_id] if sees else [])
