@@ -91,7 +91,7 @@ def plan_job(
     if kind is JobKind.QUERY:
         return plan_query(parse_model(QuerySpec, spec, "spec"), policy, schemas, unique_units)
     if kind is JobKind.STATS:
-        return plan_stats(spec, policy, schemas)
+        return plan_stats(spec, policy, schemas, unique_units)
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
 
 

@@ -52,13 +52,19 @@ _PLANNERS: dict[type[Any], Callable[[Any, Scope], StatsPlan]] = {
 }
 
 
-def plan(spec: Mapping[str, Any], policy: Policy, schemas: Mapping[str, DatasetSchema]) -> StatsPlan:
-    """Validate ``spec`` and check it against ``policy`` over the grant's datasets (``schemas`` by name)."""
+def plan(
+    spec: Mapping[str, Any], policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str] = frozenset()
+) -> StatsPlan:
+    """Validate ``spec`` and check it against ``policy`` over the grant's datasets (``schemas`` by name).
+
+    ``unique_units`` names datasets whose every row is a distinct privacy unit; it only lets the SQL
+    count rows instead of distinct units, with the same numbers.
+    """
     parsed = parse_spec(spec)
     planner = _PLANNERS.get(type(parsed))
     if planner is None:
         raise InternalError(f"no planner for op {parsed.op}")
-    return planner(parsed, Scope.of(parsed.dataset, policy, schemas))
+    return planner(parsed, Scope.of(parsed.dataset, policy, schemas, unique_units))
 
 
 def run(plan: StatsPlan, tables: Mapping[str, pa.Table], engine: Engine, settings: Disclosure) -> StatsResult:

@@ -58,6 +58,14 @@ class CellQuery:
     cells: tuple[Cell, ...]
     margins: bool = False
     top_n: int = 2  # how many of the largest per-unit totals the dominance rules get
+    # Every row is a different privacy unit: units are rows and per-unit totals are the values
+    # themselves, so the distinct counts and the per-unit grouping can be skipped (same numbers).
+    unique_units: bool = False
+
+    @property
+    def rows_are_units(self) -> bool:
+        """The shortcut holds without margins; with GROUPING SETS the general form is kept."""
+        return self.unique_units and not self.grouped
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -184,7 +192,7 @@ def _cells(query: CellQuery) -> exp.Select:
     for cell in query.cells:
         value = col(query.value(cell)) if cell.argument is not None else None
         items.append(named(aggregate_sql(cell, value), cell.name))
-    items.append(named(units(col(UNIT)), UNITS_COLUMN))
+    items.append(named(exp.Count(this=exp.Star()) if query.rows_are_units else units(col(UNIT)), UNITS_COLUMN))
     for cell in query.cells:
         if cell.argument is not None:
             missing = filtered(exp.Count(this=exp.Star()), exp.Is(this=col(query.value(cell)), expression=exp.Null()))
@@ -195,6 +203,9 @@ def _cells(query: CellQuery) -> exp.Select:
 def _unit_totals(query: CellQuery, cells: Sequence[Cell]) -> exp.Select:
     values = dict.fromkeys(query.value(cell) for cell in cells)
     items: list[exp.Expr] = [col(k) for k in query.keys] + [col(UNIT)]
+    if query.rows_are_units:
+        items += [named(col(v), f"__t{v}") for v in values]
+        return exp.select(*items).from_(table("__base"))
     items += [named(exp.Sum(this=col(v)), f"__t{v}") for v in values]
     return _group(exp.select(*items).from_(table("__base")), query, extra=(UNIT,))
 
@@ -216,8 +227,9 @@ def _order(query: CellQuery, cells: Sequence[Cell]) -> exp.Select:
     items: list[exp.Expr] = [col(k, "c") for k in query.keys] + ([col(GROUPING_COLUMN, "c")] if query.grouped else [])
     for cell in cells:
         value, released = col(query.value(cell), "b"), col(cell.name, "c")
-        below = filtered(units(col(UNIT, "b")), exp.LTE(this=value.copy(), expression=released.copy()))
-        above = filtered(units(col(UNIT, "b")), exp.GTE(this=value.copy(), expression=released.copy()))
+        counted = exp.Count(this=exp.Star()) if query.rows_are_units else units(col(UNIT, "b"))
+        below = filtered(counted.copy(), exp.LTE(this=value.copy(), expression=released.copy()))
+        above = filtered(counted.copy(), exp.GTE(this=value.copy(), expression=released.copy()))
         items += [named(below, below_column(cell.name)), named(above, above_column(cell.name))]
     select = exp.select(*items).from_(table("__cells", "c")).join(table("__base", "b"), on=_rows_of_cell(query))
     keys = [col(k, "c") for k in query.keys] + ([col(GROUPING_COLUMN, "c")] if query.grouped else [])

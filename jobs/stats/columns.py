@@ -28,13 +28,14 @@ class Scope:
     dataset: str
     schema: DatasetSchema
     policy: Policy
+    unique_units: bool = False  # every row is its own privacy unit (the version's counts say so)
 
     @classmethod
-    def of(cls, dataset: str, policy: Policy, schemas: Mapping[str, DatasetSchema]) -> Scope:
+    def of(cls, dataset: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> Scope:
         schema = schemas.get(dataset)
         if schema is None:
             raise violation(StatsRule.DATASET_NOT_GRANTED, f"dataset {dataset} is not one of this grant's datasets")
-        return cls(dataset, schema, policy)
+        return cls(dataset, schema, policy, dataset in unique_units)
 
     @property
     def privacy_unit(self) -> str:
