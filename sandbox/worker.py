@@ -28,6 +28,7 @@ from sandbox.db import get_db_of
 from sandbox.grants import active_policy
 from sandbox.keys import KeyStore, get_keys_of
 from sandbox.ledger import Ledger
+from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.queue import Claimed, Queue
 
@@ -82,8 +83,8 @@ class Worker:
             )
         except SandboxError as exc:
             outcome = pipelines.Outcome(JobStatus.FAILED, exc.message, None, None, None)
-        except Exception:
-            log.exception("job %s failed unexpectedly", claimed.job_id)
+        except Exception as exc:
+            log_unexpected(log, f"job {claimed.job_id}", exc)
             outcome = pipelines.Outcome(
                 JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details", None, None, None
             )

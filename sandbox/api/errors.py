@@ -14,6 +14,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.errors import SandboxError
+from sandbox.logs import log_unexpected
 
 log = logging.getLogger(__name__)
 
@@ -55,5 +56,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unexpected %s", type(exc).__name__)
+        log_unexpected(log, "request", exc)
         return error_response(500, "internal_error", "the server could not complete the request")

@@ -451,3 +451,18 @@ def test_four_query_tracker_is_caught(world: World, app: Flask, approved: str) -
         else:
             answers[name] = None
     assert None in answers.values(), "every tracker query was released: the race-5 income could be computed"
+
+
+def test_unexpected_failures_log_no_data(world: World, app: Flask, approved: str, caplog: pytest.LogCaptureFixture) -> None:
+    class Leaky:
+        def run(self, sql: str, tables: Mapping[str, pa.Table], interrupt: threading.Event | None = None) -> pa.Table:
+            value = 50_000 + 6_000  # a data value, as a library's message might quote it
+            raise RuntimeError(f"could not convert value {value} in row 7")
+
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    Worker(app, engine=Leaky()).run(once=True)
+    job = job_json(world, job_id)
+    assert job["status"] == "failed"
+    assert "56000" not in job["reason"]
+    assert "RuntimeError" in caplog.text
+    assert "56000" not in caplog.text
