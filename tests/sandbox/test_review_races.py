@@ -10,7 +10,7 @@ from flask import Flask
 
 from sandbox import job_service
 from tests.conftest import PG_URL, PUMS_POLICY, World, auth, make_user
-from tests.sandbox.test_jobs import RACE_SQL, approve, run_worker, submit
+from tests.sandbox.jobkit import RACE_SQL, approve, run_worker, submit
 
 
 @pytest.fixture

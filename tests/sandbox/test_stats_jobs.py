@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from tests.conftest import PUMS_POLICY, World, auth, data_file
-from tests.sandbox.test_jobs import approve, job_json, run_worker
+from tests.sandbox.jobkit import approve, job_json, run_worker
 
 STATS_POLICY: dict[str, Any] = {
     **PUMS_POLICY,

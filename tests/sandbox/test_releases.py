@@ -1,0 +1,170 @@
+"""Release decisions: review queue, release modes, the two-person rule, and differencing across releases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from tests.conftest import PUMS_POLICY, World, auth
+from tests.sandbox.jobkit import RACE_SQL, approve, events, job_json, run_worker, submit
+
+
+def test_always_review_holds_and_an_auditor_decides(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    assert job_json(world, job_id)["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+    queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    assert [item["job"]["id"] for item in queue] == [job_id]
+    raw = {row["race"]: row for row in queue[0]["raw"]["rows"]}
+    assert raw[5]["__units_0"] == 1  # the auditor sees the evidence
+    assert raw[6]["__units_0"] == 5
+    assert queue[0]["proposed"]["summary"]["suppressed"] == 4
+    assert world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "release"}).status_code == 400
+    decision = world.client.post(
+        f"/api/v1/reviews/{job_id}",
+        headers=auth(world.auditor),
+        json={"decision": "release", "reason": "aggregates at race level are safe"},
+    )
+    assert decision.status_code == 200, decision.json
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    assert result["decision"] == {"decision": "release", "reason": "aggregates at race level are safe"}
+    assert {row["race"]: row["n"] for row in result["rows"]}[5] is None  # suppression stays
+    assert (
+        world.client.post(
+            f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": "again"}
+        ).status_code
+        == 409
+    )
+    actions = [e["action"] for e in events(world) if e["object_id"] == job_id]
+    assert actions[-4:] == ["job.held", "review.view", "review.release", "job.released"]
+
+
+def test_rejected_review_keeps_the_result_back(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    assert (
+        world.client.post(
+            f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": "purpose unclear"}
+        ).status_code
+        == 200
+    )
+    job = job_json(world, job_id)
+    assert job["status"] == "rejected"
+    assert job["reason"] == "purpose unclear"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+
+
+def test_two_query_differencing_attack_is_held(world: World, app: Flask, approved: str) -> None:
+    """Everyone's total income, then everyone's but race 5: the difference is the one race-5 person's 56000."""
+    first = submit(world, approved, "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums").json["id"]
+    run_worker(app)
+    assert job_json(world, first)["status"] == "released"
+    second = submit(world, approved, "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race <> 5").json["id"]
+    run_worker(app)
+    job = job_json(world, second)
+    assert job["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{second}/result", headers=auth(world.analyst)).status_code == 409
+    queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    notes = queue[0]["proposed"]["notes"]
+    assert {n["rule"] for n in notes} == {"differencing"}
+    assert "by 1 privacy units" in notes[0]["reason"]
+    assert first[:8] in notes[0]["reason"]
+
+
+def test_differencing_spans_analysts_of_one_organisation_only(world: World, app: Flask, approved: str) -> None:
+    from tests.conftest import make_user
+
+    _, colleague = make_user(world.client, world.admin, world.analyst_org, "analyst", "colleague")
+    submit(world, approved, "SELECT COUNT(*) AS n FROM pums")
+    run_worker(app)
+    second = submit(world, approved, "SELECT COUNT(*) AS n FROM pums WHERE race <> 6", token=colleague).json["id"]
+    run_worker(app)
+    assert job_json(world, second, token=colleague)["status"] == "held"  # race 6 has 5 people: 1 <= 5 <= 9
+
+
+def test_auto_mode_withholds_flagged_cells_and_releases_the_rest(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "auto"})
+    submit(world, grant["id"], "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex")
+    run_worker(app)
+    job_id = submit(world, grant["id"], "SELECT sex, COUNT(*) AS n FROM pums WHERE race <> 5 GROUP BY sex").json["id"]
+    run_worker(app)
+    job = job_json(world, job_id)
+    assert job["status"] in {"released", "blocked"}
+    if job["status"] == "released":
+        result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+        flagged = [n for n in result["notes"] if n["rule"] == "differencing"]
+        assert flagged
+        assert all(n["status"] == "suppress" for n in flagged)
+        assert all(result["rows"][n["row"]][n["column"]] is None for n in flagged)
+
+
+def test_repeating_the_same_query_is_not_differencing(world: World, app: Flask, approved: str) -> None:
+    ids = [submit(world, approved, RACE_SQL).json["id"] for _ in range(2)]
+    run_worker(app)
+    assert [job_json(world, i)["status"] for i in ids] == ["released", "released"]
+
+
+def test_two_person_rule(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    from tests.conftest import make_user
+
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review", "reviewers": 2})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    _, second_auditor = make_user(world.client, world.admin, world.ids["audit"], "auditor", "second auditor")
+    path = f"/api/v1/reviews/{job_id}"
+    first = world.client.post(path, headers=auth(world.auditor), json={"decision": "release", "reason": "looks safe"})
+    assert first.status_code == 200
+    assert first.json["status"] == "held"  # one of two
+    again = world.client.post(path, headers=auth(world.auditor), json={"decision": "release", "reason": "still safe"})
+    assert again.status_code == 409
+    second = world.client.post(path, headers=auth(second_auditor), json={"decision": "release", "reason": "agreed"})
+    assert second.json["status"] == "released"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 200
+
+
+def test_nobody_reviews_their_own_organisation(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    from tests.conftest import make_user
+
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant["id"], RACE_SQL).json["id"]
+    run_worker(app)
+    _, insider = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
+    # the bureau's own auditor may review (the job is the enterprise's), an auditor inside the enterprise cannot exist
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(insider), json={"decision": "reject", "reason": "not in scope"})
+    assert response.status_code == 200
+    assert response.json["status"] == "rejected"
+
+
+def test_review_release_records_cells_for_differencing(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
+    first = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums").json["id"]
+    run_worker(app)
+    world.client.post(f"/api/v1/reviews/{first}", headers=auth(world.auditor), json={"decision": "release", "reason": "fine"})
+    second = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums WHERE race <> 5").json["id"]
+    run_worker(app)
+    item = next(i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"] if i["job"]["id"] == second)
+    assert {n["rule"] for n in item["proposed"]["notes"]} == {"differencing"}
+
+
+def test_four_query_tracker_is_caught(world: World, app: Flask, approved: str) -> None:
+    """Tracker T = (sex = 1): Q(C or T) + Q(C or not T) - Q(T) - Q(not T) is the race-5 person's income."""
+    queries = {
+        "c_or_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race = 5 OR sex = 1",
+        "c_or_not_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE race = 5 OR sex = 0",
+        "t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE sex = 1",
+        "not_t": "SELECT COUNT(*) AS n, SUM(income) AS total FROM pums WHERE sex = 0",
+    }
+    answers: dict[str, int | None] = {}
+    for name, sql in queries.items():
+        job_id = submit(world, approved, sql).json["id"]
+        run_worker(app)
+        if job_json(world, job_id)["status"] == "released":
+            rows = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json["rows"]
+            answers[name] = rows[0]["total"]
+        else:
+            answers[name] = None
+    assert None in answers.values(), "every tracker query was released: the race-5 income could be computed"
