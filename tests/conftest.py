@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from sandbox import create_app, migrate, setup
 from sandbox.db import get_db_of, make_engine
+from sandbox.demo import PUMS_META as DEMO_PUMS_META
 
 # No example database in the working tree: tests never write outside their temporary folders.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sandbox-hypothesis")
@@ -168,21 +169,8 @@ def world(app: Flask, client: FlaskClient) -> World:
     return World(client, admin, steward, bureau, other_steward, analyst, bank, other_analyst, auditor, ids)
 
 
-PUMS_META: dict[str, Any] = {
-    "name": "pums",
-    "title": "PUMS sample",
-    "level": "重要",
-    "privacy_unit": "pid",
-    "columns": {
-        "age": {"role": "quasi_identifier", "type": "int", "bounds": [0, 100]},
-        "sex": {"role": "quasi_identifier", "type": "int", "domain": [0, 1]},
-        "educ": {"role": "quasi_identifier", "type": "int", "domain": list(range(1, 17))},
-        "race": {"role": "quasi_identifier", "type": "int", "domain": [1, 2, 3, 4, 5, 6]},
-        "income": {"role": "sensitive", "type": "int", "bounds": [0, 500000]},
-        "married": {"role": "attribute", "type": "int", "domain": [0, 1]},
-        "pid": {"role": "identifier", "type": "int"},
-    },
-}
+# The demo's declaration of PUMS_pid: the same metadata a steward would send.
+PUMS_META: dict[str, Any] = DEMO_PUMS_META
 
 
 @pytest.fixture
