@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 
-from core.errors import BadRequest, Forbidden
+from core.errors import BadRequest, Forbidden, NotFound
 from core.values import Role
 from sandbox.auth import Principal, authenticate
 from sandbox.db import read_session
@@ -53,7 +53,20 @@ def _json_body() -> Any:
     data = request.get_json(silent=True)
     if data is None:
         raise BadRequest("the body is not valid JSON")
+    if _has_nul(data):
+        raise BadRequest("text in the body may not contain NUL characters")
     return data
+
+
+def _has_nul(value: Any) -> bool:
+    """NUL cannot be stored in PostgreSQL text: refuse it at the edge, for every backend alike."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def endpoint(
@@ -78,6 +91,10 @@ def endpoint(
 
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> tuple[Response, int] | Response:
+            if _has_nul(list(kwargs.values())):
+                raise NotFound("no such object")
+            if _has_nul(request.args.to_dict()):
+                raise BadRequest("query parameters may not contain NUL characters")
             if roles is not None:
                 caller: Principal = authenticate(read_session(), request)
                 if caller.role not in roles:

@@ -270,3 +270,13 @@ def test_unexpected_failures_log_no_data(world: World, app: Flask, approved: str
     assert "56000" not in job["reason"]
     assert "RuntimeError" in caplog.text
     assert "56000" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/jobs/dry-run"])
+def test_nul_characters_are_bad_input_on_every_backend(world: World, approved: str, path: str) -> None:
+    body = {"grant_id": approved + "\x00", "kind": "query", "spec": {"sql": "SELECT COUNT(*) AS n FROM pums\x00"}}
+    response = world.client.post(path, headers=auth(world.analyst), json=body)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_request"
+    assert world.client.get("/api/v1/jobs/abc%00def", headers=auth(world.analyst)).status_code == 404
+    assert world.client.get("/api/v1/jobs?status=held%00", headers=auth(world.analyst)).status_code == 400
