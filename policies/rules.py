@@ -92,6 +92,29 @@ def threshold(cell: CellEvidence, settings: Disclosure) -> Verdict:
     return Verdict(CellStatus.PASS, "threshold", "enough privacy units", measured)
 
 
+@rule("values_threshold")
+def values_threshold(cell: CellEvidence, settings: Disclosure) -> Verdict:
+    """An aggregate over a column needs k units that have a value, not only k units in the group.
+
+    A mean over a group of 59 records of which 5 carry a value is a mean of 5. The evidence counts
+    missing rows, not units, so ``units - missing`` is a lower bound on the units with a value (a
+    unit with several missing rows lowers it more than once): erring towards withholding. ACRO counts
+    records here, and so passes such a cell.
+    """
+    if not cell.missing:
+        return Verdict(CellStatus.PASS, "values_threshold", "no missing values", {"missing": 0})
+    with_value = max(cell.units - cell.missing, 0)
+    measured = {"units_with_value_at_least": with_value, "threshold": settings.threshold}
+    if with_value < settings.threshold:
+        return Verdict(
+            CellStatus.SUPPRESS,
+            "values_threshold",
+            f"fewer than {settings.threshold} privacy units with a value behind this cell",
+            measured,
+        )
+    return Verdict(CellStatus.PASS, "values_threshold", "enough units with a value", measured)
+
+
 @rule("zeros")
 def zeros(cell: CellEvidence, settings: Disclosure) -> Verdict:
     """An empty or zero cell is withheld when zeros are disclosive (class disclosure); every aggregate.

@@ -164,7 +164,7 @@ def test_evidence_holds_counts_and_shares_never_raw_values(name: str) -> None:
 
 
 def test_registry_order_and_names() -> None:
-    assert list(RULES) == ["threshold", "zeros", "nk_dominance", "p_ratio", "order_statistic", "negative", "missing"]
+    assert list(RULES) == ["threshold", "values_threshold", "zeros", "nk_dominance", "p_ratio", "order_statistic", "negative", "missing"]
     assert output_control.RULES is RULES
     assert output_control.CellStatus is CellStatus
 
@@ -196,3 +196,16 @@ def test_worst_of_nothing_is_review() -> None:
     assert worst([]) is REVIEW
     assert worst(iter(())) is REVIEW
     assert worst([PASS, BLOCK, REVIEW]) is BLOCK
+
+
+VALUES_CASES = {
+    "no-missing": (CellEvidence(Aggregate.AVG, 5.0, units=59, missing=0), CellStatus.PASS),
+    "five-with-a-value": (CellEvidence(Aggregate.AVG, 5.0, units=59, missing=54), CellStatus.SUPPRESS),
+    "ten-with-a-value": (CellEvidence(Aggregate.SUM, 5.0, units=59, missing=49), CellStatus.PASS),
+    "more-missing-rows-than-units": (CellEvidence(Aggregate.SUM, 5.0, units=3, missing=8), CellStatus.SUPPRESS),
+}
+
+
+@pytest.mark.parametrize(("cell", "status"), VALUES_CASES.values(), ids=VALUES_CASES.keys())
+def test_values_threshold_counts_units_with_a_value(cell: CellEvidence, status: CellStatus) -> None:
+    assert RULES["values_threshold"](cell, Disclosure()).status is status
