@@ -1,0 +1,383 @@
+"""Calibrated noise for differentially private releases of aggregates the engine has already bounded.
+
+Every random draw comes from an OpenDP measurement: each release builds the measurement on the right
+input domain and metric, checks with ``measurement.map(d_in)`` that its privacy loss is within the ε
+(and δ) it was given, and only then invokes it. Nothing here samples noise itself.
+
+Neighbouring datasets differ by one privacy unit, added or removed. Before aggregating, the engine
+keeps at most ``max_rows`` rows per unit in the whole table and clamps each value to the column's
+declared ``[lower, upper]``, so one unit moves
+
+* the vector of cell counts by at most ``max_rows`` in L1 (its rows may be spread over cells);
+* the vector of cell sums by at most ``max_rows * max(|lower|, |upper|)`` in L1;
+* the values of the cells by at most ``max_rows`` insertions or deletions in all;
+* the counts by key by at most ``max_rows`` keys, ``max_rows`` in L1 and ``max_rows`` in L∞.
+
+So one release costs its ε once, however many cells it covers; the ledger composes releases
+sequentially (``policies.budget``). Error bounds hold with probability at least 0.95 over the noise:
+``|noisy - exact| <= bound95``. They depend only on public parameters and the noisy outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import opendp.prelude as dp
+from numpy.typing import NDArray
+from opendp.accuracy import discrete_laplacian_scale_to_accuracy, laplacian_scale_to_accuracy
+from opendp.core import measurement_map
+
+from core.errors import InternalError, ValidationFailed
+from policies.budget import Delta, Epsilon
+
+ALPHA = 0.05  # error bounds are (1 - ALPHA) = 95% bounds
+INTEGER = "i64"  # OpenDP's carrier for counts: ``int`` alone would be 32-bit
+MAX_THRESHOLD = 2**31 - 1  # the largest key-selection threshold searched
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class NoisyValue:
+    """A released number: ``|value - exact| <= bound95`` with probability at least 0.95.
+
+    ``scale`` is the Laplace scale of the noise in the value's units (for a mean, the sum's scale over
+    the noisy count: a first-order figure; ``bound95`` is the rigorous one).
+    """
+
+    value: float
+    scale: float
+    bound95: float
+
+
+@dataclass(frozen=True)
+class NoisyQuantile:
+    """A released quantile, one of the candidates.
+
+    With probability at least 0.95 its rank score ``|(1 - alpha) * #below - alpha * #above|`` is within
+    ``rank_bound95`` rows of the best candidate's: a bound in ranks, since one in value units would
+    depend on how the data are spread. ``scale`` is the exponential mechanism's noise scale on that score.
+    """
+
+    value: float
+    scale: float
+    rank_bound95: float
+
+
+@dataclass(frozen=True)
+class MeanSplit:
+    """How ``noisy_means`` spent its ε (half on the sums, half on the counts) and what it drew on the way.
+
+    ``centred_sums`` are sums of ``value - midpoint``; both they and ``counts`` are DP releases too.
+    """
+
+    sum_epsilon: Epsilon
+    count_epsilon: Epsilon
+    midpoint: float
+    counts: tuple[NoisyValue, ...]
+    centred_sums: tuple[NoisyValue, ...]
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """An OpenDP measurement calibrated for one release: ``measurement.map(d_in)`` is the loss it may cost."""
+
+    measurement: dp.Measurement
+    d_in: Any
+    scale: float
+    threshold: int | None = None  # key selection only
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+def laplace_scale_for(epsilon: Epsilon, sensitivity: float) -> float:
+    """The smallest Laplace scale at which OpenDP's ``make_laplace`` is ε-DP for this L1 sensitivity."""
+    _contrib()
+    sens = _positive(sensitivity, "sensitivity")
+    space = dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float)
+    return _calibrated(lambda scale: dp.m.make_laplace(*space, scale), sens, epsilon, sensitivity=sens).scale
+
+
+def counts_mechanism(epsilon: Epsilon, max_rows: int) -> Mechanism:
+    """Discrete Laplace (OpenDP ``make_laplace`` on integers) on the vector of cell counts; d_in = max_rows in L1."""
+    _contrib()
+    rows = _max_rows(max_rows)
+    space = dp.vector_domain(dp.atom_domain(T=INTEGER)), dp.l1_distance(T=INTEGER)
+    return _calibrated(lambda scale: dp.m.make_laplace(*space, scale), rows, epsilon, sensitivity=rows)
+
+
+def sums_mechanism(epsilon: Epsilon, max_rows: int, lower: float, upper: float) -> Mechanism:
+    """Laplace on the vector of cell sums; d_in = max_rows * max(|lower|, |upper|) in L1."""
+    _contrib()
+    low, high = _bounds(lower, upper)
+    sensitivity = _max_rows(max_rows) * max(abs(low), abs(high))
+    if sensitivity == 0:
+        raise ValidationFailed("bounds [0, 0] leave nothing to release", details={"field": "bounds"})
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
+    return _calibrated(lambda scale: dp.m.make_laplace(*space, scale), sensitivity, epsilon, sensitivity=sensitivity)
+
+
+def quantile_mechanism(alpha: float, epsilon: Epsilon, max_rows: int, lower: float, upper: float, candidates: int) -> Mechanism:
+    """Clamp, then OpenDP's exponential mechanism (``make_private_quantile``) over evenly spaced candidates.
+
+    A unit may put rows into several cells, at most ``max_rows`` in all, and each cell runs its own
+    measurement. Its loss is linear in the rows a unit adds or removes, so it is calibrated to ε/max_rows
+    per row (d_in = 1): a unit with r_i rows in cell i then costs sum(r_i) * ε/max_rows <= ε in all.
+    """
+    _contrib()
+    rows = _max_rows(max_rows)
+    low, high = _bounds(lower, upper)
+    level = _level(alpha)
+    grid = _grid(low, high, candidates)
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
+
+    def make(scale: float) -> dp.Measurement:
+        chain: dp.Measurement = space >> dp.t.then_clamp((low, high)) >> dp.m.then_private_quantile(dp.max_divergence(), grid, level, scale)
+        return chain
+
+    per_row = epsilon.split(rows)
+    one_row = _calibrated(make, 1, per_row, sensitivity=2)  # at most 2 * max(alpha, 1 - alpha)
+    mechanism = Mechanism(one_row.measurement, rows, one_row.scale)
+    _check(mechanism, epsilon)
+    return mechanism
+
+
+def threshold_mechanism(epsilon: Epsilon, delta: Delta, max_rows: int) -> Mechanism:
+    """OpenDP's Laplace threshold mechanism on counts by key; d_in = (max_rows, max_rows, max_rows) in (L0, L1, L∞).
+
+    The scale is the smallest meeting ε; the threshold the smallest meeting δ at that scale.
+    """
+    _contrib()
+    rows = _max_rows(max_rows)
+    _require(epsilon, Epsilon)
+    _require(delta, Delta)
+    if delta.value == 0:
+        raise ValidationFailed("selecting keys without a public domain needs delta > 0", details={"field": "delta"})
+    space = dp.map_domain(dp.atom_domain(T="u32"), dp.atom_domain(T=INTEGER)), dp.l01inf_distance(dp.absolute_distance(T=INTEGER))
+    d_in = (rows, rows, rows)
+
+    def make(scale: float, threshold: int) -> dp.Measurement:
+        return dp.m.make_laplace_threshold(*space, scale=scale, threshold=threshold)
+
+    guess = rows / epsilon.value
+    try:
+        scale = dp.binary_search(lambda s: _loss(make(s, MAX_THRESHOLD), d_in)[0] <= epsilon.value, bounds=(guess / 8, guess * 8))
+        threshold = int(dp.binary_search(lambda t: _loss(make(scale, int(t)), d_in)[1] <= delta.value, bounds=(rows, MAX_THRESHOLD)))
+    except ValueError as error:
+        raise ValidationFailed("no threshold achieves this epsilon and delta", details={"field": "delta"}) from error
+    mechanism = Mechanism(make(scale, threshold), d_in, scale, threshold)
+    _check(mechanism, epsilon, delta)
+    return mechanism
+
+
+# --- releases ------------------------------------------------------------------------------------
+
+
+def noisy_counts(counts: Sequence[int], epsilon: Epsilon, max_rows: int) -> list[NoisyValue]:
+    """Counts of rows per cell plus discrete Laplace noise.
+
+    bound95 is OpenDP's ``discrete_laplacian_scale_to_accuracy(scale, 0.05)``, floored (the noise is an
+    integer, so flooring keeps the coverage).
+    """
+    return _draw_counts(counts_mechanism(epsilon, max_rows), [_count(count) for count in counts])
+
+
+def noisy_sums(sums: Sequence[float], epsilon: Epsilon, max_rows: int, lower: float, upper: float) -> list[NoisyValue]:
+    """Sums of clamped values per cell plus Laplace noise; bound95 = scale * ln(1/0.05) (OpenDP accuracy).
+
+    The sums are taken as exact: floating-point rounding in the engine's summation is not part of the
+    sensitivity, so the engine should sum exactly (DECIMAL or integers) where it can.
+    """
+    return _draw_sums(sums_mechanism(epsilon, max_rows, lower, upper), [_number(total, "sum") for total in sums])
+
+
+def noisy_means(
+    sums: Sequence[float], counts: Sequence[int], epsilon: Epsilon, max_rows: int, lower: float, upper: float
+) -> tuple[list[NoisyValue], MeanSplit]:
+    """Means per cell: half of ε on centred sums, half on counts, then ``midpoint + sum / max(count, 1)``.
+
+    Centring on the midpoint m of the bounds halves the sums' sensitivity to max_rows * (upper - lower) / 2.
+    The mean is clamped to the bounds, which only ever moves it closer to the exact mean.
+
+    bound95 is analytic. With a_s and a_c the 97.5% accuracies of the sum and count noise e_s and e_c,
+    both hold together with probability >= 0.95 (union bound). When the noisy count C = c + e_c is at
+    least 1, the error is exactly (e_s - (mean - m) * e_c) / C, and |mean - m| <= h = (upper - lower) / 2,
+    so |error| <= (a_s + h * a_c) / C; never more than upper - lower. Cells with C < 1 get upper - lower.
+    """
+    if len(sums) != len(counts):
+        raise ValidationFailed("one count per sum", details={"field": "counts"})
+    low, high = _bounds(lower, upper)
+    half = epsilon.split(2)
+    midpoint = (low + high) / 2
+    reach = math.nextafter(max(high - midpoint, midpoint - low), math.inf)  # round the half-width up
+    exact_counts = [_count(count) for count in counts]
+    centred = [_number(total, "sum") - midpoint * count for total, count in zip(sums, exact_counts, strict=True)]
+    count_mechanism = counts_mechanism(half, max_rows)
+    sum_mechanism = sums_mechanism(half, max_rows, -reach, reach)
+    noisy_c = _draw_counts(count_mechanism, exact_counts)
+    noisy_s = _draw_sums(sum_mechanism, centred)
+    a_s = float(laplacian_scale_to_accuracy(sum_mechanism.scale, ALPHA / 2))
+    a_c = float(math.floor(discrete_laplacian_scale_to_accuracy(count_mechanism.scale, ALPHA / 2)))
+    width = high - low
+    means = []
+    for total, count in zip(noisy_s, noisy_c, strict=True):
+        denominator = max(count.value, 1.0)
+        value = min(max(midpoint + total.value / denominator, low), high)
+        bound = width if count.value < 1 else min(width, (a_s + reach * a_c) / count.value)
+        means.append(NoisyValue(value, sum_mechanism.scale / denominator, bound))
+    return means, MeanSplit(half, half, midpoint, tuple(noisy_c), tuple(noisy_s))
+
+
+def noisy_quantiles(
+    values_per_cell: Sequence[NDArray[np.floating[Any]]],
+    alpha: float,
+    epsilon: Epsilon,
+    max_rows: int,
+    lower: float,
+    upper: float,
+    *,
+    candidates: int = 100,
+) -> list[NoisyQuantile]:
+    """The ``alpha``-quantile of each cell's values by the exponential mechanism over ``candidates`` points.
+
+    ``candidates`` values evenly spaced over [lower, upper] (both included) are scored by OpenDP.
+    rank_bound95 = scale * ln((candidates - 1) / 0.05): the noise on each score is exponential with this
+    scale, so a candidate whose score is t worse than the best wins with probability at most exp(-t / scale),
+    and a union bound over the other candidates gives the 95% bound.
+    """
+    mechanism = quantile_mechanism(alpha, epsilon, max_rows, lower, upper, candidates)
+    rank_bound = mechanism.scale * math.log((candidates - 1) / ALPHA)
+    released = []
+    for values in values_per_cell:
+        data = np.asarray(values, dtype=np.float64)
+        if data.ndim != 1 or np.isnan(data).any():
+            raise ValidationFailed("a cell's values are one flat array without NaN", details={"field": "values"})
+        released.append(NoisyQuantile(float(mechanism.measurement(data.tolist())), mechanism.scale, rank_bound))
+    return released
+
+
+def select_keys(counts_by_key: Mapping[K, int], epsilon: Epsilon, delta: Delta, max_rows: int) -> frozenset[K]:
+    """The keys whose noisy count clears the threshold: a DP stand-in for a grouping column's domain.
+
+    For a grouping column without a declared public domain: releasing the keys present in the data
+    would disclose that someone has them. Pass the row count of every key present; the result is a set,
+    so no order can leak the counts. Aggregating over the selected keys is a further release.
+    """
+    mechanism = threshold_mechanism(epsilon, delta, max_rows)
+    keys = list(counts_by_key)
+    released = mechanism.measurement({position: _count(counts_by_key[key]) for position, key in enumerate(keys)})
+    return frozenset(keys[position] for position in released)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _draw_counts(mechanism: Mechanism, exact: list[int]) -> list[NoisyValue]:
+    noisy = mechanism.measurement(exact)
+    bound = float(math.floor(discrete_laplacian_scale_to_accuracy(mechanism.scale, ALPHA)))
+    return [NoisyValue(float(value), mechanism.scale, bound) for value in noisy]
+
+
+def _draw_sums(mechanism: Mechanism, exact: list[float]) -> list[NoisyValue]:
+    noisy = mechanism.measurement(exact)
+    bound = float(laplacian_scale_to_accuracy(mechanism.scale, ALPHA))
+    return [NoisyValue(float(value), mechanism.scale, bound) for value in noisy]
+
+
+def _contrib() -> None:
+    """OpenDP's proven-but-not-yet-vetted ("contrib") constructors; idempotent, called at use, not import."""
+    dp.enable_features("contrib")
+
+
+def _calibrated(make: Callable[[float], dp.Measurement], d_in: Any, epsilon: Epsilon, sensitivity: float) -> Mechanism:
+    """The smallest scale at which ``make(scale)`` is (d_in, ε)-close, by OpenDP's binary search, then checked.
+
+    The search runs within a factor 8 of ``sensitivity / ε``, the scale a Laplace-like map implies.
+    """
+    _require(epsilon, Epsilon)
+    guess = sensitivity / epsilon.value
+    try:
+        scale = float(dp.binary_search_param(make, d_in=d_in, d_out=epsilon.value, bounds=(guess / 8, guess * 8)))
+    except ValueError as error:
+        raise ValidationFailed("no noise scale achieves this epsilon", details={"field": "epsilon"}) from error
+    mechanism = Mechanism(make(scale), d_in, scale)
+    _check(mechanism, epsilon)
+    return mechanism
+
+
+def _check(mechanism: Mechanism, epsilon: Epsilon, delta: Delta | None = None) -> None:
+    """Refuse to run a measurement whose privacy map exceeds what it was given."""
+    loss = _loss(mechanism.measurement, mechanism.d_in)
+    within = loss <= epsilon.value if delta is None else loss[0] <= epsilon.value and loss[1] <= delta.value
+    if not within:
+        raise InternalError(f"calibrated measurement would lose {loss} at d_in={mechanism.d_in}")
+
+
+def _loss(measurement: dp.Measurement, d_in: Any) -> Any:
+    """``measurement.map(d_in)``: the privacy loss OpenDP proves for inputs ``d_in`` apart."""
+    return measurement_map(measurement, d_in)
+
+
+def _require(value: object, kind: type) -> None:
+    """A privacy parameter is never a bare number (a bug in the caller, not bad input)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+
+
+def _max_rows(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationFailed("max_rows must be a whole number of at least 1", details={"field": "max_rows"})
+    return value
+
+
+def _count(value: int) -> int:
+    try:
+        count = operator.index(value)
+    except TypeError as error:
+        raise ValidationFailed("counts must be whole numbers", details={"field": "counts"}) from error
+    if isinstance(value, bool) or count < 0:
+        raise ValidationFailed("counts must be whole numbers of at least 0", details={"field": "counts"})
+    return count
+
+
+def _number(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) or not math.isfinite(value):
+        raise ValidationFailed(f"{name} must be a finite number", details={"field": name})
+    return float(value)
+
+
+def _positive(value: float, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
+        raise ValidationFailed(f"{name} must be greater than 0", details={"field": name})
+    return number
+
+
+def _bounds(lower: float, upper: float) -> tuple[float, float]:
+    low, high = _number(lower, "lower"), _number(upper, "upper")
+    if not low < high:
+        raise ValidationFailed("the declared bounds need lower < upper", details={"field": "bounds"})
+    return low, high
+
+
+def _level(alpha: float) -> float:
+    level = _number(alpha, "alpha")
+    if not 0 <= level <= 1:
+        raise ValidationFailed("a quantile's alpha lies in [0, 1]", details={"field": "alpha"})
+    return level
+
+
+def _grid(lower: float, upper: float, candidates: int) -> list[float]:
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+        raise ValidationFailed("at least 2 quantile candidates", details={"field": "candidates"})
+    grid = [float(point) for point in np.linspace(lower, upper, candidates)]
+    if any(a >= b for a, b in itertools.pairwise(grid)):
+        raise ValidationFailed("the bounds are too close for this many candidates", details={"field": "candidates"})
+    return grid
