@@ -78,6 +78,27 @@ class Disclosure(BaseModel):
     secondary_suppression: bool = True
 
 
+class DPSettings(BaseModel):
+    """Differential privacy for a grant's query jobs. No defaults: every privacy parameter is the steward's choice.
+
+    ``max_rows_per_unit`` caps each privacy unit's rows before aggregating, which bounds how far one
+    unit can move any released number (the sensitivity the noise is calibrated to).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon_total: Annotated[float, Field(gt=0, allow_inf_nan=False, description="the grant's total epsilon")]
+    epsilon_per_job: Annotated[float, Field(gt=0, allow_inf_nan=False, description="the most one job may spend")]
+    delta_total: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False, description="the grant's total delta")]
+    max_rows_per_unit: Annotated[int, Field(ge=1, le=10_000, description="rows kept per privacy unit before aggregating")]
+
+    @model_validator(mode="after")
+    def _per_job_within_total(self) -> DPSettings:
+        if self.epsilon_per_job > self.epsilon_total:
+            raise ValueError("epsilon_per_job cannot exceed epsilon_total")
+        return self
+
+
 class Policy(BaseModel):
     """What an approved grant allows. Columns are named per dataset: ``{dataset: {column: use}}``."""
 
@@ -89,6 +110,7 @@ class Policy(BaseModel):
     disclosure: Disclosure = Disclosure()
     release_mode: ReleaseMode = ReleaseMode.REVIEW_ON_FLAG
     reviewers: Annotated[int, Field(ge=1, le=3, description="independent auditors who must release a held output")] = 1
+    dp: DPSettings | None = None  # None: output control only; with it, query jobs are answered with DP noise
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:

@@ -16,15 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import BadRequest, Conflict, InternalError, NotFound, PolicyViolation, ValidationFailed
+from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, NotFound, PolicyViolation, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
+from jobs.query.dp import plan_dp
 from jobs.stats import StatsPlan
 from jobs.stats import plan as plan_stats
 from policies.model import Policy
+from sandbox import budget
 from sandbox.auth import Principal
 from sandbox.grants import active_policy, get_visible
 from sandbox.ledger import Ledger
@@ -38,6 +40,8 @@ class QuerySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: Annotated[str, Field(min_length=1, max_length=20_000)]
+    # The ε the analyst spends on this job: required when the grant's policy has dp, refused otherwise. No default.
+    epsilon: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class Timeout(BaseModel):
@@ -81,7 +85,14 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 
 def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
-    return validate_query(spec.sql, policy, schemas, unique_units, top_n=max(policy.disclosure.nk_n, 2))
+    if policy.dp is None and spec.epsilon is not None:
+        raise BadRequest("the grant's policy has no differential privacy: a job states no epsilon", details={"field": "epsilon"})
+    if policy.dp is not None and spec.epsilon is None:
+        raise BadRequest("the grant's policy uses differential privacy: state the job's epsilon", details={"field": "epsilon"})
+    plan = validate_query(spec.sql, policy, schemas, unique_units, top_n=max(policy.disclosure.nk_n, 2))
+    if policy.dp is not None:
+        plan_dp(plan, schemas, policy.dp.max_rows_per_unit)  # refuses shapes the DP slice does not answer
+    return plan
 
 
 def plan_job(
@@ -91,6 +102,10 @@ def plan_job(
     if kind is JobKind.QUERY:
         return plan_query(parse_model(QuerySpec, spec, "spec"), policy, schemas, unique_units)
     if kind is JobKind.STATS:
+        if policy.dp is not None:
+            raise PolicyViolation(
+                "stats jobs have no differentially private form yet; this grant answers query jobs only", details={"rule": "dp_unsupported"}
+            )
         return plan_stats(spec, policy, schemas, unique_units)
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
 
@@ -133,6 +148,7 @@ def submit(
         )
         session.commit()
         raise
+    _precheck_budget(session, ledger, caller, grant, checked, digest)
     _, versions = schemas_of(grant)
     job = Job(
         grant_id=grant.id,
@@ -154,6 +170,26 @@ def submit(
     session.flush()
     ledger.append(session, actor=caller.user_id, action="job.submit", object_type="job", object_id=job.id, details=transition_details(job))
     return job
+
+
+def _precheck_budget(session: Session, ledger: Ledger, caller: Principal, grant: Grant, checked: Checked, digest: str) -> None:
+    """Refuse (429, on the ledger) a DP job whose ε does not fit the per-job cap, the grant or the dataset's cap."""
+    epsilon = budget.job_epsilon(checked.spec)
+    if checked.policy.dp is None or epsilon is None:
+        return
+    try:
+        budget.precheck(session, grant, checked.datasets[0], checked.policy.dp, epsilon)
+    except BudgetExhausted as exc:
+        ledger.append(
+            session,
+            actor=caller.user_id,
+            action="job.refused",
+            object_type="grant",
+            object_id=grant.id,
+            details={"spec_sha256": digest, "rule": "budget_exhausted", "limit": exc.details.get("limit")},
+        )
+        session.commit()
+        raise
 
 
 def transition_details(job: Job, **extra: Any) -> dict[str, Any]:

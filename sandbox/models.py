@@ -113,6 +113,8 @@ class Dataset(Base):
     level: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # The dataset's global epsilon cap over all grants on it, an exact decimal string; None: no global cap.
+    epsilon_cap: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", order_by="DatasetVersion.number", lazy="selectin")
 
@@ -317,3 +319,21 @@ class ReleasedCell(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_released_cells_version_org_units", "dataset_version_id", "org_id", "units"),)
+
+
+class BudgetSpend(Base):
+    """The privacy loss one released job spent, recorded in the transaction that released it.
+
+    Amounts are exact decimal strings (``Fraction`` reads them back exactly); ``job_id`` is unique,
+    so that a job retried or released twice is charged once.
+    """
+
+    __tablename__ = "budget_spends"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    epsilon: Mapped[str] = mapped_column(String(64))
+    delta: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

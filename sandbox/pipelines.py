@@ -23,7 +23,8 @@ from jobs.stats import run as run_stats
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, outputs, releases
+from sandbox import differencing, dp_answers, outputs, releases
+from sandbox.budget import job_epsilon
 from sandbox.db import Database
 from sandbox.job_service import plan_job
 from sandbox.models import DatasetVersion, Job
@@ -69,6 +70,8 @@ class Run:
         return self._stats(self.plan, tables)
 
     def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
+        if self.policy.dp is not None:
+            return self._dp_query(plan, tables)
         raw = self.engine.run(plan.executable_sql, tables, self.interrupt)
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         outs = aggregate_outputs(plan)
@@ -93,6 +96,15 @@ class Run:
             form(columns, release.table, release.notes, release.summary),
             release.cells,
         )
+
+    def _dp_query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
+        """Noisy answers; the budget is charged when the output is released (``Queue.finish`` or a review)."""
+        epsilon = job_epsilon(self.job.spec)
+        assert epsilon is not None, "a DP job states its epsilon (checked at submission)"
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        result = dp_answers.run(plan, self.policy, self.schemas, epsilon, tables, self.engine, self.interrupt)
+        self.stage(JobStage.RELEASE, 0.95)
+        return Outcome(result.status, result.reason, result.summary, result.raw, result.released)
 
     def _stats(self, plan: StatsPlan, tables: dict[str, pa.Table]) -> Outcome:
         result = run_stats(plan, tables, self.engine, self.policy.disclosure)

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
+from sandbox import budget
 from sandbox.db import Database
 from sandbox.differencing import Cell
 from sandbox.job_service import transition_details
@@ -24,6 +25,7 @@ from sandbox.ledger import Ledger
 from sandbox.models import Job, JobOutput
 from sandbox.releases import record
 
+EXHAUSTED = "privacy budget exhausted"
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
 
 
@@ -119,15 +121,22 @@ class Queue:
         output: JobOutput | None,
         cells: Sequence[Cell] = (),
     ) -> bool:
-        """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours."""
+        """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours.
+
+        A released DP job is charged to the privacy budget here, in the same transaction; if the budget
+        no longer covers it, the job fails with no output stored and nothing spent.
+        """
         with self.db.writing() as session:
             job = session.scalar(select(Job).where(*self._ours(claimed)).with_for_update())
             if job is None:
                 return False
-            if output is not None:
-                session.add(output)
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
+            if status is JobStatus.RELEASED and not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
+                # Another release spent what this one needed after the pre-check: nothing leaves.
+                status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
+            if output is not None:
+                session.add(output)
             job.verdict = verdict
             self._end(session, job, status, reason)
             if status is JobStatus.RELEASED:

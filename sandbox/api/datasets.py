@@ -8,12 +8,13 @@ from sqlalchemy import select
 from core.errors import NotFound, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import Role
+from sandbox import budget
 from sandbox.api.routing import ANY_ROLE, endpoint
-from sandbox.api.schemas import DatasetList, DatasetOut, MockOut, MockQuery
-from sandbox.api.services import dataset_out, datasets
+from sandbox.api.schemas import DatasetList, DatasetOut, EpsilonCapIn, EpsilonCapOut, MockOut, MockQuery
+from sandbox.api.services import dataset_out, datasets, ledger
 from sandbox.auth import Principal
 from sandbox.datasets import parse_meta
-from sandbox.db import read_session
+from sandbox.db import read_session, writing
 from sandbox.mock import mock_rows
 from sandbox.models import Dataset
 
@@ -70,6 +71,20 @@ def register(bp: Blueprint) -> None:
         raw = request.form.get("meta")
         meta = parse_meta(raw) if raw is not None else None
         return dataset_out(datasets().add_version(caller, dataset_id, meta, filename, data))
+
+    @endpoint(
+        bp,
+        "/datasets/<dataset_id>/epsilon-cap",
+        "POST",
+        summary="Set the dataset's global epsilon cap, shared by every grant on it",
+        roles=STEWARD,
+        body=EpsilonCapIn,
+        response=EpsilonCapOut,
+        errors=(400, 401, 403, 404, 409),
+    )
+    def set_epsilon_cap(caller: Principal, dataset_id: str, body: EpsilonCapIn) -> EpsilonCapOut:
+        with writing() as session:
+            return EpsilonCapOut.model_validate(budget.set_cap(session, ledger(), caller, dataset_id, body.epsilon_cap))
 
     @endpoint(bp, "/datasets", "GET", summary="The catalogue: metadata only", roles=ANY_ROLE, response=DatasetList, errors=(401,))
     def list_datasets(caller: Principal) -> DatasetList:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 
 from core.values import Role
-from sandbox import grants
+from sandbox import budget, grants
 from sandbox.api.routing import endpoint
-from sandbox.api.schemas import ApproveIn, GrantIn, GrantList, GrantOut, ReasonIn
+from sandbox.api.schemas import ApproveIn, BudgetOut, GrantIn, GrantList, GrantOut, ReasonIn
 from sandbox.api.services import grant_out, ledger
 from sandbox.auth import Principal
 from sandbox.db import read_session, writing
@@ -50,6 +50,20 @@ def register(bp: Blueprint) -> None:
     )
     def get_grant(caller: Principal, grant_id: str) -> GrantOut:
         return grant_out(grants.get_visible(read_session(), caller, grant_id))
+
+    @endpoint(
+        bp,
+        "/grants/<grant_id>/budget",
+        "GET",
+        summary="The grant's privacy budget: total, spent, remaining, and its datasets' global caps (null without dp)",
+        roles=PARTIES,
+        response=BudgetOut,
+        errors=(401, 403, 404),
+    )
+    def get_budget(caller: Principal, grant_id: str) -> BudgetOut:
+        session = read_session()
+        found = budget.view(session, grants.get_visible(session, caller, grant_id))
+        return BudgetOut.model_validate(found or {})
 
     @endpoint(
         bp,

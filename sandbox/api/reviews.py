@@ -16,7 +16,7 @@ from core.values import JobStatus, Role
 from policies.evidence import UNITS_PREFIX
 from policies.model import Policy
 from policies.output_control import CellStatus, Note
-from sandbox import job_service, outputs
+from sandbox import budget, job_service, outputs
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
@@ -27,6 +27,7 @@ from sandbox.differencing import Cell
 from sandbox.keys import get_keys
 from sandbox.models import GrantPolicy, Job, JobOutput, Review
 from sandbox.pipelines import row_keys, row_units
+from sandbox.queue import EXHAUSTED
 from sandbox.releases import record, released_rows
 
 AUDITOR = frozenset({Role.AUDITOR})
@@ -112,14 +113,19 @@ def register(bp: Blueprint) -> None:
             needed = _reviewers_required(session, job)
             releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
             pending = body.decision == "release" and releases_ < needed
+            # Charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
+            affordable = pending or body.decision != "release" or budget.charge(session, ledger(), job, caller.user_id)
             details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
             ledger().append(
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
                 status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
-                job.status, job.reason, job.finished_at = status.value, body.reason, datetime.now(UTC)
-                action = "job.released" if status is JobStatus.RELEASED else "job.rejected"
+                reason = body.reason
+                if status is JobStatus.RELEASED and not affordable:
+                    status, reason = JobStatus.FAILED, EXHAUSTED  # the budget no longer covers it: nothing is released
+                job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
+                action = f"job.{status.value}"
                 ledger().append(
                     session,
                     actor=caller.user_id,
@@ -128,6 +134,6 @@ def register(bp: Blueprint) -> None:
                     object_id=job.id,
                     details=job_service.transition_details(job),
                 )
-                if status is JobStatus.RELEASED:
-                    _record_cells(session, job)
+                if status is JobStatus.RELEASED and budget.job_epsilon(job.spec) is None:
+                    _record_cells(session, job)  # DP cells are noisy: differencing checks do not apply
             return job_out(job)

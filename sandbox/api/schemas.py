@@ -283,3 +283,25 @@ class ReviewItem(BaseModel):
 
 class ReviewList(BaseModel):
     items: list[ReviewItem]
+
+
+class EpsilonCapIn(Strict):
+    epsilon_cap: Annotated[float, Field(gt=0, allow_inf_nan=False, description="the dataset's epsilon over all its grants")]
+
+
+class EpsilonCapOut(BaseModel):
+    dataset_id: str
+    epsilon_cap: float | None
+    epsilon_spent: float
+
+
+class BudgetOut(BaseModel):
+    """A DP grant's privacy budget; every field null when the grant's policy has no dp."""
+
+    epsilon_total: float | None = None
+    epsilon_spent: float | None = None
+    epsilon_remaining: float | None = None
+    delta_total: float | None = None
+    delta_spent: float | None = None
+    delta_remaining: float | None = None
+    dataset_caps: list[EpsilonCapOut] | None = None

@@ -70,9 +70,11 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "GET /datasets":                            (401, 401, 200,  200,    200,    200,    200,    200),
     "GET /datasets/{dataset_id}":               (401, 401, 200,  200,    200,    200,    200,    200),
     "GET /datasets/{dataset_id}/mock":          (401, 401, 200,  200,    200,    200,    200,    200),
+    "POST /datasets/{dataset_id}/epsilon-cap":  (401, 401, 403,  200,    403,    403,    403,    403),
     "POST /grants":                             (401, 401, 403,  403,    403,    201,    201,    403),
     "GET /grants":                              (401, 401, 403,  200,    200,    200,    200,    200),
     "GET /grants/{grant_id}":                   (401, 401, 403,  200,    404,    200,    404,    200),
+    "GET /grants/{grant_id}/budget":            (401, 401, 403,  200,    404,    200,    404,    200),
     "POST /grants/{grant_id}/approve":          (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/reject":           (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/revoke":           (401, 401, 403,  200,    404,    403,    403,    403),
@@ -306,7 +308,12 @@ def _new_grant(s: Setup) -> tuple[Params, Kwargs]:
     return {}, body(lambda: {"dataset_ids": [dataset_id], "scenario": scenario, "requested": {"job_kinds": ["query"]}})
 
 
-@builds("GET /grants/{grant_id}")
+@builds("POST /datasets/{dataset_id}/epsilon-cap")
+def _epsilon_cap(s: Setup) -> tuple[Params, Kwargs]:
+    return {"dataset_id": s.pums_id()}, body(lambda: {"epsilon_cap": 5.0})
+
+
+@builds("GET /grants/{grant_id}", "GET /grants/{grant_id}/budget")
 def _grant(s: Setup) -> tuple[Params, Kwargs]:
     return {"grant_id": s.grant_id()}, dict
 

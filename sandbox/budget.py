@@ -1,0 +1,173 @@
+"""The privacy-budget ledger of DP grants: refused at submission when it cannot fit, charged in the releasing transaction.
+
+Three limits bound every job's ε: the policy's per-job cap, what remains of the grant's total, and
+what remains of the dataset's global cap (shared by every grant on the dataset). Only released jobs
+spend: ``charge`` runs in the transaction that releases, with the grant and dataset rows locked and
+the remaining budget recomputed from the spends, so parallel jobs can never overspend. Amounts are
+stored as exact decimal strings and added up as fractions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
+from core.values import Role
+from policies.budget import Delta, Epsilon
+from policies.model import DPSettings, Policy
+from sandbox.auth import Principal
+from sandbox.grants import current_policy
+from sandbox.ledger import Ledger
+from sandbox.models import BudgetSpend, Dataset, DatasetVersion, Grant, GrantPolicy, Job
+
+
+def exact_text(value: float) -> str:
+    """The shortest decimal that reads back as ``value``: what the ledger stores and adds up exactly."""
+    return repr(float(value))
+
+
+def job_epsilon(spec: dict[str, Any]) -> Epsilon | None:
+    """The ε a job states (only DP jobs state one)."""
+    value = spec.get("epsilon")
+    return None if value is None else Epsilon(float(value))
+
+
+@dataclass(frozen=True)
+class Spent:
+    epsilon: Fraction
+    delta: Fraction
+
+
+def grant_spent(session: Session, grant_id: str) -> Spent:
+    rows = session.execute(select(BudgetSpend.epsilon, BudgetSpend.delta).where(BudgetSpend.grant_id == grant_id)).all()
+    return Spent(sum((Fraction(e) for e, _ in rows), Fraction(0)), sum((Fraction(d) for _, d in rows), Fraction(0)))
+
+
+def dataset_spent(session: Session, dataset_id: str) -> Fraction:
+    rows = session.scalars(select(BudgetSpend.epsilon).where(BudgetSpend.dataset_id == dataset_id))
+    return sum((Fraction(e) for e in rows), Fraction(0))
+
+
+def refusal(session: Session, grant: Grant, dataset: Dataset, settings: DPSettings, epsilon: Epsilon) -> dict[str, Any] | None:
+    """Which limit ``epsilon`` would break, with the amounts, or None when it fits all three."""
+    wanted = epsilon.exact
+    per_job = Epsilon(settings.epsilon_per_job).exact
+    if wanted > per_job:
+        return {"limit": "epsilon_per_job", "requested": float(wanted), "available": float(per_job)}
+    left = Epsilon(settings.epsilon_total).exact - grant_spent(session, grant.id).epsilon
+    if wanted > left:
+        return {"limit": "grant", "requested": float(wanted), "available": float(max(left, Fraction(0)))}
+    if dataset.epsilon_cap is not None:
+        left_cap = Fraction(dataset.epsilon_cap) - dataset_spent(session, dataset.id)
+        if wanted > left_cap:
+            return {"limit": "dataset_cap", "requested": float(wanted), "available": float(max(left_cap, Fraction(0)))}
+    return None
+
+
+def precheck(session: Session, grant: Grant, dataset_name: str, settings: DPSettings, epsilon: Epsilon) -> None:
+    """At submission: refuse (429) a job whose ε does not fit what has been spent so far."""
+    dataset = next(link.dataset for link in grant.datasets if link.dataset.name == dataset_name)
+    problem = refusal(session, grant, dataset, settings, epsilon)
+    if problem is not None:
+        raise BudgetExhausted(_message(problem["limit"]), details=problem)
+
+
+def _message(limit: str) -> str:
+    return {
+        "epsilon_per_job": "the job's epsilon exceeds the policy's per-job cap",
+        "grant": "the job's epsilon exceeds what remains of the grant's privacy budget",
+        "dataset_cap": "the job's epsilon exceeds what remains of the dataset's global epsilon cap",
+    }[limit]
+
+
+def charge(session: Session, ledger: Ledger, job: Job, actor: str) -> bool:
+    """Record the job's spend inside the releasing transaction; False (nothing recorded) if it no longer fits.
+
+    Locks the grant row, then the dataset row, and recomputes what remains from the spends: two jobs
+    releasing at once are serialised here, and the second sees the first's spend. A job already
+    charged (released once, retried) is not charged again.
+    """
+    epsilon = job_epsilon(job.spec)
+    if epsilon is None:
+        return True
+    if session.scalar(select(BudgetSpend.id).where(BudgetSpend.job_id == job.id)) is not None:
+        return True
+    grant = session.scalar(select(Grant).where(Grant.id == job.grant_id).with_for_update().execution_options(populate_existing=True))
+    version_id = next(iter(job.dataset_versions.values()))["version_id"]
+    dataset_id = session.scalars(select(DatasetVersion.dataset_id).where(DatasetVersion.id == version_id)).one()
+    dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update().execution_options(populate_existing=True))
+    pinned = session.scalars(
+        select(GrantPolicy.policy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
+    ).one()
+    settings = Policy.model_validate(pinned).dp
+    if grant is None or dataset is None or settings is None:
+        return False
+    if refusal(session, grant, dataset, settings, epsilon) is not None:
+        return False
+    delta = Delta(0.0)  # the mechanisms of this slice are pure ε-DP
+    amounts = {"epsilon": exact_text(epsilon.value), "delta": exact_text(delta.value)}
+    session.add(BudgetSpend(job_id=job.id, grant_id=grant.id, dataset_id=dataset.id, **amounts))
+    ledger.append(
+        session,
+        actor=actor,
+        action="budget.spend",
+        object_type="grant",
+        object_id=grant.id,
+        details={"job_id": job.id, "dataset_id": dataset.id, **amounts},
+    )
+    return True
+
+
+def view(session: Session, grant: Grant) -> dict[str, Any] | None:
+    """What the grant's current policy allows, what its released jobs spent, and each dataset's global cap."""
+    found = current_policy(grant)
+    settings = found[0].dp if found is not None else None
+    if settings is None:
+        return None
+    spent = grant_spent(session, grant.id)
+    total_e, total_d = Epsilon(settings.epsilon_total).exact, Fraction(exact_text(settings.delta_total))
+    caps = [
+        {
+            "dataset_id": link.dataset.id,
+            "epsilon_cap": None if link.dataset.epsilon_cap is None else float(Fraction(link.dataset.epsilon_cap)),
+            "epsilon_spent": float(dataset_spent(session, link.dataset.id)),
+        }
+        for link in grant.datasets
+    ]
+    return {
+        "epsilon_total": float(total_e),
+        "epsilon_spent": float(spent.epsilon),
+        "epsilon_remaining": float(max(total_e - spent.epsilon, Fraction(0))),
+        "delta_total": float(total_d),
+        "delta_spent": float(spent.delta),
+        "delta_remaining": float(max(total_d - spent.delta, Fraction(0))),
+        "dataset_caps": caps,
+    }
+
+
+def set_cap(session: Session, ledger: Ledger, caller: Principal, dataset_id: str, cap: float) -> dict[str, Any]:
+    """A steward of the dataset's bureau sets its global ε cap; never below what has already been spent."""
+    dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update())
+    if dataset is None:
+        raise NotFound("no such dataset")
+    if caller.role is not Role.STEWARD or dataset.org_id != caller.org_id:
+        raise Forbidden("only a steward of the dataset's bureau sets its epsilon cap")
+    wanted = Epsilon(cap).exact
+    spent = dataset_spent(session, dataset.id)
+    if wanted < spent:
+        raise Conflict("the cap would be below what has already been spent", details={"epsilon_spent": float(spent)})
+    dataset.epsilon_cap = exact_text(cap)
+    ledger.append(
+        session,
+        actor=caller.user_id,
+        action="dataset.epsilon_cap",
+        object_type="dataset",
+        object_id=dataset.id,
+        details={"epsilon_cap": dataset.epsilon_cap, "epsilon_spent": str(spent)},
+    )
+    return {"dataset_id": dataset.id, "epsilon_cap": float(wanted), "epsilon_spent": float(spent)}
