@@ -98,14 +98,7 @@ def register(bp: Blueprint) -> None:
     )
     def decide(caller: Principal, job_id: str, body: ReviewIn) -> JobOut:
         with writing() as session:
-            visible = job_service.visible(session, caller, job_id)
-            if visible.org_id == caller.org_id:
-                raise Forbidden("nobody reviews a job of their own organisation")
-            # Lock the row and read it afresh: two auditors deciding at once must not both see it held.
-            job = session.scalar(select(Job).where(Job.id == visible.id).with_for_update().execution_options(populate_existing=True))
-            assert job is not None
-            if job.status != JobStatus.HELD.value:
-                raise Conflict(f"the job is {job.status}; only a held output can be reviewed")
+            job = _held_job(session, caller, job_id)
             earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
             if any(r.reviewer == caller.user_id for r in earlier):
                 raise Conflict("you have reviewed this output already; a second auditor must decide")
@@ -120,20 +113,30 @@ def register(bp: Blueprint) -> None:
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
-                status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
-                reason = body.reason
-                if status is JobStatus.RELEASED and not affordable:
-                    status, reason = JobStatus.FAILED, EXHAUSTED  # the budget no longer covers it: nothing is released
-                job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
-                action = f"job.{status.value}"
-                ledger().append(
-                    session,
-                    actor=caller.user_id,
-                    action=action,
-                    object_type="job",
-                    object_id=job.id,
-                    details=job_service.transition_details(job),
-                )
-                if status is JobStatus.RELEASED and budget.job_epsilon(job.spec) is None:
-                    _record_cells(session, job)  # DP cells are noisy: differencing checks do not apply
+                _close(session, caller, job, body, affordable)
             return job_out(job)
+
+
+def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
+    """The held job, locked and read afresh: two auditors deciding at once must not both see it held."""
+    visible = job_service.visible(session, caller, job_id)
+    if visible.org_id == caller.org_id:
+        raise Forbidden("nobody reviews a job of their own organisation")
+    job = session.scalar(select(Job).where(Job.id == visible.id).with_for_update().execution_options(populate_existing=True))
+    assert job is not None
+    if job.status != JobStatus.HELD.value:
+        raise Conflict(f"the job is {job.status}; only a held output can be reviewed")
+    return job
+
+
+def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, affordable: bool) -> None:
+    """The final decision: released (if the privacy budget still covers it), rejected, or failed."""
+    status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
+    reason = body.reason
+    if status is JobStatus.RELEASED and not affordable:
+        status, reason = JobStatus.FAILED, EXHAUSTED  # the budget no longer covers it: nothing is released
+    job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
+    details = job_service.transition_details(job)
+    ledger().append(session, actor=caller.user_id, action=f"job.{status.value}", object_type="job", object_id=job.id, details=details)
+    if status is JobStatus.RELEASED and budget.job_epsilon(job.spec) is None:
+        _record_cells(session, job)  # DP cells are noisy: differencing checks do not apply
