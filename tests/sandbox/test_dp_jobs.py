@@ -254,3 +254,36 @@ def test_averaging_attack_is_stopped_by_the_budget(world: World, app: Flask, gra
     # stays well inside one answer's 95% bound (scale 2; the mean's standard deviation is about 0.9).
     assert abs(mean_error) <= bound
     assert budget_of(world, grant["id"])["epsilon_remaining"] == 0
+
+
+def test_tracker_learns_nothing_beyond_the_noise(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    """The four-query tracker for the one race-5 person (T = sex = 1) on a DP grant.
+
+    Q(C or T) + Q(C or not T) - Q(T) - Q(not T) estimates the person's income (56000), but each answer
+    carries Laplace noise for a sum bounded by [0, 500000]: the estimate's error bound at the ε spent is
+    far larger than the income itself, so the tracker learns nothing the noise does not hide.
+    """
+    approve(world, grant["id"], dp_policy(epsilon_total=4.0, epsilon_per_job=1.0))
+    total = "SELECT SUM(income) AS total FROM pums WHERE "
+    queries = {  # the analyst's SQL, the same condition for pandas, and its sign in the tracker sum
+        "c_or_t": (total + "race = 5 OR sex = 1", "race == 5 or sex == 1", 1),
+        "c_or_not_t": (total + "race = 5 OR sex = 0", "race == 5 or sex == 0", 1),
+        "t": (total + "sex = 1", "sex == 1", -1),
+        "not_t": (total + "sex = 0", "sex == 0", -1),
+    }
+    pums = pd.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv"))
+    estimate, variance, exact = 0.0, 0.0, []
+    for sql, condition, sign in queries.values():
+        job = run_one(world, app, grant["id"], sql, 1.0)
+        assert job["status"] == "released", job
+        result = result_of(world, job["id"])
+        answer = result["rows"][0]["total"]
+        exact.append(answer == float(pums.query(condition)["income"].sum()))
+        estimate += sign * answer
+        scale = result["summary"]["dp"]["errors"]["total"][0]["scale"]
+        variance += 2 * scale**2  # Laplace variance
+    assert submit(world, grant["id"], "SELECT SUM(income) AS total FROM pums WHERE sex = 1", epsilon=1.0).status_code == 429
+    assert not any(exact), "an answer came back without noise"
+    spread = variance**0.5
+    assert spread > 10 * 56000  # the noise the spent ε promises dwarfs the secret
+    assert abs(estimate - 56000) < 8 * spread  # and the estimate is just that noise (a sanity check on the pipeline)
