@@ -1,7 +1,8 @@
 """A DP query job's answer: exact cells over the keys' whole domains, noise by ``policies.dp``, and the release form.
 
 Threshold suppression does not apply to DP outputs: the calibrated noise replaces it, and every cell
-of the domain is released (with its noise scale and 95% error bound), including empty ones.
+of the domain is released (with its noise scale and 95% error bound), including empty ones. A quantile's
+bound is in ranks (rows), not in the value's units: see ``policies.dp.NoisyQuantile``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jobs.engine import Engine
 from jobs.query import QueryPlan
 from jobs.query.dp import DPAnswer, answer, plan_dp
 from policies.budget import Epsilon
+from policies.dp import NoisyQuantile, NoisyValue
 from policies.model import Policy, ReleaseMode
 from sandbox import outputs
 
@@ -42,10 +44,11 @@ def run(
     tables: Mapping[str, pa.Table],
     engine: Engine,
     interrupt: threading.Event | None = None,
+    unique_units: frozenset[str] = frozenset(),
 ) -> DPRelease:
     settings = policy.dp
     assert settings is not None, "a DP answer needs the policy's dp settings"
-    dp_plan = plan_dp(plan, schemas, settings.max_rows_per_unit)
+    dp_plan = plan_dp(plan, schemas, settings.max_rows_per_unit, unique_units)
     exact = engine.run(dp_plan.sql, tables, interrupt)
     noisy = answer(dp_plan, exact, epsilon, settings.max_rows_per_unit)
     summary = _summary(noisy, epsilon, settings.max_rows_per_unit)
@@ -62,13 +65,28 @@ def run(
             "column": column,
             "status": "pass",
             "rule": RULE,
-            "reason": f"noise scale {value.scale:.6g}; |error| <= {value.bound95:.6g} with 95% probability",
+            "reason": _reason(value),
         }
         for column, values in noisy.errors.items()
         for row, value in enumerate(values)
     ]
     released = {"columns": columns, "rows": outputs.rows_of(noisy.table), "notes": notes, "summary": summary}
     return DPRelease(status, reason, summary, exact, released)
+
+
+def _reason(value: NoisyValue | NoisyQuantile) -> str:
+    if isinstance(value, NoisyQuantile):
+        return (
+            f"exponential mechanism, noise scale {value.scale:.6g} on the rank score; with 95% probability the released"
+            f" candidate's rank error is within {value.rank_bound95:.6g} rows of the best candidate's"
+        )
+    return f"noise scale {value.scale:.6g}; |error| <= {value.bound95:.6g} with 95% probability"
+
+
+def _error(value: NoisyValue | NoisyQuantile) -> dict[str, float]:
+    if isinstance(value, NoisyQuantile):
+        return {"scale": value.scale, "rank_bound95": value.rank_bound95}
+    return {"scale": value.scale, "bound95": value.bound95}
 
 
 def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]:
@@ -86,6 +104,6 @@ def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]
             "composition": f"sequential: the job's epsilon is split evenly over its {len(aggregates)} aggregate(s)",
             "max_rows_per_unit": max_rows,
             "suppression": "none: DP noise replaces threshold suppression; every cell of the declared domains is released",
-            "errors": {c: [{"scale": v.scale, "bound95": v.bound95} for v in vs] for c, vs in noisy.errors.items()},
+            "errors": {c: [_error(v) for v in vs] for c, vs in noisy.errors.items()},
         },
     }

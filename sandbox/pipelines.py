@@ -59,8 +59,8 @@ class Run:
     ) -> None:
         self.job, self.policy, self.db, self.engine, self.stage, self.interrupt = job, policy, db, engine, stage, interrupt
         self.schemas = {name: DatasetSchema.model_validate(v.schema) for name, v in versions.items()}
-        unique = frozenset(name for name, v in versions.items() if v.unit_count == v.row_count)
-        self.plan = plan_job(JobKind(job.kind), job.spec, policy, self.schemas, unique)
+        self.unique = frozenset(name for name, v in versions.items() if v.unit_count == v.row_count)
+        self.plan = plan_job(JobKind(job.kind), job.spec, policy, self.schemas, self.unique)
         self.datasets = datasets_of(self.plan)
 
     def execute(self, tables: dict[str, pa.Table]) -> Outcome:
@@ -102,7 +102,7 @@ class Run:
         epsilon = job_epsilon(self.job.spec)
         assert epsilon is not None, "a DP job states its epsilon (checked at submission)"
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
-        result = dp_answers.run(plan, self.policy, self.schemas, epsilon, tables, self.engine, self.interrupt)
+        result = dp_answers.run(plan, self.policy, self.schemas, epsilon, tables, self.engine, self.interrupt, self.unique)
         self.stage(JobStage.RELEASE, 0.95)
         return Outcome(result.status, result.reason, result.summary, result.raw, result.released)
 

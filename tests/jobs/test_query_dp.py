@@ -10,6 +10,7 @@ from core.schema import DatasetSchema
 from jobs.engine import DuckDBEngine
 from jobs.query import validate
 from jobs.query.dp import COUNT, answer, plan_dp
+from policies import dp
 from policies.budget import Epsilon
 from policies.model import Policy
 from tests.jobs.conftest import frames_to_tables, read_pums
@@ -60,3 +61,71 @@ def test_unsupported_shapes_name_the_rule(policy: Policy, schemas: dict[str, Dat
     with pytest.raises(PolicyViolation) as refused:
         plan_dp(validate(sql, policy, schemas), schemas, 1)
     assert refused.value.details["rule"] == "dp_unsupported"
+
+
+def test_a_quantile_lists_each_cells_clamped_values(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    pums = read_pums("PUMS_pid.csv").head(4).assign(income=[900_000, -5, 10, 20], sex=[0, 0, 0, 1])
+    cells = exact_cells("SELECT sex, MEDIAN(income) AS m FROM pums GROUP BY sex", policy, schemas, frames_to_tables(pums), 1)
+    listed = {row["__dp_key_0"]: sorted(float(v) for v in row["__dp_values_income"]) for row in cells.to_pylist()}
+    assert listed == {0: [0.0, 10.0, 500_000.0], 1: [20.0]}
+
+
+def test_a_null_measure_is_not_clamped_into_the_bounds(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    pums = read_pums("PUMS_pid.csv").head(3).astype({"income": "Int64"}).assign(income=[None, 7, 9])
+    cells = exact_cells("SELECT MEDIAN(income) AS m, SUM(income) AS s FROM pums", policy, schemas, frames_to_tables(pums), 1)
+    assert cells.column("__dp_sum_income").to_pylist() == [16]
+    assert cells.column("__dp_n_income").to_pylist() == [2]
+    assert sorted(v for v in cells.column("__dp_values_income").to_pylist()[0] if v is not None) == [7, 9]
+
+
+def test_quantiles_release_every_cell_within_the_bounds_with_a_rank_bound(
+    policy: Policy, schemas: dict[str, DatasetSchema], tables: dict[str, pa.Table]
+) -> None:
+    sql = (
+        "SELECT educ, MEDIAN(income) AS m, QUANTILE_CONT(income, 0.9) AS p90, QUANTILE(income, 0.1) AS p10"
+        " FROM pums WHERE race = 6 GROUP BY educ"
+    )
+    plan = plan_dp(validate(sql, policy, schemas), schemas, 1)
+    assert [a.alpha for a in plan.aggregates] == [0.5, 0.9, 0.1]
+    noisy = answer(plan, DuckDBEngine().run(plan.sql, tables), Epsilon(0.9), 1)
+    assert noisy.table.num_rows == 16  # race 6 has 3 persons: most cells are empty, and still released
+    assert noisy.epsilon_each == Epsilon(0.9).split(3)
+    for column in ("m", "p90", "p10"):
+        assert all(0 <= v <= 500_000 for v in noisy.table.column(column).to_pylist())
+        errors = noisy.errors[column]
+        assert len(errors) == 16
+        assert all(isinstance(e, dp.NoisyQuantile) and e.scale > 0 and e.rank_bound95 > 0 for e in errors)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        pytest.param("SELECT QUANTILE_CONT(income, 0) AS q FROM pums", id="q_zero"),
+        pytest.param("SELECT QUANTILE(income, 1) AS q FROM pums", id="q_one"),
+        pytest.param("SELECT race, MEDIAN(married) AS m FROM pums GROUP BY race", id="unbounded_column"),
+        pytest.param("SELECT QUANTILE_DISC(income, 0.5) AS q FROM pums", id="quantile_disc"),
+    ],
+)
+def test_unsupported_quantiles_name_the_rule(policy: Policy, schemas: dict[str, DatasetSchema], sql: str) -> None:
+    with pytest.raises(PolicyViolation) as refused:
+        plan_dp(validate(sql, policy, schemas), schemas, 1)
+    assert refused.value.details["rule"] == "dp_unsupported"
+
+
+def test_unique_units_skip_the_capping_pass_with_the_same_cells(
+    policy: Policy, schemas: dict[str, DatasetSchema], tables: dict[str, pa.Table]
+) -> None:
+    """Where every row is its own unit, capping to max_rows keeps every row: the same exact cells, less work."""
+    plan = validate("SELECT race, COUNT(*) AS n, SUM(income) AS s FROM pums GROUP BY race", policy, schemas)
+    capped = plan_dp(plan, schemas, 1)
+    direct = plan_dp(plan, schemas, 1, frozenset({"pums"}))
+    assert "ROW_NUMBER" in capped.sql.upper()
+    assert "ROW_NUMBER" not in direct.sql.upper()
+    order = [("__dp_key_0", "ascending")]
+    assert DuckDBEngine().run(capped.sql, tables).sort_by(order).equals(DuckDBEngine().run(direct.sql, tables).sort_by(order))
+
+
+def test_a_bare_count_over_unique_units(policy: Policy, schemas: dict[str, DatasetSchema], tables: dict[str, pa.Table]) -> None:
+    plan = validate("SELECT COUNT(*) AS n FROM pums WHERE race = 6", policy, schemas)
+    cells = DuckDBEngine().run(plan_dp(plan, schemas, 1, frozenset({"pums"})).sql, tables)
+    assert cells.column(COUNT).to_pylist() == [5]
