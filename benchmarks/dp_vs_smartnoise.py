@@ -62,7 +62,7 @@ from policies.budget import Epsilon  # noqa: E402
 from policies.model import Aggregate, ColumnUse, DPSettings, Policy  # noqa: E402
 from sandbox.demo import PUMS_META  # noqa: E402
 
-PUMS_CSV = Path("/work/shared/data/smartnoise-sdk/PUMS_pid.csv")
+PUMS_CSV = ROOT / "sandbox" / "demo_data" / "pums.csv"  # PUMS_pid.csv of smartnoise-sdk, as shipped with the demo
 # outside the repository on purpose (.gitignore does not cover a venv under benchmarks/)
 VENV = Path(os.environ.get("SMARTNOISE_VENV", "/tmp/sandbox-smartnoise-venv"))  # noqa: S108
 EPSILON = 1.0
