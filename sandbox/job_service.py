@@ -138,15 +138,13 @@ def submit(
     try:
         checked = check(grant, kind, raw_spec)
     except PolicyViolation as exc:
-        ledger.append(
+        _refused(
             session,
-            actor=caller.user_id,
-            action="job.refused",
-            object_type="grant",
-            object_id=grant.id,
-            details={"kind": kind.value, "spec_sha256": digest, "rule": exc.details.get("rule"), "column": exc.details.get("column")},
+            ledger,
+            caller,
+            grant,
+            {"kind": kind.value, "spec_sha256": digest, "rule": exc.details.get("rule"), "column": exc.details.get("column")},
         )
-        session.commit()
         raise
     _precheck_budget(session, ledger, caller, grant, checked, digest)
     _, versions = schemas_of(grant)
@@ -180,16 +178,14 @@ def _precheck_budget(session: Session, ledger: Ledger, caller: Principal, grant:
     try:
         budget.precheck(session, grant, checked.datasets[0], checked.policy.dp, epsilon)
     except BudgetExhausted as exc:
-        ledger.append(
-            session,
-            actor=caller.user_id,
-            action="job.refused",
-            object_type="grant",
-            object_id=grant.id,
-            details={"spec_sha256": digest, "rule": "budget_exhausted", "limit": exc.details.get("limit")},
-        )
-        session.commit()
+        _refused(session, ledger, caller, grant, {"spec_sha256": digest, "rule": "budget_exhausted", "limit": exc.details.get("limit")})
         raise
+
+
+def _refused(session: Session, ledger: Ledger, caller: Principal, grant: Grant, details: dict[str, Any]) -> None:
+    """Record a refused submission and commit it: the caller's transaction is about to roll back with the error."""
+    ledger.append(session, actor=caller.user_id, action="job.refused", object_type="grant", object_id=grant.id, details=details)
+    session.commit()
 
 
 def transition_details(job: Job, **extra: Any) -> dict[str, Any]:
