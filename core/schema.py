@@ -34,6 +34,19 @@ class Bounds(BaseModel):
         return self
 
 
+class PaillierColumn(BaseModel):
+    """How a provider-encrypted column was encrypted: under which public key, at which fixed-point scale.
+
+    Values are encoded as ``round(x * 10**scale)`` before encryption (see ``crypto.paillier``); the
+    plaintext bounds are the provider's declaration and cannot be checked by the domain.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="fingerprint of the Paillier public key")]
+    scale: Annotated[int, Field(ge=0, le=12, description="decimal digits kept after the point")]
+
+
 class ColumnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
@@ -41,6 +54,7 @@ class ColumnSpec(BaseModel):
     type: ColumnType
     bounds: Bounds | None = None
     domain: Annotated[list[Scalar], Field(min_length=1, max_length=10_000)] | None = None
+    paillier: PaillierColumn | None = None  # set exactly when ``type`` is ``paillier``
     description: Annotated[str, Field(max_length=2_000)] = ""
 
     @field_validator("bounds", mode="before")
@@ -59,6 +73,10 @@ class ColumnSpec(BaseModel):
             raise ValueError(f"bounds are only for numeric columns, not {self.type.value}")
         if self.role is ColumnRole.SENSITIVE and self.type.numeric and self.bounds is None and self.domain is None:
             raise ValueError("a sensitive numeric column needs declared bounds (or a domain, if it is a coded category)")
+        if (self.type is ColumnType.PAILLIER) != (self.paillier is not None):
+            raise ValueError("a paillier column states its key and scale (paillier: {key, scale}), and only a paillier column does")
+        if self.type is ColumnType.PAILLIER and (self.role is not ColumnRole.SENSITIVE or self.domain is not None):
+            raise ValueError("a paillier column is sensitive and has no domain")
         if self.domain is not None and len(set(map(str, self.domain))) != len(self.domain):
             raise ValueError("domain values must be distinct")
         return self

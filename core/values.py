@@ -46,6 +46,7 @@ class ColumnType(StrEnum):
     STRING = "string"
     BOOL = "bool"
     DATE = "date"
+    PAILLIER = "paillier"  # a number encrypted by its provider under the domain's Paillier key (``ColumnSpec.paillier``)
 
     @property
     def numeric(self) -> bool:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ValidationFailed
 from core.schema import DatasetSchema
-from core.values import ColumnRole, JobKind
+from core.values import ColumnRole, ColumnType, JobKind
 
 
 class ColumnUse(StrEnum):
@@ -99,6 +99,24 @@ class DPSettings(BaseModel):
         return self
 
 
+class ScoreSettings(BaseModel):
+    """Limits on consent-bound scoring (``he`` jobs, op ``score``): how many entities, how often each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_entities_per_job: Annotated[int, Field(ge=1, le=1_000_000, description="entities one scoring job may ask for")]
+    max_jobs_per_entity: Annotated[int, Field(ge=1, le=10_000, description="scoring jobs that may score one entity per period")]
+    period_days: Annotated[int, Field(ge=1, le=3_660, description="the period those jobs are counted over")]
+
+
+class HESettings(BaseModel):
+    """Homomorphic jobs. Aggregates need nothing beyond the disclosure rules; scoring needs its limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: ScoreSettings | None = None  # None: the grant may not score entities
+
+
 class Policy(BaseModel):
     """What an approved grant allows. Columns are named per dataset: ``{dataset: {column: use}}``."""
 
@@ -111,6 +129,7 @@ class Policy(BaseModel):
     release_mode: ReleaseMode = ReleaseMode.REVIEW_ON_FLAG
     reviewers: Annotated[int, Field(ge=1, le=3, description="independent auditors who must release a held output")] = 1
     dp: DPSettings | None = None  # None: output control only; with it, query jobs are answered with DP noise
+    he: HESettings | None = None  # limits of homomorphic jobs (scoring); None: no scoring
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:
@@ -156,6 +175,8 @@ def _column_problems(dataset: str, column: str, use: ColumnUse, schema: DatasetS
         return [{**where, "problem": f"a {spec.role.value} column cannot be {use.value}"}]
     if column == schema.privacy_unit and use not in (ColumnUse.DENY, ColumnUse.JOIN_KEY):
         return [{**where, "problem": f"the privacy-unit column cannot be {use.value}"}]
-    if use is ColumnUse.MEASURE and not spec.type.numeric:
+    if spec.type is ColumnType.PAILLIER and use not in (ColumnUse.DENY, ColumnUse.MEASURE):
+        return [{**where, "problem": f"an encrypted (paillier) column can only be a measure of he jobs, not {use.value}"}]
+    if use is ColumnUse.MEASURE and not (spec.type.numeric or spec.type is ColumnType.PAILLIER):
         return [{**where, "problem": f"only numeric columns can be a measure, this one is {spec.type.value}"}]
     return []

@@ -337,3 +337,53 @@ class BudgetSpend(Base):
     epsilon: Mapped[str] = mapped_column(String(64))
     delta: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HEKey(Base):
+    """A Paillier public key the domain accepts for provider-encrypted columns: the key custodian's.
+
+    Only the public key is here; the private key lives with the custodian (``python -m sandbox
+    custodian``), never in this database nor on a worker.
+    """
+
+    __tablename__ = "he_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[str] = mapped_column(Text)  # decimal
+    bits: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(500))  # where it was registered from (custodian URL or file)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Consent(Base):
+    """An entity's consent to be scored under a grant, until ``valid_until``, as registered by the steward."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id"), index=True)
+    entity: Mapped[str] = mapped_column(String(200))
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    registered_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+    __table_args__ = (Index("ix_consents_grant_entity", "grant_id", "entity"),)
+
+
+class ScoreUse(Base):
+    """One entity scored by one job: what the policy's jobs-per-entity-per-period limit counts."""
+
+    __tablename__ = "score_uses"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id"))
+    entity: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_score_uses_grant_entity_created", "grant_id", "entity", "created_at"),
+        UniqueConstraint("job_id", "entity", name="uq_score_uses_job_entity"),
+    )
