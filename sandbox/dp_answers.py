@@ -55,7 +55,7 @@ def run(
     held = policy.release_mode is ReleaseMode.ALWAYS_REVIEW
     status = JobStatus.HELD if held else JobStatus.RELEASED
     reason = "the policy holds every output for review" if held else ""
-    kinds = dict.fromkeys((name for name, _, _ in dp_plan.keys), "group_key")
+    kinds = dict.fromkeys((key.name for key in dp_plan.keys), "group_key")
     columns = [
         {"name": n, "kind": kinds.get(n, "aggregate"), "type": str(noisy.table.schema.field(n).type)} for n in noisy.table.column_names
     ]
