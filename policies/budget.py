@@ -174,6 +174,27 @@ class Budget:
         return spend <= self
 
 
+def delta_share(total: Delta, epsilon: Epsilon, epsilon_total: Epsilon) -> Delta:
+    """The δ a release spending ``epsilon`` of a grant's ``epsilon_total`` may use: ``total * epsilon / epsilon_total``.
+
+    A grant's δ is spent at the rate its ε is, so it lasts exactly as long: the shares of releases whose
+    ε add up to at most ``epsilon_total`` add up to at most ``total``. The share is rounded down to a
+    float whose exact value and shortest decimal (what the ledger stores) are both within it; it never
+    exceeds ``total``.
+    """
+    _require_kinds(total, epsilon, epsilon_total)
+    share = min(total.exact * epsilon.exact / epsilon_total.exact, total.exact)
+    value = float(share)
+    while value > 0 and (Fraction(value) > share or _decimal(value) > share):
+        value = math.nextafter(value, 0.0)
+    return Delta(value)
+
+
+def _require_kinds(total: object, epsilon: object, epsilon_total: object) -> None:
+    if not isinstance(total, Delta) or not isinstance(epsilon, Epsilon) or not isinstance(epsilon_total, Epsilon):
+        raise TypeError("delta_share takes a Delta and two Epsilons")
+
+
 def remaining(total: Budget, spent: Budget) -> Budget:
     """What is left of a grant's total; raises ``BudgetExhausted`` if the ledger has spent more."""
     return total - spent

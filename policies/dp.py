@@ -270,7 +270,13 @@ def select_keys(counts_by_key: Mapping[K, int], epsilon: Epsilon, delta: Delta, 
     would disclose that someone has them. Pass the row count of every key present; the result is a set,
     so no order can leak the counts. Aggregating over the selected keys is a further release.
     """
-    mechanism = threshold_mechanism(epsilon, delta, max_rows)
+    return threshold_keys(threshold_mechanism(epsilon, delta, max_rows), counts_by_key)
+
+
+def threshold_keys(mechanism: Mechanism, counts_by_key: Mapping[K, int]) -> frozenset[K]:
+    """``select_keys`` with a mechanism already calibrated by ``threshold_mechanism`` (whose threshold a caller reports)."""
+    if mechanism.threshold is None:
+        raise InternalError("key selection needs a threshold mechanism")
     keys = list(counts_by_key)
     released = mechanism.measurement({position: _count(counts_by_key[key]) for position, key in enumerate(keys)})
     return frozenset(keys[position] for position in released)

@@ -1,7 +1,10 @@
 """The privacy-budget ledger of DP grants: refused at submission when it cannot fit, charged in the releasing transaction.
 
 Three limits bound every job's ε: the policy's per-job cap, what remains of the grant's total, and
-what remains of the dataset's global cap (shared by every grant on the dataset). Only released jobs
+what remains of the dataset's global cap (shared by every grant on the dataset). A job that selects
+keys by DP (a grouping column without a declared domain) also spends δ: its share of the grant's
+``delta_total`` in proportion to its ε (``policies.budget.delta_share``), which must fit what remains
+of the grant's δ. Only released jobs
 spend: ``charge`` runs in the transaction that releases, with the grant and dataset rows locked and
 the remaining budget recomputed from the spends, so parallel jobs can never overspend. Amounts are
 stored as exact decimal strings and added up as fractions.
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
 from core.values import Role
-from policies.budget import Delta, Epsilon
+from policies.budget import Delta, Epsilon, delta_share
 from policies.model import DPSettings, Policy
 from sandbox.auth import Principal
 from sandbox.grants import current_policy
@@ -37,6 +40,17 @@ def job_epsilon(spec: dict[str, Any]) -> Epsilon | None:
     return None if value is None else Epsilon(float(value))
 
 
+def selection_delta(settings: DPSettings, epsilon: Epsilon) -> Delta:
+    """The δ a job spending ``epsilon`` selects keys with: its share of the grant's δ (0 when the policy has none)."""
+    return delta_share(Delta(settings.delta_total), epsilon, Epsilon(settings.epsilon_total))
+
+
+def spent_delta(job: Job, settings: DPSettings, epsilon: Epsilon) -> Delta:
+    """The δ a job's release spent: its share when its answer selected keys (the worker's summary says so), else 0."""
+    dp = (job.verdict or {}).get("dp") or {}
+    return selection_delta(settings, epsilon) if dp.get("key_selection") else Delta(0.0)
+
+
 @dataclass(frozen=True)
 class Spent:
     epsilon: Fraction
@@ -53,15 +67,21 @@ def dataset_spent(session: Session, dataset_id: str) -> Fraction:
     return sum((Fraction(e) for e in rows), Fraction(0))
 
 
-def refusal(session: Session, grant: Grant, dataset: Dataset, settings: DPSettings, epsilon: Epsilon) -> dict[str, Any] | None:
-    """Which limit ``epsilon`` would break, with the amounts, or None when it fits all three."""
+def refusal(
+    session: Session, grant: Grant, dataset: Dataset, settings: DPSettings, epsilon: Epsilon, delta: Delta
+) -> dict[str, Any] | None:
+    """Which limit ``epsilon`` (or ``delta``) would break, with the amounts, or None when it fits them all."""
     wanted = epsilon.exact
     per_job = Epsilon(settings.epsilon_per_job).exact
     if wanted > per_job:
         return {"limit": "epsilon_per_job", "requested": float(wanted), "available": float(per_job)}
-    left = Epsilon(settings.epsilon_total).exact - grant_spent(session, grant.id).epsilon
+    spent = grant_spent(session, grant.id)
+    left = Epsilon(settings.epsilon_total).exact - spent.epsilon
     if wanted > left:
         return {"limit": "grant", "requested": float(wanted), "available": float(max(left, Fraction(0)))}
+    left_delta = Delta(settings.delta_total).exact - spent.delta
+    if delta.exact > left_delta:
+        return {"limit": "grant_delta", "requested": float(delta.exact), "available": float(max(left_delta, Fraction(0)))}
     if dataset.epsilon_cap is not None:
         left_cap = Fraction(dataset.epsilon_cap) - dataset_spent(session, dataset.id)
         if wanted > left_cap:
@@ -69,10 +89,10 @@ def refusal(session: Session, grant: Grant, dataset: Dataset, settings: DPSettin
     return None
 
 
-def precheck(session: Session, grant: Grant, dataset_name: str, settings: DPSettings, epsilon: Epsilon) -> None:
-    """At submission: refuse (429) a job whose ε does not fit what has been spent so far."""
+def precheck(session: Session, grant: Grant, dataset_name: str, settings: DPSettings, epsilon: Epsilon, delta: Delta) -> None:
+    """At submission: refuse (429) a job whose ε (or δ) does not fit what has been spent so far."""
     dataset = next(link.dataset for link in grant.datasets if link.dataset.name == dataset_name)
-    problem = refusal(session, grant, dataset, settings, epsilon)
+    problem = refusal(session, grant, dataset, settings, epsilon, delta)
     if problem is not None:
         raise BudgetExhausted(_message(problem["limit"]), details=problem)
 
@@ -81,6 +101,7 @@ def _message(limit: str) -> str:
     return {
         "epsilon_per_job": "the job's epsilon exceeds the policy's per-job cap",
         "grant": "the job's epsilon exceeds what remains of the grant's privacy budget",
+        "grant_delta": "the job's delta (for DP key selection) exceeds what remains of the grant's delta",
         "dataset_cap": "the job's epsilon exceeds what remains of the dataset's global epsilon cap",
     }[limit]
 
@@ -90,7 +111,8 @@ def charge(session: Session, ledger: Ledger, job: Job, actor: str) -> bool:
 
     Locks the grant row, then the dataset row, and recomputes what remains from the spends: two jobs
     releasing at once are serialised here, and the second sees the first's spend. A job already
-    charged (released once, retried) is not charged again.
+    charged (released once, retried) is not charged again. Its δ follows its verdict (the summary of
+    its answer), which the caller has set: a job whose answer selected keys spends its δ share.
     """
     epsilon = job_epsilon(job.spec)
     if epsilon is None:
@@ -107,9 +129,9 @@ def charge(session: Session, ledger: Ledger, job: Job, actor: str) -> bool:
     settings = Policy.model_validate(pinned).dp
     if grant is None or dataset is None or settings is None:
         return False
-    if refusal(session, grant, dataset, settings, epsilon) is not None:
+    delta = spent_delta(job, settings, epsilon)
+    if refusal(session, grant, dataset, settings, epsilon, delta) is not None:
         return False
-    delta = Delta(0.0)  # the mechanisms of this slice are pure ε-DP
     amounts = {"epsilon": exact_text(epsilon.value), "delta": exact_text(delta.value)}
     session.add(BudgetSpend(job_id=job.id, grant_id=grant.id, dataset_id=dataset.id, **amounts))
     ledger.append(

@@ -1,28 +1,31 @@
-"""A DP query job's answer: exact cells over the keys' whole domains, noise by ``policies.dp``, and the release form.
+"""A DP job's answer: exact cells, noise by ``policies.dp`` (through ``jobs.dp``), and the release form.
 
 Threshold suppression does not apply to DP outputs: the calibrated noise replaces it, and every cell
-of the domain is released (with its noise scale and 95% error bound), including empty ones. A quantile's
-bound is in ranks (rows), not in the value's units: see ``policies.dp.NoisyQuantile``.
+of the declared domains is released (with its noise scale and 95% error bound), including empty ones;
+keys without a declared domain are released only where DP key selection chose them. A quantile's
+bound is in ranks (rows), not in the value's units: see ``policies.dp.NoisyQuantile``. The same code
+answers a dry run on mock rows, marked as such; it is charged nothing because nothing records it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from core.schema import DatasetSchema
 from core.values import JobStatus
+from jobs.dp.answer import DPAnswer, answer
+from jobs.dp.plan import DPPlan
 from jobs.engine import Engine
-from jobs.query import QueryPlan
-from jobs.query.dp import DPAnswer, answer, plan_dp
-from policies.budget import Epsilon
+from jobs.stats.dp import DPStats, shape
+from policies.budget import Delta, Epsilon
 from policies.dp import NoisyQuantile, NoisyValue
 from policies.model import Policy, ReleaseMode
 from sandbox import outputs
+from sandbox.budget import selection_delta
 
 RULE = "dp"
 
@@ -37,36 +40,74 @@ class DPRelease:
 
 
 def run(
-    plan: QueryPlan,
+    plan: DPPlan,
     policy: Policy,
-    schemas: Mapping[str, DatasetSchema],
     epsilon: Epsilon,
     tables: Mapping[str, pa.Table],
     engine: Engine,
     interrupt: threading.Event | None = None,
-    unique_units: frozenset[str] = frozenset(),
+    *,
+    mock: bool = False,
 ) -> DPRelease:
+    """A DP query's release (``QueryPlan.dp``); ``mock`` marks a dry run's answer on mock rows."""
+    exact, noisy, delta = _noisy(plan, policy, epsilon, tables, engine, interrupt)
+    keys = [key.name for key in plan.keys]
+    return _release(noisy, len(plan.aggregates), keys, policy, (epsilon, delta), exact, {"mock": mock} if mock else {})
+
+
+def run_stats(
+    form: DPStats,
+    policy: Policy,
+    epsilon: Epsilon,
+    tables: Mapping[str, pa.Table],
+    engine: Engine,
+    interrupt: threading.Event | None = None,
+    *,
+    mock: bool = False,
+) -> DPRelease:
+    """A DP statistics job's release, laid out as its op (``jobs.stats.dp``)."""
+    exact, noisy, delta = _noisy(form.plan, policy, epsilon, {form.dataset: tables[form.dataset]}, engine, interrupt)
+    extra: dict[str, Any] = {"op": form.op}
+    if form.margins_omitted:
+        extra["margins"] = "omitted: margins are not released on DP grants; summing the released noisy cells costs no budget"
+    if mock:
+        extra["mock"] = True
+    return _release(shape(form, noisy), len(form.plan.aggregates), list(form.dimensions), policy, (epsilon, delta), exact, extra)
+
+
+def _noisy(
+    plan: DPPlan, policy: Policy, epsilon: Epsilon, tables: Mapping[str, pa.Table], engine: Engine, interrupt: threading.Event | None
+) -> tuple[pa.Table, DPAnswer, Delta]:
     settings = policy.dp
     assert settings is not None, "a DP answer needs the policy's dp settings"
-    dp_plan = plan_dp(plan, schemas, settings.max_rows_per_unit, unique_units)
-    exact = engine.run(dp_plan.sql, tables, interrupt)
-    noisy = answer(dp_plan, exact, epsilon, settings.max_rows_per_unit)
-    summary = _summary(noisy, epsilon, settings.max_rows_per_unit)
+    delta = selection_delta(settings, epsilon) if plan.selects_keys else Delta(0.0)
+    exact = engine.run(plan.sql, dict(tables), interrupt)
+    return exact, answer(plan, exact, epsilon, settings.max_rows_per_unit, delta if plan.selects_keys else None), delta
+
+
+def _release(
+    noisy: DPAnswer,
+    aggregates: int,
+    keys: Sequence[str],
+    policy: Policy,
+    spent: tuple[Epsilon, Delta],
+    exact: pa.Table,
+    extra: dict[str, Any],
+) -> DPRelease:
+    """The release form; ``aggregates`` is how many releases shared the job's ε (describe lays several out per column)."""
+    settings = policy.dp
+    assert settings is not None
+    summary = _summary(noisy, aggregates, spent, settings.max_rows_per_unit)
+    summary["dp"] |= extra
     held = policy.release_mode is ReleaseMode.ALWAYS_REVIEW
     status = JobStatus.HELD if held else JobStatus.RELEASED
     reason = "the policy holds every output for review" if held else ""
-    kinds = dict.fromkeys((name for name, _, _ in dp_plan.keys), "group_key")
+    kinds = dict.fromkeys(keys, "group_key")
     columns = [
         {"name": n, "kind": kinds.get(n, "aggregate"), "type": str(noisy.table.schema.field(n).type)} for n in noisy.table.column_names
     ]
     notes = [
-        {
-            "row": row,
-            "column": column,
-            "status": "pass",
-            "rule": RULE,
-            "reason": _reason(value),
-        }
+        {"row": row, "column": column, "status": "pass", "rule": RULE, "reason": _reason(value)}
         for column, values in noisy.errors.items()
         for row, value in enumerate(values)
     ]
@@ -89,8 +130,11 @@ def _error(value: NoisyValue | NoisyQuantile) -> dict[str, float]:
     return {"scale": value.scale, "bound95": value.bound95}
 
 
-def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]:
-    aggregates = list(noisy.errors)
+def _summary(noisy: DPAnswer, aggregates: int, spent: tuple[Epsilon, Delta], max_rows: int) -> dict[str, Any]:
+    epsilon, delta = spent
+    split = f"sequential: the job's epsilon is split evenly over its {aggregates} aggregate(s)"
+    if noisy.selection is not None:
+        split = f"{split} and its key selection ({aggregates + 1} equal shares)"
     return {
         "status": "pass",
         "reason": "",
@@ -99,9 +143,10 @@ def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]
         "flagged": 0,
         "dp": {
             "epsilon": epsilon.value,
-            "delta": 0.0,
+            "delta": delta.value,
             "epsilon_per_aggregate": noisy.epsilon_each.value,
-            "composition": f"sequential: the job's epsilon is split evenly over its {len(aggregates)} aggregate(s)",
+            "composition": split,
+            "key_selection": None if noisy.selection is None else noisy.selection.as_dict(),
             "max_rows_per_unit": max_rows,
             "suppression": "none: DP noise replaces threshold suppression; every cell of the declared domains is released",
             "errors": {c: [_error(v) for v in vs] for c, vs in noisy.errors.items()},

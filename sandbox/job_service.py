@@ -8,7 +8,7 @@ policy to its current version, so that a job runs on exactly what it was checked
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,6 +25,9 @@ from jobs.query import validate as validate_query
 from jobs.query.dp import plan_dp
 from jobs.stats import StatsPlan
 from jobs.stats import plan as plan_stats
+from jobs.stats.dp import DPStats
+from jobs.stats.dp import plan_dp as plan_dp_stats
+from policies.budget import Delta
 from policies.model import Policy
 from sandbox import budget
 from sandbox.auth import Principal
@@ -44,11 +47,19 @@ class QuerySpec(BaseModel):
     epsilon: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
+class StatsTerms(BaseModel):
+    """What a stats spec states besides its op: the ε it spends, as in ``QuerySpec``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
 class Timeout(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
 
 
-Plan = QueryPlan | StatsPlan
+Plan = QueryPlan | StatsPlan | DPStats  # DPStats: a stats job on a DP grant
 
 
 @dataclass(frozen=True)
@@ -84,15 +95,35 @@ def spec_hash(spec: dict[str, Any]) -> str:
         ) from None
 
 
-def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
-    if policy.dp is None and spec.epsilon is not None:
+def _stated_epsilon(policy: Policy, epsilon: float | None) -> None:
+    """A DP grant's jobs state their ε; other grants' jobs state none (400 either way)."""
+    if policy.dp is None and epsilon is not None:
         raise BadRequest("the grant's policy has no differential privacy: a job states no epsilon", details={"field": "epsilon"})
-    if policy.dp is not None and spec.epsilon is None:
+    if policy.dp is not None and epsilon is None:
         raise BadRequest("the grant's policy uses differential privacy: state the job's epsilon", details={"field": "epsilon"})
+
+
+def plan_query(spec: QuerySpec, policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()) -> QueryPlan:
+    _stated_epsilon(policy, spec.epsilon)
     plan = validate_query(spec.sql, policy, schemas, unique_units, top_n=max(policy.disclosure.nk_n, 2))
-    if policy.dp is not None:
-        plan_dp(plan, schemas, policy.dp.max_rows_per_unit)  # refuses shapes the DP slice does not answer
-    return plan
+    if policy.dp is None:
+        return plan
+    selection = policy.dp.delta_total > 0
+    dp_plan = plan_dp(plan, schemas, policy.dp.max_rows_per_unit, unique_units, key_selection=selection)  # refuses shapes without a DP form
+    return replace(plan, dp=dp_plan)
+
+
+def plan_stats_job(
+    spec: dict[str, Any], policy: Policy, schemas: dict[str, DatasetSchema], unique_units: frozenset[str] = frozenset()
+) -> StatsPlan | DPStats:
+    """A stats spec with its ``epsilon`` taken out: the plain plan, or on a DP grant its DP form."""
+    terms = parse_model(StatsTerms, {"epsilon": spec["epsilon"]} if "epsilon" in spec else {}, "spec")
+    _stated_epsilon(policy, terms.epsilon)
+    rest = {key: value for key, value in spec.items() if key != "epsilon"}
+    if policy.dp is None:
+        return plan_stats(rest, policy, schemas, unique_units)
+    selection = policy.dp.delta_total > 0
+    return plan_dp_stats(rest, policy, schemas, policy.dp.max_rows_per_unit, unique_units, key_selection=selection)
 
 
 def plan_job(
@@ -102,11 +133,7 @@ def plan_job(
     if kind is JobKind.QUERY:
         return plan_query(parse_model(QuerySpec, spec, "spec"), policy, schemas, unique_units)
     if kind is JobKind.STATS:
-        if policy.dp is not None:
-            raise PolicyViolation(
-                "stats jobs have no differentially private form yet; this grant answers query jobs only", details={"rule": "dp_unsupported"}
-            )
-        return plan_stats(spec, policy, schemas, unique_units)
+        return plan_stats_job(spec, policy, schemas, unique_units)
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
 
 
@@ -171,15 +198,26 @@ def submit(
 
 
 def _precheck_budget(session: Session, ledger: Ledger, caller: Principal, grant: Grant, checked: Checked, digest: str) -> None:
-    """Refuse (429, on the ledger) a DP job whose ε does not fit the per-job cap, the grant or the dataset's cap."""
+    """Refuse (429, on the ledger) a DP job whose ε does not fit the per-job cap, the grant or the dataset's cap.
+
+    A job that selects keys also needs its δ share to fit what remains of the grant's δ.
+    """
     epsilon = budget.job_epsilon(checked.spec)
     if checked.policy.dp is None or epsilon is None:
         return
+    delta = budget.selection_delta(checked.policy.dp, epsilon) if selects_keys(checked.plan) else Delta(0.0)
     try:
-        budget.precheck(session, grant, checked.datasets[0], checked.policy.dp, epsilon)
+        budget.precheck(session, grant, checked.datasets[0], checked.policy.dp, epsilon, delta)
     except BudgetExhausted as exc:
         _refused(session, ledger, caller, grant, {"spec_sha256": digest, "rule": "budget_exhausted", "limit": exc.details.get("limit")})
         raise
+
+
+def selects_keys(plan: Plan) -> bool:
+    """Whether the job's DP answer selects keys (and so spends δ)."""
+    if isinstance(plan, DPStats):
+        return plan.plan.selects_keys
+    return isinstance(plan, QueryPlan) and plan.dp is not None and plan.dp.selects_keys
 
 
 def _refused(session: Session, ledger: Ledger, caller: Principal, grant: Grant, details: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from jobs.engine import Engine
 from jobs.query import OutputKind, QueryPlan
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
+from jobs.stats.dp import DPStats
+from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
@@ -42,7 +44,7 @@ class Outcome:
     cells: list[differencing.Cell] = field(default_factory=list)  # released query cells, for differencing checks
 
 
-def datasets_of(plan: QueryPlan | StatsPlan) -> tuple[str, ...]:
+def datasets_of(plan: QueryPlan | StatsPlan | DPStats) -> tuple[str, ...]:
     return plan.datasets if isinstance(plan, QueryPlan) else (plan.dataset,)
 
 
@@ -67,10 +69,12 @@ class Run:
         self.stage(JobStage.EXECUTE, 0.3)
         if isinstance(self.plan, QueryPlan):
             return self._query(self.plan, tables)
+        if isinstance(self.plan, DPStats):
+            return self._dp_stats(self.plan, tables)
         return self._stats(self.plan, tables)
 
     def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
-        if self.policy.dp is not None:
+        if plan.dp is not None:
             return self._dp_query(plan, tables)
         raw = self.engine.run(plan.executable_sql, tables, self.interrupt)
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
@@ -99,12 +103,23 @@ class Run:
 
     def _dp_query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
         """Noisy answers; the budget is charged when the output is released (``Queue.finish`` or a review)."""
-        epsilon = job_epsilon(self.job.spec)
-        assert epsilon is not None, "a DP job states its epsilon (checked at submission)"
+        assert plan.dp is not None
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
-        result = dp_answers.run(plan, self.policy, self.schemas, epsilon, tables, self.engine, self.interrupt, self.unique)
+        result = dp_answers.run(plan.dp, self.policy, self._epsilon(), tables, self.engine, self.interrupt)
         self.stage(JobStage.RELEASE, 0.95)
         return Outcome(result.status, result.reason, result.summary, result.raw, result.released)
+
+    def _dp_stats(self, form: DPStats, tables: dict[str, pa.Table]) -> Outcome:
+        """A statistics op's noisy table, charged like a DP query when released."""
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        result = dp_answers.run_stats(form, self.policy, self._epsilon(), tables, self.engine, self.interrupt)
+        self.stage(JobStage.RELEASE, 0.95)
+        return Outcome(result.status, result.reason, result.summary, result.raw, result.released)
+
+    def _epsilon(self) -> Epsilon:
+        epsilon = job_epsilon(self.job.spec)
+        assert epsilon is not None, "a DP job states its epsilon (checked at submission)"
+        return epsilon
 
     def _stats(self, plan: StatsPlan, tables: dict[str, pa.Table]) -> Outcome:
         result = run_stats(plan, tables, self.engine, self.policy.disclosure)
@@ -176,8 +191,20 @@ def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
     )
 
 
-def preview(plan: QueryPlan | StatsPlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine) -> dict[str, Any]:
-    """A dry run's answer: the plan on (mock) tables with output control applied, nothing recorded."""
+def preview(
+    plan: QueryPlan | StatsPlan | DPStats, policy: Policy, tables: dict[str, pa.Table], engine: Engine, epsilon: Epsilon | None
+) -> dict[str, Any]:
+    """A dry run's answer: the plan on (mock) tables with output control applied, nothing recorded.
+
+    On a DP grant (``epsilon`` is the job's): the DP answer at that ε, marked ``mock`` in ``summary.dp``.
+    Nothing is charged: a dry run records no spend and writes nothing to the ledger.
+    """
+    if isinstance(plan, DPStats) or (isinstance(plan, QueryPlan) and plan.dp is not None):
+        assert epsilon is not None, "a DP job states its epsilon (checked before the dry run)"
+        if isinstance(plan, DPStats):
+            return dp_answers.run_stats(plan, policy, epsilon, tables, engine, mock=True).released
+        assert plan.dp is not None
+        return dp_answers.run(plan.dp, policy, epsilon, tables, engine, mock=True).released
     if isinstance(plan, QueryPlan):
         raw = engine.run(plan.executable_sql, tables)
         controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)

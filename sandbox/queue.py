@@ -132,12 +132,13 @@ class Queue:
                 return False
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
+            job.verdict = verdict  # before charging: the verdict says whether the answer spent δ
             if status is JobStatus.RELEASED and not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
                 # Another release spent what this one needed after the pre-check: nothing leaves.
                 status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
+                job.verdict = None
             if output is not None:
                 session.add(output)
-            job.verdict = verdict
             self._end(session, job, status, reason)
             if status is JobStatus.RELEASED:
                 record(session, job, cells)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.errors import BadRequest, PolicyViolation
+from jobs.dp.plan import DPPlan
 from policies.model import Aggregate
 
 
@@ -77,3 +78,4 @@ class QueryPlan:
     executable_sql: str
     unit_columns: tuple[str, ...]  # "__units_0", "__units_1", ...
     evidence_columns: tuple[str, ...] = ()  # "__top_<c>", "__missing_<c>", ... in result order (policies.evidence)
+    dp: DPPlan | None = None  # on a DP grant, the noisy form that runs instead (``jobs.query.dp.plan_dp``)

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app
 from core.errors import Conflict, NotFound
 from core.values import JobStatus, Role
 from jobs.engine import DuckDBEngine
-from sandbox import job_service, outputs
+from sandbox import budget, job_service, outputs
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
@@ -136,5 +136,5 @@ def register(bp: Blueprint) -> None:
         checked = job_service.check(grant, body.kind, body.spec)
         schemas, _ = job_service.schemas_of(grant)
         tables = {name: mock_table(schemas[name], body.rows, body.seed) for name in checked.datasets}
-        released = preview(checked.plan, checked.policy, tables, DuckDBEngine())
+        released = preview(checked.plan, checked.policy, tables, DuckDBEngine(), budget.job_epsilon(checked.spec))
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

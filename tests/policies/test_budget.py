@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import BudgetExhausted, ValidationFailed
-from policies.budget import Budget, Delta, Epsilon, remaining
+from policies.budget import Budget, Delta, Epsilon, delta_share, remaining
 
 epsilons = st.floats(min_value=1e-9, max_value=1e4, allow_nan=False, allow_infinity=False).map(Epsilon)
 deltas = st.floats(min_value=0.0, max_value=1e-3, allow_nan=False, allow_infinity=False).map(Delta)
@@ -205,3 +205,26 @@ def test_a_split_needs_a_positive_whole_number(parts: Any) -> None:
 def test_epsilons_compare_by_value() -> None:
     assert Epsilon(0.5) < Epsilon(1.0)
     assert sorted([Epsilon(2.0), Epsilon(0.5)]) == [Epsilon(0.5), Epsilon(2.0)]
+
+
+# --- a release's share of delta ------------------------------------------------------------------
+
+
+@given(deltas, st.lists(st.floats(min_value=1e-3, max_value=10.0, allow_nan=False), min_size=1, max_size=20))
+def test_delta_shares_of_releases_within_the_epsilon_total_stay_within_the_delta_total(delta: Delta, spends: list[float]) -> None:
+    spent = sum((Epsilon(e).exact for e in spends), Fraction(0))
+    value = float(spent)
+    while Fraction(repr(value)) < spent:  # the grant's total covers the spends exactly, as the ledger ensures
+        value = math.nextafter(value, math.inf)
+    total = Epsilon(value)
+    shares = [delta_share(delta, Epsilon(e), total) for e in spends]
+    assert all(Fraction(s.value) <= delta.exact * Epsilon(e).exact / total.exact for s, e in zip(shares, spends, strict=True))
+    assert sum((s.exact for s in shares), Fraction(0)) <= delta.exact
+
+
+def test_delta_share_is_proportional_and_never_above_the_total() -> None:
+    assert delta_share(Delta(1e-6), Epsilon(0.5), Epsilon(1.0)) == Delta(5e-7)
+    assert delta_share(Delta(1e-6), Epsilon(3.0), Epsilon(1.0)) == Delta(1e-6)
+    assert delta_share(Delta(0.0), Epsilon(0.5), Epsilon(1.0)) == Delta(0.0)
+    with pytest.raises(TypeError):
+        delta_share(1e-6, Epsilon(0.5), Epsilon(1.0))  # type: ignore[arg-type]

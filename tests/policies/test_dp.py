@@ -19,7 +19,7 @@ import pytest
 
 import policies.budget
 import policies.dp
-from core.errors import ValidationFailed
+from core.errors import InternalError, ValidationFailed
 from policies.budget import Delta, Epsilon
 from policies.dp import (
     Mechanism,
@@ -32,6 +32,7 @@ from policies.dp import (
     quantile_mechanism,
     select_keys,
     sums_mechanism,
+    threshold_keys,
     threshold_mechanism,
 )
 from tests.conftest import data_file
@@ -254,6 +255,13 @@ def test_select_keys_drops_rare_keys_and_keeps_common_ones() -> None:
 def test_select_keys_returns_an_unordered_set_of_any_keys() -> None:
     selected = select_keys({None: 10_000, (1, "a"): 10_000, 3: 0}, Epsilon(1.0), Delta(1e-6), 2)
     assert selected == frozenset({None, (1, "a")})
+
+
+def test_threshold_keys_runs_a_calibrated_mechanism() -> None:
+    mechanism = threshold_mechanism(Epsilon(1.0), Delta(1e-6), 1)
+    assert threshold_keys(mechanism, {"rare": 1, "common": 10_000}) == frozenset({"common"})
+    with pytest.raises(InternalError):
+        threshold_keys(counts_mechanism(Epsilon(1.0), 1), {"a": 100})
 
 
 def test_select_keys_needs_delta() -> None:
