@@ -69,13 +69,22 @@ class Client:
     def grants(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/grants")["items"])
 
-    def submit_query(self, grant_id: str, sql: str, timeout_seconds: int | None = None) -> str:
-        """Submit a query job; returns its id. A policy refusal raises ApiError (422) at once."""
-        spec: dict[str, Any] = {"sql": sql} | ({"timeout_seconds": timeout_seconds} if timeout_seconds else {})
-        return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": "query", "spec": spec})["id"])
+    def submit(self, grant_id: str, kind: str, spec: dict[str, Any]) -> str:
+        """Submit a job of any kind; returns its id. A policy refusal raises ApiError (422) at once."""
+        return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": kind, "spec": spec})["id"])
 
-    def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None) -> pd.DataFrame:
-        body = {"grant_id": grant_id, "kind": "query", "spec": {"sql": sql}, "rows": rows} | ({"seed": seed} if seed is not None else {})
+    def submit_query(self, grant_id: str, sql: str, timeout_seconds: int | None = None, epsilon: float | None = None) -> str:
+        """Submit a query job; on a differentially private grant state the job's ``epsilon``."""
+        return self.submit(grant_id, "query", {"sql": sql} | _options(timeout_seconds, epsilon))
+
+    def submit_stats(self, grant_id: str, spec: dict[str, Any], timeout_seconds: int | None = None, epsilon: float | None = None) -> str:
+        """Submit a statistics job (``spec``: op, dataset and the op's arguments)."""
+        return self.submit(grant_id, "stats", spec | _options(timeout_seconds, epsilon))
+
+    def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None, epsilon: float | None = None) -> pd.DataFrame:
+        """The query on mock rows, at once, charging nothing (on a DP grant: noised at ``epsilon``)."""
+        spec = {"sql": sql} | _options(None, epsilon)
+        body = {"grant_id": grant_id, "kind": "query", "spec": spec, "rows": rows} | ({"seed": seed} if seed is not None else {})
         return pd.DataFrame(self.request("POST", "/jobs/dry-run", json=body)["rows"])
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -131,6 +140,10 @@ class Client:
 
     def verify_ledger(self) -> dict[str, Any]:
         return dict(self.request("GET", "/audit/verify"))
+
+
+def _options(timeout_seconds: int | None, epsilon: float | None) -> dict[str, Any]:
+    return ({"timeout_seconds": timeout_seconds} if timeout_seconds else {}) | ({"epsilon": epsilon} if epsilon is not None else {})
 
 
 def to_frame(result: dict[str, Any]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from flask import Flask
 
 from sandbox.client import ApiError, Client, JobNotReleased
 from tests.conftest import PUMS_POLICY, World, auth, data_file
+from tests.sandbox.test_dp_stats import DP_STATS_POLICY, stats_grant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,22 @@ def test_client_errors_carry_the_api_code(server: str, world: World, grant_id: s
     with pytest.raises(ApiError) as unknown:
         Client(server, "sbx_not-a-token").me()
     assert unknown.value.status == 401
+
+
+@pytest.mark.slow
+def test_client_states_epsilon_on_a_dp_grant(server: str, world: World, pums: dict[str, Any]) -> None:
+    grant = {"id": stats_grant(world, pums["id"], DP_STATS_POLICY)}
+    client = Client(server, world.analyst)
+    with pytest.raises(ApiError) as missing:
+        client.submit_query(grant["id"], "SELECT race, COUNT(*) AS n FROM pums GROUP BY race")
+    assert missing.value.status == 400
+    preview = client.dry_run(grant["id"], "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", rows=200, seed=1, epsilon=0.5)
+    assert sorted(preview["race"]) == [1, 2, 3, 4, 5, 6]  # the declared domain, noised on mock rows
+    counts = client.wait(client.submit_query(grant["id"], "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5), timeout=60)
+    assert float(counts.attrs["summary"]["dp"]["epsilon"]) == 0.5
+    spec = {"op": "histogram", "dataset": "pums", "column": "age", "bins": 4}
+    histogram = client.wait(client.submit_stats(grant["id"], spec, epsilon=0.5))
+    assert len(histogram) == 4
+    with pytest.raises(ApiError) as spent:  # 0.5 + 0.5 of 1.0 are spent
+        client.submit_query(grant["id"], "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5)
+    assert (spent.value.status, spent.value.code) == (429, "budget_exhausted")
