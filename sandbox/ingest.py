@@ -95,6 +95,27 @@ def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] |
 
     ``keys`` are the registered Paillier keys by fingerprint (``paillier_keys`` says which to look up).
     """
+    problems = _shape_problems(meta, table)
+    if problems:
+        _raise(problems)
+    arrays = {}
+    for name, spec in meta.columns.items():
+        column, found = _checked(table.column(name), spec, keys or {})
+        problems.extend({"column": name, "problem": p} for p in found)
+        if column is not None:
+            arrays[name] = column
+    if not problems:
+        nulls = arrays[meta.privacy_unit].null_count
+        if nulls:
+            problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
+    if problems:
+        _raise(problems)
+    result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
+    units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
+    return Ingested(result, result.num_rows, units)
+
+
+def _shape_problems(meta: DatasetMeta, table: pa.Table) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     names = table.column_names
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -107,32 +128,18 @@ def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] |
             problems.append({"column": name, "problem": "is declared but not in the file"})
     if table.num_rows == 0:
         problems.append({"column": "*", "problem": "the file has no rows"})
-    if problems:
-        _raise(problems)
-    arrays = {}
-    for name, spec in meta.columns.items():
-        if spec.type is ColumnType.PAILLIER:
-            found = _ciphertexts(table.column(name), spec, keys or {})
-            if isinstance(found, list):
-                problems.extend({"column": name, "problem": p} for p in found)
-            else:
-                arrays[name] = found
-            continue
-        column, problem = _cast(table.column(name), spec)
-        if problem:
-            problems.append({"column": name, "problem": problem})
-            continue
-        problems.extend({"column": name, "problem": p} for p in _value_problems(column, spec))
-        arrays[name] = column
-    if not problems:
-        nulls = arrays[meta.privacy_unit].null_count
-        if nulls:
-            problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
-    if problems:
-        _raise(problems)
-    result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
-    units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
-    return Ingested(result, result.num_rows, units)
+    return problems
+
+
+def _checked(column: pa.ChunkedArray, spec: ColumnSpec, keys: Mapping[str, PublicKey]) -> tuple[pa.ChunkedArray | None, list[str]]:
+    """The column cast to its declared type (None if it cannot be) and its problems."""
+    if spec.type is ColumnType.PAILLIER:
+        found = _ciphertexts(column, spec, keys)
+        return (None, found) if isinstance(found, list) else (found, [])
+    cast, problem = _cast(column, spec)
+    if problem:
+        return None, [problem]
+    return cast, _value_problems(cast, spec)
 
 
 def _cast(column: pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.ChunkedArray, str | None]:

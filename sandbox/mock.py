@@ -5,7 +5,7 @@ independently; the generator never reads the stored data. So a mock row carries 
 about any real record, and a match with one can only be chance.
 
 A column its provider encrypted (``paillier``) has no declared bounds to draw from and nobody in the
-domain may see its values: mock rows show ``ENCRYPTED`` in it, and dry runs get nulls (an ``he``
+domain may see its values: mock rows show ``<encrypted>`` in it, and dry runs get nulls (an ``he``
 aggregate's dry run computes its groups and counts, never its sums).
 """
 
@@ -52,13 +52,14 @@ def mock_table(schema: DatasetSchema, rows: int, seed: int | None) -> pa.Table:
 
 def mock_rows(schema: DatasetSchema, rows: int, seed: int | None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
-    columns = {name: _column(name, spec, rows, rng) for name, spec in schema.columns.items()}
+    columns = {
+        name: [ENCRYPTED] * rows if spec.type is ColumnType.PAILLIER else _column(name, spec, rows, rng)
+        for name, spec in schema.columns.items()
+    }
     return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
 
 
 def _column(name: str, spec: ColumnSpec, rows: int, rng: np.random.Generator) -> list[Any]:
-    if spec.type is ColumnType.PAILLIER:
-        return [ENCRYPTED] * rows
     if spec.role is ColumnRole.IDENTIFIER:
         return _identifiers(spec, rows, rng)
     if spec.domain is not None:
