@@ -20,6 +20,8 @@ from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, No
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
+from jobs import he as he_jobs
+from jobs.he import HEPlan
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
 from jobs.query.dp import plan_dp
@@ -48,7 +50,7 @@ class Timeout(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
 
 
-Plan = QueryPlan | StatsPlan
+Plan = QueryPlan | StatsPlan | HEPlan
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Checked:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        return self.plan.datasets if isinstance(self.plan, QueryPlan) else (self.plan.dataset,)
+        return self.plan.datasets if isinstance(self.plan, QueryPlan | HEPlan) else (self.plan.dataset,)
 
 
 def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[str, Any]]]:
@@ -107,7 +109,9 @@ def plan_job(
                 "stats jobs have no differentially private form yet; this grant answers query jobs only", details={"rule": "dp_unsupported"}
             )
         return plan_stats(spec, policy, schemas, unique_units)
-    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
+    if kind is JobKind.HE:
+        return he_jobs.plan(spec, policy, schemas)
+    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query, stats and he jobs", details={"field": "kind"})
 
 
 def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
