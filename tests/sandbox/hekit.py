@@ -145,8 +145,9 @@ def upload_bytes(world: World, meta: dict[str, Any], data: bytes, filename: str 
     )
 
 
-def he_grant(world: World, dataset_id: str, policy: dict[str, Any] | None = None) -> str:
-    body = {"dataset_ids": [dataset_id], "scenario": "Income totals by group for a market study", "requested": {"job_kinds": ["he"]}}
+def he_grant(world: World, dataset_id: str, policy: dict[str, Any] | None = None, kinds: list[str] | None = None) -> str:
+    requested = {"job_kinds": kinds or ["he"]}
+    body = {"dataset_ids": [dataset_id], "scenario": "Income totals by group for a market study", "requested": requested}
     response = world.client.post("/api/v1/grants", headers=auth(world.analyst), json=body)
     assert response.status_code == 201, response.json
     grant_id = str(response.json["id"])
