@@ -72,10 +72,14 @@ class Client:
     def grants(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/grants")["items"])
 
+    def submit(self, grant_id: str, kind: str, spec: dict[str, Any], timeout_seconds: int | None = None) -> str:
+        """Submit a job of any kind; returns its id. A policy refusal raises ApiError (422) at once."""
+        spec = spec | ({"timeout_seconds": timeout_seconds} if timeout_seconds else {})
+        return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": kind, "spec": spec})["id"])
+
     def submit_query(self, grant_id: str, sql: str, timeout_seconds: int | None = None) -> str:
         """Submit a query job; returns its id. A policy refusal raises ApiError (422) at once."""
-        spec: dict[str, Any] = {"sql": sql} | ({"timeout_seconds": timeout_seconds} if timeout_seconds else {})
-        return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": "query", "spec": spec})["id"])
+        return self.submit(grant_id, "query", {"sql": sql}, timeout_seconds)
 
     def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None) -> pd.DataFrame:
         body = {"grant_id": grant_id, "kind": "query", "spec": {"sql": sql}, "rows": rows} | ({"seed": seed} if seed is not None else {})
