@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import gunicorn  # type: ignore[import-untyped]
 
 from core.errors import Conflict
 from crypto import paillier
@@ -46,4 +47,6 @@ def serve(host: str, port: int, workers: int) -> None:
         raise Conflict(f"the custodian has no key yet: run `python -m sandbox custodian init` (directory {settings.directory})")
     os.environ["SANDBOX_CUSTODIAN_DIR"] = str(settings.directory)  # the same directory, whatever gunicorn's working directory
     args = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "--bind", f"{host}:{port}", "--workers", str(workers)]
+    if gunicorn.version_info >= (27, 0):
+        args.append("--no-control-socket")  # gunicorn's default socket in ~/.gunicorn would clash with the API server's
     os.execv(sys.executable, [*args, "custodian.app:create_app()"])  # noqa: S606 - a fixed command of our own

@@ -24,7 +24,7 @@ from core.errors import BadRequest, Conflict
 from crypto import ledger as ledger_crypto
 from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
-from sandbox import create_app, demo, he_keys, keys, setup
+from sandbox import create_app, demo, demo_he, he_keys, keys, setup
 from sandbox.db import get_db_of
 from sandbox.encrypt_upload import encrypt_upload
 from sandbox.ledger import Ledger, verify
@@ -151,6 +151,13 @@ def he_register_key(url: str | None, file: Path | None) -> None:
     with _app() as app, get_db_of(app).writing() as session:
         _, created = he_keys.register(session, app.extensions["sandbox.ledger"], SYSTEM, key, source)
     click.echo(f"paillier key ({key.bits} bits) {'registered' if created else 'already registered'}: fingerprint {key.fingerprint}")
+
+
+@he_group.command("demo")
+def he_demo() -> None:
+    """Demo: PUMS with income encrypted under the registered key, and an he grant for the demo analyst."""
+    with _app() as app:
+        click.echo(json.dumps(demo_he.load(app)))
 
 
 main.add_command(custodian_main, "custodian")
