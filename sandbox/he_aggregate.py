@@ -161,7 +161,7 @@ def run(plan: AggregatePlan, policy: Policy, table: pa.Table, public: PublicKey 
     if public is None or public.fingerprint != plan.key:
         raise SandboxError("the Paillier key of the dataset's encrypted columns is not registered in this domain")
     ciphertexts = encrypted_sums(table, groups, public, cells)
-    stage(JobStage.OUTPUT_CONTROL, 0.75)  # a cancelled job stops here, before anything is decrypted
+    stage(JobStage.RELEASE, 0.75)  # a cancelled or timed-out job stops here, before anything is decrypted
     mantissas, digest = decrypt(public, ciphertexts) if ciphertexts else ({}, "")
     try:
         sums = {cell: paillier.decode(m, plan.scale(cell[1]), public) for cell, m in mantissas.items()}

@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from flask import Flask
 
+from core.schema import DatasetSchema
+from core.values import JobStage
 from crypto import ledger as ledger_crypto
-from sandbox import outputs
+from crypto import paillier
+from jobs import he as he_jobs
+from jobs.he import AggregatePlan
+from policies.model import Policy
+from sandbox import he_aggregate, outputs
 from sandbox.custodian_client import Custodian
 from sandbox.db import get_db_of
 from sandbox.keys import get_keys_of
 from sandbox.models import JobOutput
 from tests.conftest import World, auth
-from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, CustodianFixture, he_grant, pums_frame, submit_he
+from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, CustodianFixture, he_grant, he_meta, pums_frame, quick_encrypt, submit_he
 from tests.sandbox.jobkit import events, job_json, run_worker
 
 
@@ -112,6 +119,13 @@ def test_two_dimensions_and_a_count_of_values(world: World, app: Flask, he_grant
             assert (row["with_income"], row["total"]) == (None, None)
 
 
+def test_without_group_by_the_whole_table_is_one_cell(world: World, app: Flask, he_grant_id: str) -> None:
+    job = run_he(world, app, he_grant_id, {**RACE_SPEC, "group_by": []})
+    (row,) = result_of(world, job["id"])["rows"]
+    pums = pums_frame()
+    assert row == {"n": len(pums), "total": pums["income"].sum(), "mean_income": pytest.approx(pums["income"].mean())}
+
+
 def test_always_review_holds_the_decrypted_output_for_an_auditor(world: World, app: Flask, pums_he: dict[str, Any]) -> None:
     grant_id = he_grant(world, pums_he["id"], {**HE_POLICY, "release_mode": "always_review"})
     job = run_he(world, app, grant_id)
@@ -181,3 +195,27 @@ def test_mock_rows_show_encrypted_placeholders(world: World, pums_he: dict[str, 
     response = world.client.get(f"/api/v1/datasets/{pums_he['id']}/mock?rows=5", headers=auth(world.analyst))
     assert response.status_code == 200, response.json
     assert {row["income"] for row in response.json["rows"]} == {"<encrypted>"}
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_a_job_stopped_before_the_release_stage_decrypts_nothing() -> None:
+    pair = paillier.generate(2048)
+    meta = he_meta(pair.public)
+    schema = DatasetSchema(privacy_unit=meta["privacy_unit"], columns=meta["columns"])
+    plan = he_jobs.plan(RACE_SPEC, Policy.model_validate(HE_POLICY), {"pums_he": schema})
+    assert isinstance(plan, AggregatePlan)
+    frame = pums_frame()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("income"), "income", quick_encrypt(pair.public, frame["income"].tolist(), 0))
+    asked: list[Any] = []
+
+    def stage(stage: JobStage, progress: float) -> None:
+        if stage is JobStage.RELEASE:
+            raise Stopped  # cancelled, timed out, or the lease was lost
+
+    with pytest.raises(Stopped):
+        he_aggregate.run(plan, Policy.model_validate(HE_POLICY), table, pair.public, lambda *args: asked.append(args) or ({}, ""), stage)
+    assert asked == []
