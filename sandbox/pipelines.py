@@ -90,16 +90,22 @@ class Run:
         return self._stats(self.plan, tables)
 
     def _he(self, plan: HEPlan, tables: dict[str, pa.Table]) -> Outcome:
-        """One runner per he op (``score`` adds its own)."""
-        if not isinstance(plan, AggregatePlan):
+        """One runner per he op, by the type of its plan (an op adds its runner to ``HE_RUNNERS``)."""
+        runner = HE_RUNNERS.get(type(plan))
+        if runner is None:
             raise InternalError(f"no runner for he op {plan.op}")
         if self.he is None:
             raise InternalError("he jobs need the worker's he services")
+        return runner(self, plan, tables[plan.dataset])
+
+    def _he_aggregate(self, plan: HEPlan, table: pa.Table) -> Outcome:
+        assert isinstance(plan, AggregatePlan)
+        assert self.he is not None
         services = self.he
         with self.db.sessions() as session:
             public: PublicKey | None = he_keys.public_keys(session, [plan.key]).get(plan.key)
         decrypt = he_aggregate.with_custodian(services.custodian, self.job.id, self._signing_key, self._record_decryption)
-        result = he_aggregate.run(plan, self.policy, tables[plan.dataset], public, decrypt, self.stage)
+        result = he_aggregate.run(plan, self.policy, table, public, decrypt, self.stage)
         released = form(result.columns, result.table, result.notes, result.summary)
         return Outcome(result.status, result.reason, result.summary, result.raw, released)
 
@@ -181,6 +187,9 @@ class Run:
         status = JobStatus.HELD if self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW else JobStatus.RELEASED
         reason = "the policy holds every output for review" if status is JobStatus.HELD else ""
         return Outcome(status, reason, summary, result.table, form(columns, table, (), summary))
+
+
+HE_RUNNERS: dict[type[HEPlan], Callable[[Run, HEPlan, pa.Table], Outcome]] = {AggregatePlan: Run._he_aggregate}
 
 
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
