@@ -36,6 +36,8 @@ __all__ = [
     "event_hash",
     "fingerprint",
     "generate_signing_key",
+    "public_from_pem",
+    "public_to_pem",
     "sign",
     "verify",
 ]
@@ -153,3 +155,24 @@ def fingerprint(public_der: bytes) -> str:
     not a security boundary (64 bits).
     """
     return SHA256.new(public_der).hexdigest()[:_FINGERPRINT_CHARS]
+
+
+def public_to_pem(public_der: bytes) -> str:
+    """The public key as PEM text (``-----BEGIN PUBLIC KEY-----``): how it is handed to other parties."""
+    key = _load_public(public_der)
+    if key is None:
+        raise InternalError("not a DER SubjectPublicKeyInfo Ed25519 public key")
+    pem: str = key.export_key(format="PEM")
+    return pem + "\n"
+
+
+def public_from_pem(text: str) -> bytes | None:
+    """The canonical DER of an Ed25519 public key given as PEM text, or None if it is anything else."""
+    try:
+        key = ECC.import_key(text.strip())
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
+    if key.curve != _CURVE or key.has_private():
+        return None
+    der: bytes = key.export_key(format="DER")
+    return der

@@ -24,7 +24,7 @@ class InMemoryRequest(Request):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from sandbox import api, config, db, keys, storage
+    from sandbox import api, config, custodian_client, db, keys, storage
     from sandbox.datasets import Datasets
     from sandbox.ledger import Ledger
 
@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     keys.init_app(app)
     storage.init_app(app)
+    custodian_client.init_app(app)
     ledger = Ledger(keys.get_keys_of(app), int(app.config["LEDGER_CHECKPOINT_EVERY"]))
     app.extensions["sandbox.ledger"] = ledger
     app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger)

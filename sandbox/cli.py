@@ -1,4 +1,5 @@
-"""The command line: ``python -m sandbox init | audit verify | keys rotate``.
+"""The command line: ``python -m sandbox init | worker | audit verify | keys rotate | keys export-public |
+he register-key | custodian init|serve | encrypt-upload``.
 
 Configuration comes from ``SANDBOX_*`` environment variables, as for the server. Secrets are
 printed to standard output only where the operator asked for them (tokens at init), never logged.
@@ -12,14 +13,20 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
+import requests
 from flask import Flask
 from sqlalchemy import select
 
+from core.errors import BadRequest, Conflict
 from crypto import ledger as ledger_crypto
-from sandbox import create_app, demo, keys, setup
+from crypto.paillier import PublicKey
+from custodian.cli import main as custodian_main
+from sandbox import create_app, demo, demo_he, he_keys, keys, setup
 from sandbox.db import get_db_of
+from sandbox.encrypt_upload import encrypt_upload
 from sandbox.ledger import Ledger, verify
 from sandbox.models import DomainKey
 from sandbox.worker import Worker
@@ -98,6 +105,63 @@ def keys_rotate() -> None:
             )
         retired = keys.retire_old_keys(store)
     click.echo(json.dumps({**result, "retired": retired}))
+
+
+@keys_group.command("export-public")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the PEM here instead of standard output.")
+def keys_export_public(out: Path | None) -> None:
+    """The domain's Ed25519 public key (the ledger signing key), PEM: the key custodian verifies release decisions with it."""
+    with _app() as app, get_db_of(app).sessions() as session:
+        public = session.scalar(select(DomainKey.public_der).where(DomainKey.kind == keys.SIGNING_KEY_KIND))
+    if public is None:
+        raise Conflict("the instance has no signing key yet: run `python -m sandbox init`")
+    pem = ledger_crypto.public_to_pem(public)
+    if out is None:
+        click.echo(pem, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(pem)
+    click.echo(f"domain public key {ledger_crypto.fingerprint(public)} written to {out}", err=True)
+
+
+@main.group("he")
+def he_group() -> None:
+    """Homomorphic jobs: the key custodian's public key."""
+
+
+@he_group.command("register-key")
+@click.option("--from", "url", help="The key custodian's base URL (its GET /public-key is read).")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A public key JSON file.")
+def he_register_key(url: str | None, file: Path | None) -> None:
+    """Register the custodian's Paillier public key in the domain (he_keys); safe to run again."""
+    if (url is None) == (file is None):
+        raise BadRequest("give exactly one of --from URL or --file FILE")
+    if url is not None:
+        try:
+            response = requests.get(url.rstrip("/") + "/public-key", timeout=30)
+        except requests.RequestException:
+            raise BadRequest(f"could not reach the custodian at {url}") from None
+        if response.status_code != 200:
+            raise BadRequest(f"the custodian answered {response.status_code} at {url}")
+        data, source = response.json(), url
+    else:
+        assert file is not None
+        data, source = json.loads(file.read_text()), f"file:{file.resolve()}"
+    key = PublicKey.from_dict(data, field="public key")
+    with _app() as app, get_db_of(app).writing() as session:
+        _, created = he_keys.register(session, app.extensions["sandbox.ledger"], SYSTEM, key, source)
+    click.echo(f"paillier key ({key.bits} bits) {'registered' if created else 'already registered'}: fingerprint {key.fingerprint}")
+
+
+@he_group.command("demo")
+def he_demo() -> None:
+    """Demo: PUMS with income encrypted under the registered key, and an he grant for the demo analyst."""
+    with _app() as app:
+        click.echo(json.dumps(demo_he.load(app)))
+
+
+main.add_command(custodian_main, "custodian")
+main.add_command(encrypt_upload, "encrypt-upload")
 
 
 @main.command()

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import requests
 from tqdm import tqdm
+
+from sandbox import provider
 
 TERMINAL = {"released", "held", "blocked", "rejected", "failed", "cancelled"}
 
@@ -69,8 +72,9 @@ class Client:
     def grants(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/grants")["items"])
 
-    def submit(self, grant_id: str, kind: str, spec: dict[str, Any]) -> str:
+    def submit(self, grant_id: str, kind: str, spec: dict[str, Any], timeout_seconds: int | None = None) -> str:
         """Submit a job of any kind; returns its id. A policy refusal raises ApiError (422) at once."""
+        spec = spec | ({"timeout_seconds": timeout_seconds} if timeout_seconds else {})
         return str(self.request("POST", "/jobs", json={"grant_id": grant_id, "kind": kind, "spec": spec})["id"])
 
     def submit_query(self, grant_id: str, sql: str, timeout_seconds: int | None = None, epsilon: float | None = None) -> str:
@@ -127,6 +131,26 @@ class Client:
         path = Path(path)
         with path.open("rb") as handle:
             return dict(self.request("POST", "/datasets", files={"file": (path.name, handle)}, data={"meta": json.dumps(meta)}))
+
+    def he_keys(self) -> list[dict[str, Any]]:
+        """The domain's Paillier public keys (the key custodian's)."""
+        return list(self.request("GET", "/he/keys")["items"])
+
+    def upload_encrypted(
+        self, path: str | Path, meta: dict[str, Any], encrypt: Mapping[str, int], key_fingerprint: str | None = None
+    ) -> dict[str, Any]:
+        """Encrypt the columns of ``encrypt`` ({column: scale}) here, under the domain's key, and upload.
+
+        The key comes from ``GET /he/keys``: the one pinned by ``key_fingerprint`` (recommended: the
+        fingerprint the bureau published), else the only one registered. The file is read, encrypted
+        and sent as Parquet in memory; the plaintext of the encrypted columns never leaves this process.
+        """
+        path = Path(path)
+        public = provider.choose_key(self.he_keys(), key_fingerprint)
+        table = provider.encrypt_table(provider.read_table(path), encrypt, public)
+        declared = provider.encrypted_meta(meta, encrypt, public)
+        parts = {"file": (path.stem + ".parquet", provider.parquet_bytes(table))}
+        return dict(self.request("POST", "/datasets", files=parts, data={"meta": json.dumps(declared)}))
 
     def approve(self, grant_id: str, policy: dict[str, Any], expires_at: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/grants/{grant_id}/approve", json={"policy": policy, "expires_at": expires_at}))

@@ -18,7 +18,7 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
-from sandbox import ingest
+from sandbox import he_keys, ingest
 from sandbox.auth import Principal
 from sandbox.db import Database
 from sandbox.keys import KeyStore, version_context
@@ -44,8 +44,14 @@ class Datasets:
     def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger) -> None:
         self.db, self.keys, self.store, self.ledger = db, keys, store, ledger
 
+    def _validate(self, meta: DatasetMeta, filename: str, data: bytes) -> ingest.Ingested:
+        table = ingest.read_table(filename, data)
+        with self.db.sessions() as session:
+            keys = he_keys.public_keys(session, ingest.paillier_keys(meta))
+        return ingest.validate(meta, table, keys)
+
     def create(self, caller: Principal, meta: DatasetMeta, filename: str, data: bytes) -> Dataset:
-        ingested = ingest.validate(meta, ingest.read_table(filename, data))
+        ingested = self._validate(meta, filename, data)
         with self.db.sessions() as session:
             if session.scalar(select(Dataset.id).where(Dataset.name == meta.name)) is not None:
                 raise Conflict(f"a dataset named {meta.name!r} exists already", details={"field": "name"})
@@ -95,7 +101,7 @@ class Datasets:
         full_meta = DatasetMeta(
             name=dataset.name, title=title, description=description, level=level, privacy_unit=schema.privacy_unit, columns=schema.columns
         )
-        ingested = ingest.validate(full_meta, ingest.read_table(filename, data))
+        ingested = self._validate(full_meta, filename, data)
         version, stored_path = self._seal(dataset_id, current.number + 1, caller, schema, ingested)
         try:
             with self.db.writing() as session:

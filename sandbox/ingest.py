@@ -2,11 +2,16 @@
 
 Everything happens in memory. Error messages name the column and the problem and carry counts,
 never a value from the file: the file's content is exactly what must not leak, even into an error.
+
+Columns a provider encrypted (``type: paillier``) must arrive as binary ciphertexts (Parquet) under a
+key registered in the domain (``he_keys``); they are checked with ``crypto.paillier.check_ciphertexts``
+and stored as ``fixed_size_binary``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -17,6 +22,8 @@ import pyarrow.parquet as pq
 from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetMeta
 from core.values import ColumnType
+from crypto import paillier
+from crypto.paillier import PublicKey
 
 PARQUET_MAGIC = b"PAR1"
 
@@ -78,8 +85,37 @@ def _safe_reason(message: str) -> str:
     return "malformed content"
 
 
-def validate(meta: DatasetMeta, table: pa.Table) -> Ingested:
-    """Cast every column to its declared type and check roles, bounds and domains. All problems at once."""
+def paillier_keys(meta: DatasetMeta) -> set[str]:
+    """Fingerprints of the Paillier keys the meta's encrypted columns name."""
+    return {spec.paillier.key for spec in meta.columns.values() if spec.paillier is not None}
+
+
+def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] | None = None) -> Ingested:
+    """Cast every column to its declared type and check roles, bounds and domains. All problems at once.
+
+    ``keys`` are the registered Paillier keys by fingerprint (``paillier_keys`` says which to look up).
+    """
+    problems = _shape_problems(meta, table)
+    if problems:
+        _raise(problems)
+    arrays = {}
+    for name, spec in meta.columns.items():
+        column, found = _checked(table.column(name), spec, keys or {})
+        problems.extend({"column": name, "problem": p} for p in found)
+        if column is not None:
+            arrays[name] = column
+    if not problems:
+        nulls = arrays[meta.privacy_unit].null_count
+        if nulls:
+            problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
+    if problems:
+        _raise(problems)
+    result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
+    units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
+    return Ingested(result, result.num_rows, units)
+
+
+def _shape_problems(meta: DatasetMeta, table: pa.Table) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     names = table.column_names
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -92,25 +128,18 @@ def validate(meta: DatasetMeta, table: pa.Table) -> Ingested:
             problems.append({"column": name, "problem": "is declared but not in the file"})
     if table.num_rows == 0:
         problems.append({"column": "*", "problem": "the file has no rows"})
-    if problems:
-        _raise(problems)
-    arrays = {}
-    for name, spec in meta.columns.items():
-        column, problem = _cast(table.column(name), spec)
-        if problem:
-            problems.append({"column": name, "problem": problem})
-            continue
-        problems.extend({"column": name, "problem": p} for p in _value_problems(column, spec))
-        arrays[name] = column
-    if not problems:
-        nulls = arrays[meta.privacy_unit].null_count
-        if nulls:
-            problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
-    if problems:
-        _raise(problems)
-    result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
-    units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
-    return Ingested(result, result.num_rows, units)
+    return problems
+
+
+def _checked(column: pa.ChunkedArray, spec: ColumnSpec, keys: Mapping[str, PublicKey]) -> tuple[pa.ChunkedArray | None, list[str]]:
+    """The column cast to its declared type (None if it cannot be) and its problems."""
+    if spec.type is ColumnType.PAILLIER:
+        found = _ciphertexts(column, spec, keys)
+        return (None, found) if isinstance(found, list) else (found, [])
+    cast, problem = _cast(column, spec)
+    if problem:
+        return None, [problem]
+    return cast, _value_problems(cast, spec)
 
 
 def _cast(column: pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.ChunkedArray, str | None]:
@@ -123,6 +152,20 @@ def _cast(column: pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.ChunkedArray, s
         return pc.cast(column, target, safe=True), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return column, f"values are not of type {spec.type.value} (found {column.type})"
+
+
+def _ciphertexts(column: pa.ChunkedArray, spec: ColumnSpec, keys: Mapping[str, PublicKey]) -> pa.ChunkedArray | list[str]:
+    """The column as fixed-size ciphertexts of its registered key, or its problems (counts only)."""
+    assert spec.paillier is not None
+    key = keys.get(spec.paillier.key)
+    if key is None:
+        return [f"is encrypted under Paillier key {spec.paillier.key[:16]}..., which is not registered in this domain (GET /he/keys)"]
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) or pa.types.is_fixed_size_binary(column.type)):
+        return [f"ciphertexts must be binary values (a Parquet binary column), found {column.type}"]
+    problems = paillier.check_ciphertexts(key, column, "")
+    if problems:
+        return problems
+    return pc.cast(column, paillier.arrow_type(key))
 
 
 def _value_problems(column: pa.ChunkedArray, spec: ColumnSpec) -> list[str]:

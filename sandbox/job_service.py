@@ -20,6 +20,8 @@ from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, No
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
+from jobs import he as he_jobs
+from jobs.he import HEPlan
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
 from jobs.query.dp import plan_dp
@@ -59,7 +61,7 @@ class Timeout(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
 
 
-Plan = QueryPlan | StatsPlan | DPStats  # DPStats: a stats job on a DP grant
+Plan = QueryPlan | StatsPlan | DPStats | HEPlan  # DPStats: a stats job on a DP grant
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Checked:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        return self.plan.datasets if isinstance(self.plan, QueryPlan) else (self.plan.dataset,)
+        return self.plan.datasets if isinstance(self.plan, QueryPlan | HEPlan) else (self.plan.dataset,)
 
 
 def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[str, Any]]]:
@@ -134,7 +136,13 @@ def plan_job(
         return plan_query(parse_model(QuerySpec, spec, "spec"), policy, schemas, unique_units)
     if kind is JobKind.STATS:
         return plan_stats_job(spec, policy, schemas, unique_units)
-    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
+    if kind is JobKind.HE:
+        if policy.dp is not None:
+            raise PolicyViolation(
+                "he jobs have no differentially private form; this grant answers query and stats jobs", details={"rule": "dp_unsupported"}
+            )
+        return he_jobs.plan(spec, policy, schemas)
+    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query, stats and he jobs", details={"field": "kind"})
 
 
 def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:

@@ -1,4 +1,4 @@
-"""The master keyring on disk, data-key wrapping, and the domain's ledger signing key.
+"""The sandbox's master keyring (``crypto.keyring``), data-key wrapping, and the domain's ledger signing key.
 
 The master key never enters the database: a stolen database alone decrypts nothing. The keyring
 file holds the current master key and, during a rotation, the previous one, so that a rotation
@@ -7,78 +7,19 @@ interrupted at any point can simply be run again.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, InternalError
+from core.errors import Conflict
 from crypto import keywrap
 from crypto import ledger as ledger_crypto
+from crypto.keyring import Keyring, KeyStore
 from sandbox.models import DatasetVersion, DomainKey
 
 SIGNING_KEY_KIND = "ledger_signing"
-
-
-@dataclass(frozen=True)
-class Keyring:
-    current: str
-    keys: dict[str, bytes]
-
-    def key(self, key_id: str) -> bytes:
-        try:
-            return self.keys[key_id]
-        except KeyError:
-            raise InternalError(f"master key {key_id} is not in the keyring") from None
-
-
-class KeyStore:
-    """Reads the keyring file on each use, so that a rotation by the CLI is seen by running servers."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def load(self) -> Keyring:
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            raise Conflict("the instance has no master key yet: run `python -m sandbox init`") from None
-        keys = {key_id: base64.b64decode(value) for key_id, value in raw["keys"].items()}
-        return Keyring(current=raw["current"], keys=keys)
-
-    def save(self, ring: Keyring) -> None:
-        """Write atomically with mode 0600: a crash leaves the old file or the new one, never half."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"current": ring.current, "keys": {k: base64.b64encode(v).decode() for k, v in ring.keys.items()}}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-
-    def create(self) -> Keyring:
-        ring = Keyring(current=keywrap.new_key_id(), keys={})
-        ring = Keyring(current=ring.current, keys={ring.current: keywrap.generate_key()})
-        self.save(ring)
-        return ring
-
-    def wrap(self, key: bytes, *, context: str) -> tuple[bytes, str]:
-        ring = self.load()
-        return keywrap.wrap(ring.key(ring.current), ring.current, key, context=context), ring.current
-
-    def unwrap(self, wrapped: bytes, master_key_id: str, *, context: str) -> bytes:
-        ring = self.load()
-        return keywrap.unwrap(ring.key(master_key_id), master_key_id, wrapped, context=context)
 
 
 def version_context(version_id: str) -> str:

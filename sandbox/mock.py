@@ -3,6 +3,10 @@
 Rows are drawn from the declared metadata alone (domains, bounds, types), each column
 independently; the generator never reads the stored data. So a mock row carries no information
 about any real record, and a match with one can only be chance.
+
+A column its provider encrypted (``paillier``) has no declared bounds to draw from and nobody in the
+domain may see its values: mock rows show ``<encrypted>`` in it, and dry runs get nulls (an ``he``
+aggregate's dry run computes its groups and counts, never its sums).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from core.values import ColumnRole, ColumnType
 UNBOUNDED_INT = (0, 100)  # used only when a column declares no bounds
 UNBOUNDED_FLOAT = (0.0, 1.0)
 STRING_LEVELS = 5
+ENCRYPTED = "<encrypted>"  # what a mock row shows in a paillier column
 
 
 ARROW = {
@@ -36,6 +41,9 @@ def mock_table(schema: DatasetSchema, rows: int, seed: int | None) -> pa.Table:
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, spec in schema.columns.items():
+        if spec.type is ColumnType.PAILLIER:
+            arrays[name] = pa.nulls(rows, pa.binary())
+            continue
         values = _column(name, spec, rows, rng)
         arrow_type = pa.string() if spec.domain is not None and spec.type is ColumnType.STRING else ARROW[spec.type]
         arrays[name] = pa.array(values, type=arrow_type) if spec.type is not ColumnType.DATE else pc.cast(pa.array(values), pa.date32())
@@ -44,7 +52,10 @@ def mock_table(schema: DatasetSchema, rows: int, seed: int | None) -> pa.Table:
 
 def mock_rows(schema: DatasetSchema, rows: int, seed: int | None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
-    columns = {name: _column(name, spec, rows, rng) for name, spec in schema.columns.items()}
+    columns = {
+        name: [ENCRYPTED] * rows if spec.type is ColumnType.PAILLIER else _column(name, spec, rows, rng)
+        for name, spec in schema.columns.items()
+    }
     return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
 
 

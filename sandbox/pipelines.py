@@ -14,9 +14,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.errors import BadRequest, InternalError
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
+from crypto.paillier import PublicKey
 from jobs.engine import Engine
+from jobs.he import AggregatePlan, HEPlan
 from jobs.query import OutputKind, QueryPlan
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
@@ -25,10 +28,13 @@ from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, dp_answers, outputs, releases
+from sandbox import differencing, dp_answers, he_aggregate, he_keys, keys, outputs, releases
 from sandbox.budget import job_epsilon
+from sandbox.custodian_client import Custodian
 from sandbox.db import Database
 from sandbox.job_service import plan_job
+from sandbox.keys import KeyStore
+from sandbox.ledger import Ledger
 from sandbox.models import DatasetVersion, Job
 
 Stage = Callable[[JobStage, float], None]
@@ -44,8 +50,18 @@ class Outcome:
     cells: list[differencing.Cell] = field(default_factory=list)  # released query cells, for differencing checks
 
 
-def datasets_of(plan: QueryPlan | StatsPlan | DPStats) -> tuple[str, ...]:
-    return plan.datasets if isinstance(plan, QueryPlan) else (plan.dataset,)
+@dataclass(frozen=True)
+class HEServices:
+    """What ``he`` jobs need beyond other kinds: the key custodian, the domain's signing key, the ledger."""
+
+    ledger: Ledger
+    keys: KeyStore
+    custodian: Custodian | None  # None: SANDBOX_CUSTODIAN_URL is not set; he aggregates fail with that reason
+    actor: str
+
+
+def datasets_of(plan: QueryPlan | StatsPlan | DPStats | HEPlan) -> tuple[str, ...]:
+    return plan.datasets if isinstance(plan, QueryPlan | HEPlan) else (plan.dataset,)
 
 
 class Run:
@@ -58,8 +74,10 @@ class Run:
         engine: Engine,
         stage: Stage,
         interrupt: threading.Event,
+        he: HEServices | None = None,
     ) -> None:
         self.job, self.policy, self.db, self.engine, self.stage, self.interrupt = job, policy, db, engine, stage, interrupt
+        self.he = he
         self.schemas = {name: DatasetSchema.model_validate(v.schema) for name, v in versions.items()}
         self.unique = frozenset(name for name, v in versions.items() if v.unit_count == v.row_count)
         self.plan = plan_job(JobKind(job.kind), job.spec, policy, self.schemas, self.unique)
@@ -71,7 +89,43 @@ class Run:
             return self._query(self.plan, tables)
         if isinstance(self.plan, DPStats):
             return self._dp_stats(self.plan, tables)
+        if isinstance(self.plan, HEPlan):
+            return self._he(self.plan, tables)
         return self._stats(self.plan, tables)
+
+    def _he(self, plan: HEPlan, tables: dict[str, pa.Table]) -> Outcome:
+        """One runner per he op, by the type of its plan (an op adds its runner to ``HE_RUNNERS``)."""
+        runner = HE_RUNNERS.get(type(plan))
+        if runner is None:
+            raise InternalError(f"no runner for he op {plan.op}")
+        if self.he is None:
+            raise InternalError("he jobs need the worker's he services")
+        return runner(self, plan, tables[plan.dataset])
+
+    def _he_aggregate(self, plan: HEPlan, table: pa.Table) -> Outcome:
+        assert isinstance(plan, AggregatePlan)
+        assert self.he is not None
+        services = self.he
+        with self.db.sessions() as session:
+            public: PublicKey | None = he_keys.public_keys(session, [plan.key]).get(plan.key)
+        decrypt = he_aggregate.with_custodian(services.custodian, self.job.id, self._signing_key, self._record_decryption)
+        result = he_aggregate.run(plan, self.policy, table, public, decrypt, self.stage)
+        released = form(result.columns, result.table, result.notes, result.summary)
+        return Outcome(result.status, result.reason, result.summary, result.raw, released)
+
+    def _signing_key(self) -> bytes:
+        assert self.he is not None
+        with self.db.sessions() as session:
+            return keys.signing_key(session, self.he.keys)[0]
+
+    def _record_decryption(self, public: PublicKey, cells: int, digest: str) -> None:
+        """``he.decrypted``: which job, key and decision, how many cells; never a value."""
+        assert self.he is not None
+        details = {"job_id": self.job.id, "key": public.fingerprint, "cells": cells, "decision_sha256": digest}
+        with self.db.writing() as session:
+            self.he.ledger.append(
+                session, actor=self.he.actor, action="he.decrypted", object_type="job", object_id=self.job.id, details=details
+            )
 
     def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
         if plan.dp is not None:
@@ -150,6 +204,9 @@ class Run:
         return Outcome(status, reason, summary, result.table, form(columns, table, (), summary))
 
 
+HE_RUNNERS: dict[type[HEPlan], Callable[[Run, HEPlan, pa.Table], Outcome]] = {AggregatePlan: Run._he_aggregate}
+
+
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
     """Add ``total_over``: the dimensions a margin row totals over ("" for an inner cell)."""
     if GROUPING_COLUMN not in result.table.column_names:
@@ -192,7 +249,7 @@ def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
 
 
 def preview(
-    plan: QueryPlan | StatsPlan | DPStats, policy: Policy, tables: dict[str, pa.Table], engine: Engine, epsilon: Epsilon | None
+    plan: QueryPlan | StatsPlan | DPStats | HEPlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine, epsilon: Epsilon | None
 ) -> dict[str, Any]:
     """A dry run's answer: the plan on (mock) tables with output control applied, nothing recorded.
 
@@ -201,15 +258,32 @@ def preview(
     """
     if isinstance(plan, DPStats) or (isinstance(plan, QueryPlan) and plan.dp is not None):
         assert epsilon is not None, "a DP job states its epsilon (checked before the dry run)"
-        if isinstance(plan, DPStats):
-            return dp_answers.run_stats(plan, policy, epsilon, tables, engine, mock=True).released
-        assert plan.dp is not None
-        return dp_answers.run(plan.dp, policy, epsilon, tables, engine, mock=True).released
+        return _preview_dp(plan, policy, tables, engine, epsilon)
+    if isinstance(plan, HEPlan):
+        return _preview_he(plan, policy, tables)
     if isinstance(plan, QueryPlan):
         raw = engine.run(plan.executable_sql, tables)
         controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
         columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
         return form(columns, controlled.released, controlled.notes, controlled.summary())
+    return _preview_stats(plan, policy, tables, engine)
+
+
+def _preview_dp(plan: QueryPlan | DPStats, policy: Policy, tables: dict[str, pa.Table], engine: Engine, epsilon: Epsilon) -> dict[str, Any]:
+    if isinstance(plan, DPStats):
+        return dp_answers.run_stats(plan, policy, epsilon, tables, engine, mock=True).released
+    assert plan.dp is not None
+    return dp_answers.run(plan.dp, policy, epsilon, tables, engine, mock=True).released
+
+
+def _preview_he(plan: HEPlan, policy: Policy, tables: dict[str, pa.Table]) -> dict[str, Any]:
+    if not isinstance(plan, AggregatePlan):
+        raise BadRequest(f"he jobs of op {plan.op} have no dry run", details={"field": "spec.op"})
+    he = he_aggregate.preview(plan, policy, tables[plan.dataset])
+    return form(he.columns, he.table, he.notes, he.summary)
+
+
+def _preview_stats(plan: StatsPlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine) -> dict[str, Any]:
     result = run_stats(plan, tables, engine, policy.disclosure)
     if result.refused:
         return form([], pa.table({}), (), {"status": "block", "reason": result.refused})

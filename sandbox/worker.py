@@ -23,6 +23,7 @@ from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from policies.model import Policy
 from sandbox import outputs, pipelines
+from sandbox.custodian_client import get_custodian_of
 from sandbox.datasets import Datasets
 from sandbox.db import get_db_of
 from sandbox.grants import active_policy
@@ -111,8 +112,16 @@ class Worker:
 
     def _pipeline(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> pipelines.Outcome:
         job, policy, versions = self._load_job(claimed)
+        he = pipelines.HEServices(self.ledger, self.keys, get_custodian_of(self.app), f"worker:{self.id}")
         run = pipelines.Run(
-            job, policy, versions, self.db, self.engine, lambda stage, progress: self._stage(claimed, stage, progress, interrupt), interrupt
+            job,
+            policy,
+            versions,
+            self.db,
+            self.engine,
+            lambda stage, progress: self._stage(claimed, stage, progress, interrupt),
+            interrupt,
+            he,
         )
         return run.execute({name: self.datasets.read(versions[name]) for name in run.datasets})
 

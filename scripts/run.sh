@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Run the service locally: create the instance (idempotent) and serve it with
-# gunicorn on http://127.0.0.1:8000.
+# Run the service locally: create the instance (idempotent), start the key custodian of he jobs
+# on http://127.0.0.1:8001, and serve the sandbox with gunicorn on http://127.0.0.1:8000.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export SANDBOX_INSTANCE_PATH=${SANDBOX_INSTANCE_PATH:-$PWD/instance}
+custodian_dir=${SANDBOX_CUSTODIAN_DIR:-$SANDBOX_INSTANCE_PATH/custodian}
+custodian_url=http://127.0.0.1:8001
 
 # Files written by the service (keys, encrypted data) are private to this user.
 umask 077
@@ -15,6 +17,29 @@ make --no-print-directory -s venv
 # the demo tokens again.
 .venv/bin/python -m sandbox init --demo
 
+# The key custodian: its own directory and master key, the Paillier private key
+# wrapped by it. It learns the domain's public key to verify release decisions;
+# the sandbox learns only the custodian's public key. Locally both sit in one
+# folder; in production the custodian runs elsewhere, with only its own files.
+SANDBOX_CUSTODIAN_DIR=$custodian_dir .venv/bin/python -m sandbox custodian init
+.venv/bin/python -m sandbox keys export-public --out "$custodian_dir/domain.pub"
+env -i PATH="$PATH" HOME="$HOME" SANDBOX_CUSTODIAN_DIR="$custodian_dir" \
+  .venv/bin/python -m sandbox custodian serve --port 8001 &
+custodian_pid=$!
+trap 'kill "$custodian_pid" 2>/dev/null; wait "$custodian_pid" 2>/dev/null' EXIT
+.venv/bin/python - "$custodian_url" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):  # until the custodian answers (10 s at most)
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
+.venv/bin/python -m sandbox he register-key --from "$custodian_url"
+# The demo's he slice: PUMS with income encrypted under that key, and an he grant.
+.venv/bin/python -m sandbox he demo >/dev/null
+
 cat <<'MSG'
 
 Try it with one of the tokens printed above:
@@ -22,9 +47,10 @@ Try it with one of the tokens printed above:
 
 MSG
 
-# One job worker beside the server; it stops when the server stops.
-.venv/bin/python -m sandbox worker &
+# One job worker beside the server; it stops when the server stops. Only the
+# worker talks to the custodian.
+SANDBOX_CUSTODIAN_URL=$custodian_url .venv/bin/python -m sandbox worker &
 worker_pid=$!
-trap 'kill "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null' EXIT
+trap 'kill "$worker_pid" "$custodian_pid" 2>/dev/null; wait "$worker_pid" "$custodian_pid" 2>/dev/null' EXIT
 
 .venv/bin/gunicorn --bind 127.0.0.1:8000 --workers 2 --access-logfile - wsgi:app

@@ -41,6 +41,7 @@ class QueryRule(StrEnum):
     FUNCTION_NOT_ALLOWED = "function_not_allowed"  # scalar functions and operators outside the allowlist
     JOIN_TYPE = "join_type"  # INNER JOIN ... ON only
     JOIN_CONDITION = "join_condition"  # ON is an AND of join_key equalities between two table references
+    ENCRYPTED_COLUMN = "encrypted_column"  # paillier ciphertexts are aggregated by he jobs only, never in SQL
 
 
 def violation(rule: QueryRule, message: str, column: str | None = None) -> PolicyViolation:

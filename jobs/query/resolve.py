@@ -28,6 +28,7 @@ _SQL_TYPES = {
     ColumnType.STRING: "VARCHAR",
     ColumnType.BOOL: "BOOLEAN",
     ColumnType.DATE: "DATE",
+    ColumnType.PAILLIER: "BLOB",  # never usable in a query (``uses.check_use`` refuses it); typed for the qualifier
 }
 
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from sqlglot import exp
 
 from core.schema import DatasetSchema
+from core.values import ColumnType
 from jobs.query.functions import aggregate_of, is_aggregate
 from jobs.query.model import QueryRule, violation
 from jobs.query.resolve import ColumnRef
@@ -89,11 +90,14 @@ def effective_use(policy: Policy, schemas: Mapping[str, DatasetSchema], ref: Col
 
 def check_use(occurrence: Occurrence, ref: ColumnRef, policy: Policy, schemas: Mapping[str, DatasetSchema]) -> None:
     """Refuse a column occurrence its use does not allow, naming the column and the rule."""
+    name = ref.qualified
+    spec = schemas[ref.dataset].column(ref.column)
+    if spec is not None and spec.type is ColumnType.PAILLIER:
+        raise violation(QueryRule.ENCRYPTED_COLUMN, f"column {name} is encrypted (paillier): only he jobs can aggregate it", name)
     if _is_unit_count(occurrence, ref, policy, schemas):
         return
     use = effective_use(policy, schemas, ref)
     place = occurrence.place
-    name = ref.qualified
     if use is ColumnUse.DENY:
         raise violation(QueryRule.COLUMN_DENIED, f"column {name} may not be used under this grant", name)
     if place in _PLACES[use]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetSchema
-from core.values import ColumnRole
+from core.values import ColumnRole, ColumnType
 from jobs.stats.values import StatsRule, violation
 from policies.model import Aggregate, ColumnUse, Policy
 
@@ -71,6 +71,8 @@ class Scope:
         name = self._name(column)
         if spec is None:
             raise ValidationFailed(f"unknown column {name}", details={"field": "spec", "column": name})
+        if spec.type is ColumnType.PAILLIER:
+            raise violation(StatsRule.ENCRYPTED_COLUMN, f"column {name} is encrypted (paillier): only he jobs can aggregate it", name)
         if spec.role is ColumnRole.IDENTIFIER or column == self.privacy_unit:
             raise violation(StatsRule.IDENTIFIER, f"column {name} is an identifier: statistics never use it", name)
         use = self.policy.use_of(self.dataset, column)

@@ -30,6 +30,7 @@ class StatsRule(StrEnum):
     AGGREGATE_NOT_ALLOWED = "aggregate_not_allowed"  # the op needs an aggregate the policy does not list
     DATA_DERIVED_BINS = "data_derived_bins"  # histogram edges come from the spec or declared bounds only
     FUNCTION_NOT_ALLOWED = "function_not_allowed"  # formula functions outside the allowlist
+    ENCRYPTED_COLUMN = "encrypted_column"  # paillier columns are aggregated by he jobs only
 
 
 def violation(rule: StatsRule, message: str, column: str | None = None) -> PolicyViolation:

@@ -305,3 +305,16 @@ class BudgetOut(BaseModel):
     delta_spent: float | None = None
     delta_remaining: float | None = None
     dataset_caps: list[EpsilonCapOut] | None = None
+
+
+class HEKeyOut(BaseModel):
+    """A Paillier public key the domain accepts: providers encrypt under it (``n``), schemas name it (``fingerprint``)."""
+
+    fingerprint: str
+    n: Annotated[str, Field(description="the modulus, decimal")]
+    bits: int
+    created_at: datetime
+
+
+class HEKeyList(BaseModel):
+    items: list[HEKeyOut]

@@ -167,7 +167,7 @@ def body(make: Callable[[], dict[str, Any]]) -> Kwargs:
     return lambda: {"json": make()}
 
 
-@builds("GET /me", "GET /orgs", "GET /users", "GET /datasets", "GET /grants", "GET /audit/verify")
+@builds("GET /me", "GET /orgs", "GET /users", "GET /datasets", "GET /grants", "GET /audit/verify", "GET /he/keys")
 def _no_input(s: Setup) -> tuple[Params, Kwargs]:
     return {}, dict
 

@@ -86,6 +86,7 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "POST /reviews/{job_id}":                   (401, 401, 403,  403,    403,    403,    403,    200),
     "GET /audit/events":                        (401, 401, 403,  403,    403,    403,    403,    200),
     "GET /audit/verify":                        (401, 401, 403,  403,    403,    403,    403,    200),
+    "GET /he/keys":                             (401, 401, 200,  200,    200,    200,    200,    200),
 }
 # fmt: on
 

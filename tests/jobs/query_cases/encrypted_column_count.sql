@@ -1,0 +1,2 @@
+-- ok
+SELECT industry, COUNT(*) AS n FROM tax GROUP BY industry
