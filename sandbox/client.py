@@ -20,6 +20,8 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
+from sandbox import scoring
+
 TERMINAL = {"released", "held", "blocked", "rejected", "failed", "cancelled"}
 
 
@@ -77,6 +79,16 @@ class Client:
     def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None) -> pd.DataFrame:
         body = {"grant_id": grant_id, "kind": "query", "spec": {"sql": sql}, "rows": rows} | ({"seed": seed} if seed is not None else {})
         return pd.DataFrame(self.request("POST", "/jobs/dry-run", json=body)["rows"])
+
+    def score(
+        self, grant_id: str, dataset: str, weights: dict[str, Any], intercept: Any, entities: list[str], **options: Any
+    ) -> pd.DataFrame:
+        """Score entities with a model encrypted under a key of our own; the decrypted (entity, score) frame.
+
+        ``weights`` maps feature columns to weights; ``options``: ``scale`` (digits of the weights, 6),
+        ``feature_scale`` (for float features), ``key``, ``timeout``. See ``sandbox.scoring``.
+        """
+        return scoring.score(self, grant_id, dataset, weights, intercept, entities, **options)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/jobs/{job_id}"))

@@ -20,6 +20,8 @@ from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, No
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
+from jobs.he import HEPlan
+from jobs.he import plan as plan_he
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
 from jobs.query.dp import plan_dp
@@ -48,7 +50,7 @@ class Timeout(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
 
 
-Plan = QueryPlan | StatsPlan
+Plan = QueryPlan | StatsPlan | HEPlan
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def plan_job(
                 "stats jobs have no differentially private form yet; this grant answers query jobs only", details={"rule": "dp_unsupported"}
             )
         return plan_stats(spec, policy, schemas, unique_units)
+    if kind is JobKind.HE:
+        return plan_he(spec, policy, schemas, unique_units)
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query and stats jobs", details={"field": "kind"})
 
 
@@ -120,7 +124,15 @@ def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
         else None
     )
     schemas, _ = schemas_of(grant)
-    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas))
+    # Only he plans depend on one row per unit at submission (a score needs it); query and stats plans
+    # use it at run time for cheaper SQL, and dry runs run on mock rows, in which units may repeat.
+    unique = unique_units(grant) if kind is JobKind.HE else frozenset()
+    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas, unique))
+
+
+def unique_units(grant: Grant) -> frozenset[str]:
+    """The grant's datasets whose current version has one row per privacy unit."""
+    return frozenset(link.dataset.name for link in grant.datasets if link.dataset.current.unit_count == link.dataset.current.row_count)
 
 
 def submit(

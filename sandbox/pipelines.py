@@ -14,16 +14,18 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.errors import BadRequest
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import Engine
+from jobs.he import ScorePlan
 from jobs.query import OutputKind, QueryPlan
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, dp_answers, outputs, releases
+from sandbox import differencing, dp_answers, he_score, outputs, releases
 from sandbox.budget import job_epsilon
 from sandbox.db import Database
 from sandbox.job_service import plan_job
@@ -40,9 +42,10 @@ class Outcome:
     raw: pa.Table | None
     released: dict[str, Any] | None
     cells: list[differencing.Cell] = field(default_factory=list)  # released query cells, for differencing checks
+    scored: tuple[str, ...] = ()  # entities a score job scored: their uses are recorded when it is released
 
 
-def datasets_of(plan: QueryPlan | StatsPlan) -> tuple[str, ...]:
+def datasets_of(plan: QueryPlan | StatsPlan | ScorePlan) -> tuple[str, ...]:
     return plan.datasets if isinstance(plan, QueryPlan) else (plan.dataset,)
 
 
@@ -67,7 +70,18 @@ class Run:
         self.stage(JobStage.EXECUTE, 0.3)
         if isinstance(self.plan, QueryPlan):
             return self._query(self.plan, tables)
+        if isinstance(self.plan, ScorePlan):
+            return self._score(self.plan, tables[self.plan.dataset])
         return self._stats(self.plan, tables)
+
+    def _score(self, plan: ScorePlan, table: pa.Table) -> Outcome:
+        """Encrypted scores of the eligible entities; there is no cell to check, only the release mode to obey."""
+        scored = he_score.score(plan, table, self.db, self.job, self.stage)
+        self.stage(JobStage.RELEASE, 0.95)
+        held = self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW
+        status, reason = (JobStatus.HELD, "the policy holds every output for review") if held else (JobStatus.RELEASED, "")
+        released = form(he_score.COLUMNS, scored.table, (), scored.summary)
+        return Outcome(status, reason, scored.summary, scored.table, released, scored=scored.entities)
 
     def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
         if self.policy.dp is not None:
@@ -176,8 +190,10 @@ def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
     )
 
 
-def preview(plan: QueryPlan | StatsPlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine) -> dict[str, Any]:
+def preview(plan: QueryPlan | StatsPlan | ScorePlan, policy: Policy, tables: dict[str, pa.Table], engine: Engine) -> dict[str, Any]:
     """A dry run's answer: the plan on (mock) tables with output control applied, nothing recorded."""
+    if isinstance(plan, ScorePlan):
+        raise BadRequest("score jobs have no dry run: mock rows have no consents and no scores", details={"field": "kind"})
     if isinstance(plan, QueryPlan):
         raw = engine.run(plan.executable_sql, tables)
         controlled = control(raw, aggregate_outputs(plan), plan.unit_columns, policy.disclosure)
