@@ -34,14 +34,20 @@ class RevokeConsentsIn(_EntityList):
     pass
 
 
-class ConsentsChanged(BaseModel):
+class ConsentsRegistered(BaseModel):
     grant_id: str
-    entities: int
-    registered: int | None = None
-    renewed: int | None = None
-    revoked: int | None = None
-    without_consent: int | None = None
-    valid_until: datetime | None = None
+    entities: Annotated[int, Field(description="distinct entities in the request")]
+    registered: Annotated[int, Field(description="entities without an unrevoked consent before: a new consent")]
+    renewed: Annotated[int, Field(description="entities whose unrevoked consent now runs until valid_until")]
+    valid_until: datetime
+    entities_sha256: Annotated[str, Field(description="SHA-256 of the sorted distinct identifiers as JSON, as on the ledger")]
+
+
+class ConsentsRevoked(BaseModel):
+    grant_id: str
+    entities: Annotated[int, Field(description="distinct entities in the request")]
+    revoked: Annotated[int, Field(description="entities whose consent was revoked")]
+    without_consent: Annotated[int, Field(description="entities that had no unrevoked consent")]
     entities_sha256: Annotated[str, Field(description="SHA-256 of the sorted distinct identifiers as JSON, as on the ledger")]
 
 
@@ -73,14 +79,15 @@ def register(bp: Blueprint) -> None:
         summary="Register entities' consent to be scored under the grant, until valid_until",
         roles=STEWARD,
         body=ConsentsIn,
-        response=ConsentsChanged,
+        response=ConsentsRegistered,
         status=201,
         errors=(400, 401, 403, 404, 409),
     )
-    def register_consents(caller: Principal, grant_id: str, body: ConsentsIn) -> ConsentsChanged:
+    def register_consents(caller: Principal, grant_id: str, body: ConsentsIn) -> ConsentsRegistered:
         with writing() as session:
-            changed = consents.register(session, ledger(), caller, grant_id, body.entities, body.valid_until)
-            return ConsentsChanged.model_validate(changed)
+            return ConsentsRegistered.model_validate(
+                consents.register(session, ledger(), caller, grant_id, body.entities, body.valid_until)
+            )
 
     @endpoint(
         bp,
@@ -105,9 +112,9 @@ def register(bp: Blueprint) -> None:
         summary="Revoke entities' consents; no job releases their scores afterwards",
         roles=STEWARD,
         body=RevokeConsentsIn,
-        response=ConsentsChanged,
+        response=ConsentsRevoked,
         errors=(400, 401, 403, 404),
     )
-    def revoke_consents(caller: Principal, grant_id: str, body: RevokeConsentsIn) -> ConsentsChanged:
+    def revoke_consents(caller: Principal, grant_id: str, body: RevokeConsentsIn) -> ConsentsRevoked:
         with writing() as session:
-            return ConsentsChanged.model_validate(consents.revoke(session, ledger(), caller, grant_id, body.entities))
+            return ConsentsRevoked.model_validate(consents.revoke(session, ledger(), caller, grant_id, body.entities))
