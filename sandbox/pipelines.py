@@ -77,6 +77,7 @@ class Run:
     def _score(self, plan: ScorePlan, table: pa.Table) -> Outcome:
         """Encrypted scores of the eligible entities; there is no cell to check, only the release mode to obey."""
         scored = he_score.score(plan, table, self.db, self.job, self.stage)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         self.stage(JobStage.RELEASE, 0.95)
         held = self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW
         status, reason = (JobStatus.HELD, "the policy holds every output for review") if held else (JobStatus.RELEASED, "")

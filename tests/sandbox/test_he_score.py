@@ -232,6 +232,29 @@ def test_a_consent_revoked_while_the_job_runs_fails_the_release(
     assert world.client.get(f"{API}/jobs/{job['id']}/result", headers=auth(world.analyst)).status_code == 409
 
 
+def test_a_quota_used_up_by_a_concurrent_job_fails_the_later_release(
+    app: Flask, world: World, persons: dict[str, Any], key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs score the same entity under a limit of one job: the one released second fails, nothing of it leaves."""
+    grant_id = score_grant(world, persons["id"], score_policy(he={"score": {**LIMITS, "max_jobs_per_entity": 1}}))
+    assert register(world, grant_id, CONSENTING[:2]).status_code == 201
+    original = he_score.score
+    second: list[str] = []
+
+    def score_while_another_job_runs(*args: Any, **kwargs: Any) -> he_score.Scored:
+        scored = original(*args, **kwargs)
+        if not second:  # the first job has computed its scores; a second worker runs the second job to the end
+            second.append(submit_score(world, grant_id, score_spec(key, CONSENTING[:1])).json["id"])
+            assert run_worker(app) == 1
+        return scored
+
+    monkeypatch.setattr(he_score, "score", score_while_another_job_runs)
+    first = run_score(app, world, grant_id, score_spec(key, CONSENTING[:2]))
+    assert job_json(world, second[0])["status"] == "released"
+    assert (first["status"], first["reason"]) == ("failed", he_score.CHANGED)
+    assert (uses(app, CONSENTING[0]), uses(app, CONSENTING[1])) == (1, 0)
+
+
 def test_a_held_score_is_counted_when_an_auditor_releases_it(app: Flask, world: World, persons: dict[str, Any], key: KeyPair) -> None:
     grant_id = score_grant(world, persons["id"], score_policy(release_mode="always_review"))
     assert register(world, grant_id, CONSENTING[:2]).status_code == 201
