@@ -134,6 +134,19 @@ class Client:
     def approve(self, grant_id: str, policy: dict[str, Any], expires_at: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/grants/{grant_id}/approve", json={"policy": policy, "expires_at": expires_at}))
 
+    def register_consents(self, grant_id: str, entities: list[str], valid_until: str) -> dict[str, Any]:
+        """Record entities' consent to be scored under the grant until ``valid_until`` (ISO 8601, in the future)."""
+        body = {"entities": entities, "valid_until": valid_until}
+        return dict(self.request("POST", f"/grants/{grant_id}/consents", json=body))
+
+    def revoke_consents(self, grant_id: str, entities: list[str]) -> dict[str, Any]:
+        return dict(self.request("POST", f"/grants/{grant_id}/consents/revoke", json={"entities": entities}))
+
+    # stewards, auditors; the grant's enterprise sees counts only
+    def consents(self, grant_id: str, after: str | None = None, limit: int = 1_000) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit} | ({"after": after} if after is not None else {})
+        return dict(self.request("GET", f"/grants/{grant_id}/consents", params=params))
+
     # auditors
     def reviews(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/reviews")["items"])

@@ -123,7 +123,12 @@ def test_scores_are_fresh_ciphertexts(app: Flask, world: World, grant_id: str, k
 
 
 def test_the_python_client_scores_and_decrypts(app: Flask, world: World, grant_id: str) -> None:
-    bank = InProcess(app, world.client, world.analyst)
+    steward, bank = InProcess(app, world.client, world.steward), InProcess(app, world.client, world.analyst)
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert steward.register_consents(grant_id, [person(999_999), CONSENTING[0]], until)["renewed"] == 1
+    assert steward.revoke_consents(grant_id, [person(999_999)])["revoked"] == 1
+    assert len(steward.consents(grant_id, limit=5)["items"]) == 5
+    assert bank.consents(grant_id)["items"] is None
     frame = bank.score(grant_id, "persons", {"age": 1, "income": 0.001}, 10, [*CONSENTING[:5], person(999_999)])
     table = persons_frame().set_index("person_id").loc[CONSENTING[:5]]
     assert list(frame.columns) == ["entity", "score", "score_exact"]
