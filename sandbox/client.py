@@ -21,7 +21,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from sandbox import provider
+from sandbox import provider, scoring
 
 TERMINAL = {"released", "held", "blocked", "rejected", "failed", "cancelled"}
 
@@ -91,6 +91,16 @@ class Client:
         body = {"grant_id": grant_id, "kind": "query", "spec": spec, "rows": rows} | ({"seed": seed} if seed is not None else {})
         return pd.DataFrame(self.request("POST", "/jobs/dry-run", json=body)["rows"])
 
+    def score(
+        self, grant_id: str, dataset: str, weights: dict[str, Any], intercept: Any, entities: list[str], **options: Any
+    ) -> pd.DataFrame:
+        """Score entities with a model encrypted under a key of our own; the decrypted (entity, score) frame.
+
+        ``weights`` maps feature columns to weights; ``options``: ``scale`` (digits of the weights, 6),
+        ``feature_scale`` (for float features), ``key``, ``timeout``. See ``sandbox.scoring``.
+        """
+        return scoring.score(self, grant_id, dataset, weights, intercept, entities, **options)
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/jobs/{job_id}"))
 
@@ -154,6 +164,19 @@ class Client:
 
     def approve(self, grant_id: str, policy: dict[str, Any], expires_at: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/grants/{grant_id}/approve", json={"policy": policy, "expires_at": expires_at}))
+
+    def register_consents(self, grant_id: str, entities: list[str], valid_until: str) -> dict[str, Any]:
+        """Record entities' consent to be scored under the grant until ``valid_until`` (ISO 8601, in the future)."""
+        body = {"entities": entities, "valid_until": valid_until}
+        return dict(self.request("POST", f"/grants/{grant_id}/consents", json=body))
+
+    def revoke_consents(self, grant_id: str, entities: list[str]) -> dict[str, Any]:
+        return dict(self.request("POST", f"/grants/{grant_id}/consents/revoke", json={"entities": entities}))
+
+    # stewards, auditors; the grant's enterprise sees counts only
+    def consents(self, grant_id: str, after: str | None = None, limit: int = 1_000) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit} | ({"after": after} if after is not None else {})
+        return dict(self.request("GET", f"/grants/{grant_id}/consents", params=params))
 
     # auditors
     def reviews(self) -> list[dict[str, Any]]:

@@ -141,7 +141,7 @@ def plan_job(
             raise PolicyViolation(
                 "he jobs have no differentially private form; this grant answers query and stats jobs", details={"rule": "dp_unsupported"}
             )
-        return he_jobs.plan(spec, policy, schemas)
+        return he_jobs.plan(spec, policy, schemas, unique_units)
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query, stats and he jobs", details={"field": "kind"})
 
 
@@ -155,7 +155,15 @@ def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
         else None
     )
     schemas, _ = schemas_of(grant)
-    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas))
+    # Only he plans depend on one row per unit at submission (a score needs it); query and stats plans
+    # use it at run time for cheaper SQL, and dry runs run on mock rows, in which units may repeat.
+    unique = unique_units(grant) if kind is JobKind.HE else frozenset()
+    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas, unique))
+
+
+def unique_units(grant: Grant) -> frozenset[str]:
+    """The grant's datasets whose current version has one row per privacy unit."""
+    return frozenset(link.dataset.name for link in grant.datasets if link.dataset.current.unit_count == link.dataset.current.row_count)
 
 
 def submit(

@@ -19,7 +19,7 @@ from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from crypto.paillier import PublicKey
 from jobs.engine import Engine
-from jobs.he import AggregatePlan, HEPlan
+from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.query import OutputKind, QueryPlan
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
@@ -28,7 +28,7 @@ from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, dp_answers, he_aggregate, he_keys, keys, outputs, releases
+from sandbox import differencing, dp_answers, he_aggregate, he_keys, he_score, keys, outputs, releases
 from sandbox.budget import job_epsilon
 from sandbox.custodian_client import Custodian
 from sandbox.db import Database
@@ -48,6 +48,7 @@ class Outcome:
     raw: pa.Table | None
     released: dict[str, Any] | None
     cells: list[differencing.Cell] = field(default_factory=list)  # released query cells, for differencing checks
+    scored: tuple[str, ...] = ()  # entities a score job scored: their uses are recorded when it is released
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,12 @@ class Run:
         runner = HE_RUNNERS.get(type(plan))
         if runner is None:
             raise InternalError(f"no runner for he op {plan.op}")
-        if self.he is None:
-            raise InternalError("he jobs need the worker's he services")
         return runner(self, plan, tables[plan.dataset])
 
     def _he_aggregate(self, plan: HEPlan, table: pa.Table) -> Outcome:
         assert isinstance(plan, AggregatePlan)
-        assert self.he is not None
+        if self.he is None:
+            raise InternalError("he aggregates need the worker's he services")
         services = self.he
         with self.db.sessions() as session:
             public: PublicKey | None = he_keys.public_keys(session, [plan.key]).get(plan.key)
@@ -126,6 +126,17 @@ class Run:
             self.he.ledger.append(
                 session, actor=self.he.actor, action="he.decrypted", object_type="job", object_id=self.job.id, details=details
             )
+
+    def _score(self, plan: HEPlan, table: pa.Table) -> Outcome:
+        """Encrypted scores of the eligible entities; there is no cell to check, only the release mode to obey."""
+        assert isinstance(plan, ScorePlan)
+        scored = he_score.score(plan, table, self.db, self.job, self.stage)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        self.stage(JobStage.RELEASE, 0.95)
+        held = self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW
+        status, reason = (JobStatus.HELD, "the policy holds every output for review") if held else (JobStatus.RELEASED, "")
+        released = form(he_score.COLUMNS, scored.table, (), scored.summary)
+        return Outcome(status, reason, scored.summary, scored.table, released, scored=scored.entities)
 
     def _query(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> Outcome:
         if plan.dp is not None:
@@ -204,7 +215,7 @@ class Run:
         return Outcome(status, reason, summary, result.table, form(columns, table, (), summary))
 
 
-HE_RUNNERS: dict[type[HEPlan], Callable[[Run, HEPlan, pa.Table], Outcome]] = {AggregatePlan: Run._he_aggregate}
+HE_RUNNERS: dict[type[HEPlan], Callable[[Run, HEPlan, pa.Table], Outcome]] = {AggregatePlan: Run._he_aggregate, ScorePlan: Run._score}
 
 
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
@@ -277,6 +288,8 @@ def _preview_dp(plan: QueryPlan | DPStats, policy: Policy, tables: dict[str, pa.
 
 
 def _preview_he(plan: HEPlan, policy: Policy, tables: dict[str, pa.Table]) -> dict[str, Any]:
+    if isinstance(plan, ScorePlan):
+        raise BadRequest("score jobs have no dry run: mock rows have no consents and no scores", details={"field": "kind"})
     if not isinstance(plan, AggregatePlan):
         raise BadRequest(f"he jobs of op {plan.op} have no dry run", details={"field": "spec.op"})
     he = he_aggregate.preview(plan, policy, tables[plan.dataset])

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
-from sandbox import budget
+from sandbox import budget, he_score
 from sandbox.db import Database
 from sandbox.differencing import Cell
 from sandbox.job_service import transition_details
@@ -120,11 +120,13 @@ class Queue:
         verdict: dict[str, Any] | None,
         output: JobOutput | None,
         cells: Sequence[Cell] = (),
+        scored: Sequence[str] = (),
     ) -> bool:
         """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours.
 
         A released DP job is charged to the privacy budget here, in the same transaction; if the budget
-        no longer covers it, the job fails with no output stored and nothing spent.
+        no longer covers it, the job fails with no output stored and nothing spent. Likewise a released
+        score job records its ``scored`` entities' uses here (``he_score.record_uses``).
         """
         with self.db.writing() as session:
             job = session.scalar(select(Job).where(*self._ours(claimed)).with_for_update())
@@ -137,6 +139,11 @@ class Queue:
                 # Another release spent what this one needed after the pre-check: nothing leaves.
                 status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
                 job.verdict = None
+            if status is JobStatus.RELEASED and scored:
+                refused = he_score.record_uses(session, self.ledger, job, scored, f"worker:{self.worker_id}")
+                if refused is not None:  # a consent revoked or a quota used up meanwhile: nothing leaves
+                    status, reason, verdict, output = JobStatus.FAILED, refused, None, None
+                    job.verdict = None
             if output is not None:
                 session.add(output)
             self._end(session, job, status, reason)

@@ -96,7 +96,7 @@ class Worker:
         output = None
         if outcome.raw is not None and outcome.released is not None:
             output = outputs.seal(self.keys, claimed.job_id, outcome.raw, outcome.released)
-        self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells)
+        self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells, outcome.scored)
 
     def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
         with self.db.sessions() as session:

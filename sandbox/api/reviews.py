@@ -16,7 +16,7 @@ from core.values import JobStatus, Role
 from policies.evidence import UNITS_PREFIX
 from policies.model import Policy
 from policies.output_control import CellStatus, Note
-from sandbox import budget, job_service, outputs
+from sandbox import budget, he_score, job_service, outputs
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
@@ -108,12 +108,15 @@ def register(bp: Blueprint) -> None:
             pending = body.decision == "release" and releases_ < needed
             # Charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
             affordable = pending or body.decision != "release" or budget.charge(session, ledger(), job, caller.user_id)
+            refused = None if affordable else EXHAUSTED
+            if refused is None and not pending and body.decision == "release":
+                refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
             details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
             ledger().append(
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
-                _close(session, caller, job, body, affordable)
+                _close(session, caller, job, body, refused)
             return job_out(job)
 
 
@@ -129,12 +132,12 @@ def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
     return job
 
 
-def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, affordable: bool) -> None:
-    """The final decision: released (if the privacy budget still covers it), rejected, or failed."""
+def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None) -> None:
+    """The final decision: released (unless the budget or a score's consents no longer allow it: ``refused``), rejected, or failed."""
     status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
     reason = body.reason
-    if status is JobStatus.RELEASED and not affordable:
-        status, reason = JobStatus.FAILED, EXHAUSTED  # the budget no longer covers it: nothing is released
+    if status is JobStatus.RELEASED and refused is not None:
+        status, reason = JobStatus.FAILED, refused  # nothing is released
     job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
     details = job_service.transition_details(job)
     ledger().append(session, actor=caller.user_id, action=f"job.{status.value}", object_type="job", object_id=job.id, details=details)

@@ -122,6 +122,6 @@ def test_malformed_specs_are_bad_input(raw: dict[str, Any]) -> None:
 
 
 def test_a_new_op_registers_its_planner(monkeypatch: pytest.MonkeyPatch) -> None:
-    sentinel = he.HEPlan(op="score", dataset="pums_he")
-    monkeypatch.setitem(he.PLANNERS, "score", lambda raw, policy, schemas: sentinel)
-    assert plan({"op": "score"}) is sentinel
+    sentinel = he.HEPlan(op="rank", dataset="pums_he")
+    monkeypatch.setitem(he.PLANNERS, "rank", lambda raw, policy, schemas, unique: sentinel)
+    assert plan({"op": "rank"}) is sentinel

@@ -245,6 +245,25 @@ def _revoke(s: Setup) -> tuple[Params, Kwargs]:
     return {"grant_id": s.approved_grant_id()}, body(reason_body)
 
 
+def consents_body() -> dict[str, Any]:
+    return {"entities": ["91310000MA1FL0001X", "91310000MA1FL0002Y"], "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat()}
+
+
+@builds("POST /grants/{grant_id}/consents")
+def _consents(s: Setup) -> tuple[Params, Kwargs]:
+    return {"grant_id": s.grant_id()}, body(consents_body)
+
+
+@builds("GET /grants/{grant_id}/consents")
+def _consent_list(s: Setup) -> tuple[Params, Kwargs]:
+    return {"grant_id": s.grant_id()}, lambda: {"query_string": {"limit": 10}}
+
+
+@builds("POST /grants/{grant_id}/consents/revoke")
+def _revoke_consents(s: Setup) -> tuple[Params, Kwargs]:
+    return {"grant_id": s.grant_id()}, body(lambda: {"entities": consents_body()["entities"]})
+
+
 @builds("POST /jobs")
 def _new_job(s: Setup) -> tuple[Params, Kwargs]:
     grant_id = s.approved_grant_id()

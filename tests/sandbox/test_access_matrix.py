@@ -22,6 +22,10 @@ every authenticated role by design, so a dataset's existence is no secret: a ste
 bureau who tries to add a version to it is refused with 403 (the role may, the organisation may
 not), not 404. Grants are the parties' business: anyone else gets 404, as if they did not exist.
 
+Consent lists are the bureau's: only its steward registers or revokes (another bureau's steward
+gets 404, like any other grant business); the grant's enterprise reads counts only, auditors the
+list.
+
 Jobs follow their grant: the submitting analyst, the stewards of the grant's bureau and the audit
 office see a job; another enterprise's analyst or another bureau's steward gets 404. Only the
 owner reads the result or cancels, so there a role that may never do it gets 403 and another
@@ -76,6 +80,9 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "POST /grants/{grant_id}/approve":          (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/reject":           (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /grants/{grant_id}/revoke":           (401, 401, 403,  200,    404,    403,    403,    403),
+    "POST /grants/{grant_id}/consents":         (401, 401, 403,  201,    404,    403,    403,    403),
+    "GET /grants/{grant_id}/consents":          (401, 401, 403,  200,    404,    200,    404,    200),
+    "POST /grants/{grant_id}/consents/revoke":  (401, 401, 403,  200,    404,    403,    403,    403),
     "POST /jobs":                               (401, 401, 403,  403,    403,    202,    404,    403),
     "GET /jobs":                                (401, 401, 403,  200,    200,    200,    200,    200),
     "GET /jobs/{job_id}":                       (401, 401, 403,  200,    404,    200,    404,    200),
