@@ -87,6 +87,14 @@ def read_session() -> Session:
 
 
 def writing() -> Any:
+    """This request's write unit of work (``Database.writing``).
+
+    The request's read session first gives its connection back to the pool, so that a request never
+    holds two connections at once: otherwise concurrent requests, each holding a read connection and
+    waiting for a write one, could exhaust the pool and wait on each other until its timeout.
+    """
+    if "db_session" in g:
+        g.db_session.rollback()
     return get_db().writing()
 
 
