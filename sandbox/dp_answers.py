@@ -18,13 +18,22 @@ from core.schema import DatasetSchema
 from core.values import JobStatus
 from jobs.engine import Engine
 from jobs.query import QueryPlan
-from jobs.query.dp import DPAnswer, answer, plan_dp
+from jobs.query.dp import DPAggregate, DPAnswer, answer, plan_dp
 from policies.budget import Epsilon
 from policies.dp import NoisyQuantile, NoisyValue
-from policies.model import Policy, ReleaseMode
+from policies.model import Aggregate, Policy, ReleaseMode
 from sandbox import outputs
 
 RULE = "dp"
+_EXPONENTIAL = "exponential mechanism over evenly spaced candidates in the bounds, per cell"
+MECHANISMS: dict[Aggregate, str] = {  # how each output spends its share of the job's epsilon (policies.dp)
+    Aggregate.COUNT: "discrete Laplace on the cells' counts",
+    Aggregate.SUM: "Laplace on the cells' sums",
+    Aggregate.AVG: "Laplace on each cell's sum of (value - lower) and sum of (upper - value), one release of the whole share;"
+    " the count and the mean are computed from the two",
+    Aggregate.MEDIAN: _EXPONENTIAL,
+    Aggregate.QUANTILE: _EXPONENTIAL,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ def run(
     dp_plan = plan_dp(plan, schemas, settings.max_rows_per_unit, unique_units)
     exact = engine.run(dp_plan.sql, tables, interrupt)
     noisy = answer(dp_plan, exact, epsilon, settings.max_rows_per_unit)
-    summary = _summary(noisy, epsilon, settings.max_rows_per_unit)
+    summary = _summary(noisy, epsilon, settings.max_rows_per_unit, dp_plan.aggregates)
     held = policy.release_mode is ReleaseMode.ALWAYS_REVIEW
     status = JobStatus.HELD if held else JobStatus.RELEASED
     reason = "the policy holds every output for review" if held else ""
@@ -89,8 +98,9 @@ def _error(value: NoisyValue | NoisyQuantile) -> dict[str, float]:
     return {"scale": value.scale, "bound95": value.bound95}
 
 
-def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]:
+def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int, plan: tuple[DPAggregate, ...]) -> dict[str, Any]:
     aggregates = list(noisy.errors)
+    each = noisy.epsilon_each.value
     return {
         "status": "pass",
         "reason": "",
@@ -100,8 +110,9 @@ def _summary(noisy: DPAnswer, epsilon: Epsilon, max_rows: int) -> dict[str, Any]
         "dp": {
             "epsilon": epsilon.value,
             "delta": 0.0,
-            "epsilon_per_aggregate": noisy.epsilon_each.value,
+            "epsilon_per_aggregate": each,
             "composition": f"sequential: the job's epsilon is split evenly over its {len(aggregates)} aggregate(s)",
+            "outputs": {a.name: {"epsilon": each, "mechanism": MECHANISMS[a.aggregate]} for a in plan},
             "max_rows_per_unit": max_rows,
             "suppression": "none: DP noise replaces threshold suppression; every cell of the declared domains is released",
             "errors": {c: [_error(v) for v in vs] for c, vs in noisy.errors.items()},

@@ -148,14 +148,18 @@ def test_dp_count_by_race_releases_every_race_of_the_domain_with_its_error(world
     assert "replaces threshold suppression" in result["summary"]["dp"]["suppression"]
 
 
-def test_sum_and_mean_split_epsilon_evenly(world: World, app: Flask, dp_grant: str) -> None:
+def test_sum_and_mean_split_the_job_epsilon_evenly(world: World, app: Flask, dp_grant: str) -> None:
     sql = "SELECT sex, SUM(income) AS total, AVG(income) AS mean_income FROM pums GROUP BY sex"
     job = run_one(world, app, dp_grant, sql, 1.0)
     assert job["status"] == "released", job
     result = result_of(world, job["id"])
     assert [r["sex"] for r in result["rows"]] == [0, 1]
-    assert result["summary"]["dp"]["epsilon_per_aggregate"] == pytest.approx(0.5)
-    assert "sequential" in result["summary"]["dp"]["composition"]
+    stated = result["summary"]["dp"]
+    assert stated["epsilon_per_aggregate"] == pytest.approx(0.5)
+    assert "sequential" in stated["composition"]
+    assert set(stated["outputs"]) == {"total", "mean_income"}
+    assert sum(output["epsilon"] for output in stated["outputs"].values()) == pytest.approx(1.0)  # the job's epsilon, all of it
+    assert "(value - lower)" in stated["outputs"]["mean_income"]["mechanism"]  # the mean's share goes to one release, not split again
     assert all(0 <= r["mean_income"] <= 500_000 for r in result["rows"])
 
 
