@@ -27,11 +27,11 @@ on one release of each cell's two sums, of ``income - lower`` and of ``upper - i
 SmartNoise SQL 1.0.10 has no median: ``MEDIAN`` does not parse and ``PERCENTILE_CONT(income)``
 parses but its rewriter refuses it ("We don't know how to rewrite aggregate function"); the script
 checks that again at every run. What it can do is a DP histogram: ``COUNT(*)`` by sex and
-``FLOOR(income / step)``, with ``step`` the spacing of the sandbox's 100 median candidates over
-[0, 500000], at the same epsilon (its cost is 1: the bins are disjoint). The SmartNoise median is
+``FLOOR(income / step)``, with ``step`` the spacing of the sandbox's 1,000 median candidates over
+[0, 500000] (``policies.dp.QUANTILE_CANDIDATES``), at the same epsilon (its cost is 1: the bins are disjoint). The SmartNoise median is
 read off that histogram by post-processing: negative counts set to 0, then linear interpolation
 within the bin where the cumulative count passes half the total. The sandbox answers
-``MEDIAN(income)`` with OpenDP's exponential mechanism over those 100 candidates.
+``MEDIAN(income)`` with OpenDP's exponential mechanism over those 1,000 candidates.
 
 Timing: a seeded PUMS-like table of ``--rows`` (1,000,000) rows: each of age, sex, educ, race,
 income, married drawn independently (with replacement) from its PUMS column (numpy
@@ -69,6 +69,7 @@ from jobs.engine import DuckDBEngine  # noqa: E402
 from jobs.query import dp as query_dp  # noqa: E402
 from jobs.query.validate import validate  # noqa: E402
 from policies.budget import Epsilon  # noqa: E402
+from policies.dp import QUANTILE_CANDIDATES  # noqa: E402
 from policies.model import Aggregate, ColumnUse, DPSettings, Policy  # noqa: E402
 from sandbox.demo import PUMS_META  # noqa: E402
 
@@ -78,7 +79,7 @@ VENV = Path(os.environ.get("SMARTNOISE_VENV", "/tmp/sandbox-smartnoise-venv"))  
 EPSILON = 1.0
 MAX_ROWS = 1
 INCOME = (0, 500_000)
-STEP = (INCOME[1] - INCOME[0]) / 99  # the spacing of noisy_quantiles' 100 candidates, SmartNoise's histogram bin
+STEP = (INCOME[1] - INCOME[0]) / (QUANTILE_CANDIDATES - 1)  # the spacing of the median's candidates; SmartNoise's histogram bin
 
 # name -> (sandbox SQL, SmartNoise SQL, group key, aggregate column)
 QUERIES: dict[str, tuple[str, str, str, str]] = {

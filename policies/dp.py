@@ -42,6 +42,7 @@ ALPHA = 0.05  # error bounds are (1 - ALPHA) = 95% bounds
 INTEGER = "i64"  # OpenDP's carrier for counts: ``int`` alone would be 32-bit
 MAX_THRESHOLD = 2**31 - 1  # the largest key-selection threshold searched
 CALIBRATIONS = 1024  # calibrated scales kept (each a few floats)
+QUANTILE_CANDIDATES = 1000  # points a quantile chooses from, evenly spaced over the bounds (see noisy_quantiles)
 
 K = TypeVar("K", bound=Hashable)
 
@@ -261,11 +262,14 @@ def noisy_quantiles(
     lower: float,
     upper: float,
     *,
-    candidates: int = 100,
+    candidates: int = QUANTILE_CANDIDATES,
 ) -> list[NoisyQuantile]:
     """The ``alpha``-quantile of each cell's values by the exponential mechanism over ``candidates`` points.
 
-    ``candidates`` values evenly spaced over [lower, upper] (both included) are scored by OpenDP.
+    ``candidates`` values evenly spaced over [lower, upper] (both included) are scored by OpenDP. The
+    released value is one of them, so their spacing is an error floor; more candidates cost only a
+    logarithm in the rank bound (1,000 rather than 100: rank_bound95 9.9 rather than 7.6 score scales,
+    spacing (upper - lower) / 999).
     rank_bound95 = scale * ln((candidates - 1) / 0.05): the noise on each score is exponential with this
     scale, so a candidate whose score is t worse than the best wins with probability at most exp(-t / scale),
     and a union bound over the other candidates gives the 95% bound.

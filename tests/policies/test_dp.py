@@ -225,18 +225,18 @@ def test_pums_median_income_at_epsilon_one() -> None:
     incomes = pums_incomes()
     median = float(np.median(incomes))
     released = noisy_quantiles([incomes] * 20, 0.5, Epsilon(1.0), 1, 0.0, 500_000.0)
-    step = 500_000.0 / 99
-    grid = np.linspace(0.0, 500_000.0, 100)
+    step = 500_000.0 / 999
+    grid = np.linspace(0.0, 500_000.0, 1000)
     assert all(0.0 <= q.value <= 500_000.0 for q in released)
     assert all(np.isclose(grid, q.value).any() for q in released)
     near = sum(abs(q.value - median) <= 2 * step for q in released)
     assert near >= 18
-    assert released[0].rank_bound95 == pytest.approx(math.log(99 / 0.05))
+    assert released[0].rank_bound95 == pytest.approx(math.log(999 / 0.05))
 
 
 def test_quantile_rank_bound_holds() -> None:
     values = np.arange(100, dtype=np.float64)  # candidates 0..99 hit every value; the median's score is 0.5
-    released = noisy_quantiles([values] * 500, 0.5, Epsilon(0.5), 1, 0.0, 99.0)
+    released = noisy_quantiles([values] * 500, 0.5, Epsilon(0.5), 1, 0.0, 99.0, candidates=100)
     chosen = np.array([q.value for q in released])
     below = np.array([np.sum(values < c) for c in chosen])
     above = np.array([np.sum(values > c) for c in chosen])
