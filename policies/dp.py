@@ -21,6 +21,7 @@ sequentially (``policies.budget``). Error bounds hold with probability at least 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -202,10 +203,16 @@ def noisy_counts(counts: Sequence[int], epsilon: Epsilon, max_rows: int) -> list
 def noisy_sums(sums: Sequence[float], epsilon: Epsilon, max_rows: int, lower: float, upper: float) -> list[NoisyValue]:
     """Sums of clamped values per cell plus Laplace noise; bound95 = scale * ln(1/0.05) (OpenDP accuracy).
 
+    A sum of values in [lower, upper] is at least 0 when lower >= 0 and at most 0 when upper <= 0, so
+    the noisy sum is clamped to that sign: post-processing, which only ever moves it closer to the exact sum.
+
     The sums are taken as exact: floating-point rounding in the engine's summation is not part of the
     sensitivity, so the engine should sum exactly (DECIMAL or integers) where it can.
     """
-    return _draw_sums(sums_mechanism(epsilon, max_rows, lower, upper), [_number(total, "sum") for total in sums])
+    low, high = _bounds(lower, upper)
+    floor, ceiling = (0.0 if low >= 0 else -math.inf), (0.0 if high <= 0 else math.inf)
+    released = _draw_sums(sums_mechanism(epsilon, max_rows, low, high), [_number(total, "sum") for total in sums])
+    return [dataclasses.replace(r, value=min(max(r.value, floor), ceiling)) for r in released]
 
 
 def noisy_means(
@@ -218,13 +225,11 @@ def noisy_means(
     count ``(A + B) / w`` and the centred sum ``(A - B) / 2`` follow, and the mean is
     ``lower + w * A / (A + B)``, clamped to the bounds (which only moves it closer to the exact mean).
 
-    Why not half of ε on a count and half on a sum centred on the midpoint m (sensitivities max_rows and
-    max_rows * w / 2)? With h = w / 2 and Laplace noise of scale b = max_rows * w / ε on A and B, the
-    mean's first-order error is ``(e_A * (upper - mean) - e_B * (mean - lower)) / (w * count)``, of
-    variance ``4 (h^2 + (mean - m)^2) (max_rows / ε)^2 / count^2``; the split's is
-    ``(e_S - (mean - m) * e_C) / count``, of variance ``8 (h^2 + (mean - m)^2) (max_rows / ε)^2 / count^2``:
-    twice as much, whatever the mean. The pair lies on a face of the L1 ball, so none of the sensitivity
-    the Laplace noise pays for is wasted.
+    Why not half of ε on a count and half on a sum centred on the midpoint m? With h = w / 2, the mean's
+    first-order error is ``(e_A * (upper - mean) - e_B * (mean - lower)) / (w * count)``, of variance
+    ``4 (h^2 + (mean - m)^2) (max_rows / ε)^2 / count^2``; the split's, ``(e_S - (mean - m) * e_C) / count``,
+    has twice that variance whatever the mean: a row's (A, B) lies on a face of the L1 ball, so none of
+    the sensitivity the noise pays for is wasted.
 
     bound95 is analytic. With ``a`` the 97.5% accuracy of the Laplace noise, |e_A| <= a and |e_B| <= a
     together with probability >= 0.95 (union bound). When the noisy count C is at least 1, the error is

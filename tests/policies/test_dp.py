@@ -163,6 +163,14 @@ def test_sum_noise_matches_its_scale_and_bound() -> None:
     assert 0.02 <= beyond(errors, released[0].bound95) <= 0.08
 
 
+@pytest.mark.parametrize(("lower", "upper", "sign"), [(0.0, 10.0, 1), (-10.0, 0.0, -1), (2.0, 10.0, 1)], ids=["from-0", "to-0", "positive"])
+def test_sums_keep_the_sign_their_bounds_force(lower: float, upper: float, sign: int) -> None:
+    released = noisy_sums([0.0] * DRAWS, Epsilon(1.0), 1, lower, upper)
+    values = np.array([r.value for r in released])
+    assert (sign * values >= 0).all()
+    assert 0.4 <= float(np.mean(values == 0)) <= 0.6  # about half the draws had the wrong sign and were clamped to 0
+
+
 # --- means ---------------------------------------------------------------------------------------
 
 
