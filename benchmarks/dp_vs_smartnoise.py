@@ -19,9 +19,19 @@ released), ``clamp_columns: True`` (income clamped to its bounds, as the sandbox
 race (1..6) and education (1..16) value, so the common cells are all groups in the data.
 
 SmartNoise spends the query's epsilon on *each* of its mechanisms: ``AVG`` is ``SUM / COUNT``, so
-``Privacy(epsilon=1)`` costs epsilon = 2 (``get_privacy_cost``), while the sandbox splits epsilon = 1
-over its sum and count. The AVG query is therefore also run with SmartNoise at epsilon = 0.5
+``Privacy(epsilon=1)`` costs epsilon = 2 (``get_privacy_cost``), while the sandbox spends epsilon = 1
+on one release of each cell's two sums, of ``income - lower`` and of ``upper - income``
+(``policies.dp.noisy_means``). The AVG query is therefore also run with SmartNoise at epsilon = 0.5
 (total cost 1, equal to the sandbox's).
+
+SmartNoise SQL 1.0.10 has no median: ``MEDIAN`` does not parse and ``PERCENTILE_CONT(income)``
+parses but its rewriter refuses it ("We don't know how to rewrite aggregate function"); the script
+checks that again at every run. What it can do is a DP histogram: ``COUNT(*)`` by sex and
+``FLOOR(income / step)``, with ``step`` the spacing of the sandbox's 1,000 median candidates over
+[0, 500000] (``policies.dp.QUANTILE_CANDIDATES``), at the same epsilon (its cost is 1: the bins are disjoint). The SmartNoise median is
+read off that histogram by post-processing: negative counts set to 0, then linear interpolation
+within the bin where the cumulative count passes half the total. The sandbox answers
+``MEDIAN(income)`` with OpenDP's exponential mechanism over those 1,000 candidates.
 
 Timing: a seeded PUMS-like table of ``--rows`` (1,000,000) rows: each of age, sex, educ, race,
 income, married drawn independently (with replacement) from its PUMS column (numpy
@@ -59,6 +69,7 @@ from jobs.engine import DuckDBEngine  # noqa: E402
 from jobs.query import dp as query_dp  # noqa: E402
 from jobs.query.validate import validate  # noqa: E402
 from policies.budget import Epsilon  # noqa: E402
+from policies.dp import QUANTILE_CANDIDATES  # noqa: E402
 from policies.model import Aggregate, ColumnUse, DPSettings, Policy  # noqa: E402
 from sandbox.demo import PUMS_META  # noqa: E402
 
@@ -68,6 +79,8 @@ VENV = Path(os.environ.get("SMARTNOISE_VENV", "/tmp/sandbox-smartnoise-venv"))  
 EPSILON = 1.0
 MAX_ROWS = 1
 INCOME = (0, 500_000)
+STEP = (INCOME[1] - INCOME[0]) / (QUANTILE_CANDIDATES - 1)  # the spacing of the median's candidates; SmartNoise's histogram bin
+COARSE_STEP = (INCOME[1] - INCOME[0]) / 99  # SmartNoise's histogram with 10x wider bins, in case that suits it better
 
 # name -> (sandbox SQL, SmartNoise SQL, group key, aggregate column)
 QUERIES: dict[str, tuple[str, str, str, str]] = {
@@ -84,11 +97,23 @@ QUERIES: dict[str, tuple[str, str, str, str]] = {
         "educ",
         "m",
     ),
+    "median": (
+        "SELECT sex, MEDIAN(income) AS m FROM pums GROUP BY sex",
+        f"SELECT sex, FLOOR(income / {STEP!r}) AS bin, COUNT(*) AS n FROM PUMS.PUMS GROUP BY sex, FLOOR(income / {STEP!r})",  # noqa: S608 (constant)
+        "sex",
+        "m",
+    ),
 }
+COARSE_HISTOGRAM = QUERIES["median"][1].replace(repr(STEP), repr(COARSE_STEP))
+HISTOGRAM_STEPS = {"median": STEP, "median_coarse": COARSE_STEP}  # SmartNoise query name -> its bins' width
+NO_MEDIAN = [  # SmartNoise's own forms of a median, expected to be refused
+    "SELECT sex, MEDIAN(income) AS m FROM PUMS.PUMS GROUP BY sex",
+    "SELECT sex, PERCENTILE_CONT(income) AS m FROM PUMS.PUMS GROUP BY sex",
+]
 
 POLICY = Policy(
-    columns={"pums": {"race": ColumnUse.DIMENSION, "educ": ColumnUse.DIMENSION, "income": ColumnUse.MEASURE}},
-    aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG}),
+    columns={"pums": {"race": ColumnUse.DIMENSION, "educ": ColumnUse.DIMENSION, "sex": ColumnUse.DIMENSION, "income": ColumnUse.MEASURE}},
+    aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG, Aggregate.MEDIAN}),
     job_kinds=frozenset({JobKind.QUERY}),
     dp=DPSettings(epsilon_total=1000, epsilon_per_job=1, delta_total=0, max_rows_per_unit=MAX_ROWS),
 )
@@ -114,7 +139,7 @@ table = {
     "sex": {"type": "int"}, "married": {"type": "int"},
 }
 meta = {"": {"PUMS": {"PUMS": table}}}
-out = {"read_s": read_s, "setup_s": {}, "results": {}, "times": {}, "cost": {}}
+out = {"read_s": read_s, "setup_s": {}, "results": {}, "times": {}, "cost": {}, "refused": {}}
 readers = {}
 for q in spec["queries"]:
     eps = q["epsilon"]
@@ -129,9 +154,15 @@ for q in spec["queries"]:
         t0 = time.perf_counter()
         result = reader.execute(q["sql"])
         times.append(time.perf_counter() - t0)
-        rows.append([[int(r[0]), float(r[1])] for r in result[1:]])
+        rows.append([[float(v) for v in r] for r in result[1:]])
     out["results"][q["name"]] = rows
     out["times"][q["name"]] = times
+for sql in spec["refused"]:
+    try:
+        next(iter(readers.values())).execute(sql)
+        out["refused"][sql] = None
+    except Exception as error:
+        out["refused"][sql] = f"{type(error).__name__}: {error}"
 json.dump(out, open(sys.argv[2], "w"))
 """
 
@@ -181,7 +212,33 @@ def exact_answers(df: pd.DataFrame) -> dict[str, dict[int, float]]:
         "count": df.groupby("race").size().astype(float).to_dict(),
         "sum": df.groupby("race")["income"].sum().astype(float).to_dict(),
         "avg": df.groupby("educ")["income"].mean().astype(float).to_dict(),
+        "median": df.groupby("sex")["income"].median().astype(float).to_dict(),
     }
+
+
+def histogram_median(rows: list[list[float]], step: float) -> dict[int, float]:
+    """The median by key from SmartNoise's noisy (key, bin, count) rows: post-processing only.
+
+    Negative counts become 0; the median is interpolated linearly within the bin (of width ``step``) where
+    the cumulative count passes half the total. Bins SmartNoise did not release count as 0.
+    """
+    medians = {}
+    for key in sorted({int(r[0]) for r in rows}):
+        counts = {int(r[1]): max(r[2], 0.0) for r in rows if int(r[0]) == key}
+        half, below = sum(counts.values()) / 2, 0.0
+        for bin_ in sorted(counts):
+            if below + counts[bin_] >= half and counts[bin_] > 0:
+                medians[key] = INCOME[0] + step * (bin_ + (half - below) / counts[bin_])
+                break
+            below += counts[bin_]
+        else:
+            medians[key] = (INCOME[0] + INCOME[1]) / 2  # nothing counted: the middle of the bounds
+    return medians
+
+
+def smartnoise_answers(sn_name: str, rows: list[list[float]]) -> dict[int, float]:
+    step = HISTOGRAM_STEPS.get(sn_name)
+    return histogram_median(rows, step) if step is not None else {int(r[0]): r[1] for r in rows}
 
 
 def mae(runs: list[dict[int, float]], exact: dict[int, float], cells: set[int]) -> tuple[float, float]:
@@ -197,7 +254,7 @@ def run_smartnoise(csv: Path, queries: list[dict[str, Any]], runs: int) -> dict[
     with tempfile.TemporaryDirectory() as folder:
         helper, spec, out = Path(folder) / "sn_helper.py", Path(folder) / "spec.json", Path(folder) / "out.json"
         helper.write_text(HELPER)
-        spec.write_text(json.dumps({"csv": str(csv), "queries": queries, "runs": runs, "income": list(INCOME)}))
+        spec.write_text(json.dumps({"csv": str(csv), "queries": queries, "runs": runs, "income": list(INCOME), "refused": NO_MEDIAN}))
         subprocess.run([str(python), str(helper), str(spec), str(out)], check=True)
         return json.loads(out.read_text())
 
@@ -214,19 +271,25 @@ def error_benchmark(runs: int) -> None:
         sb_runs[name] = [sandbox.answer(sql, table, cells) for _ in range(runs)]
     sn_queries = [{"name": n, "sql": q[1], "epsilon": EPSILON} for n, q in QUERIES.items()]
     sn_queries.append({"name": "avg_eq", "sql": QUERIES["avg"][1], "epsilon": EPSILON / 2})
+    sn_queries.append({"name": "median_coarse", "sql": COARSE_HISTOGRAM, "epsilon": EPSILON})
     sn = run_smartnoise(PUMS_CSV, sn_queries, runs)
     print(f"{'query':<46} {'cells':>5} {'MAE sandbox':>14} {'MAE SmartNoise':>15} {'ratio':>7} {'(s.e.)':>6}  SN cost (eps)")
-    for name, sn_name in (("count", "count"), ("sum", "sum"), ("avg", "avg"), ("avg", "avg_eq")):
-        sn_dicts = [{int(k): v for k, v in rows} for rows in sn["results"][sn_name]]
+    pairs = (("count", "count"), ("sum", "sum"), ("avg", "avg"), ("avg", "avg_eq"), ("median", "median"), ("median", "median_coarse"))
+    for name, sn_name in pairs:
+        sn_dicts = [smartnoise_answers(sn_name, rows) for rows in sn["results"][sn_name]]
         sb_cells = set(sb_runs[name][0])
         sn_common = set.intersection(*(set(d) for d in sn_dicts))
         cells = sb_cells & sn_common & set(exact[name])
         (a, sa), (b, sb) = mae(sb_runs[name], exact[name], cells), mae(sn_dicts, exact[name], cells)
         se = a / b * float(np.hypot(sa / a, sb / b))
-        label = QUERIES[name][0].replace(" FROM pums", "") + (" *" if sn_name == "avg_eq" else "")
+        label = QUERIES[name][0].replace(" FROM pums", "") + {"avg_eq": " *", "median": " **", "median_coarse": " ***"}.get(sn_name, "")
         print(f"{label:<46} {len(cells):>5} {a:>14.6g} {b:>15.6g} {a / b:>7.3f} ±{se:.3f}  {sn['cost'][sn_name][0]:g}")
-    print("  sandbox spends epsilon = 1 per query in total (AVG: 0.5 on the sum, 0.5 on the count).")
+    print("  sandbox spends epsilon = 1 per query in total (AVG: all of it on one release of each cell's two sums).")
     print("  * SmartNoise at Privacy(epsilon=0.5): its AVG then costs epsilon = 1 in total, as the sandbox's.")
+    print(f"  ** SmartNoise has no median; its median here is read off a DP histogram (bins of {STEP:.6g}) by post-processing;")
+    print(f"  *** the same with bins of {COARSE_STEP:.6g}. SmartNoise's own median forms are refused:")
+    for sql, error in sn["refused"].items():
+        print(f"     {sql}\n       -> {error or 'ANSWERED (not refused): update this benchmark'}")
     print("  cells: groups present in the data and released by both (SmartNoise censor_dims=False keeps all).")
     print("  ratio = MAE sandbox / MAE SmartNoise (target <= 1.0); s.e. from the spread of the absolute errors.")
 
@@ -269,7 +332,8 @@ def timing_benchmark(rows: int, repeats: int, sn_repeats: int) -> None:
         print(f"{sql.replace(' FROM pums', ''):<46} {a:>12.4f} {d:>13.4f} {b:>15.4f} {b / a:>8.1f}x")
     print("  sandbox time: validate + plan_dp + DuckDB cells + noise, the table already in memory (as Arrow);")
     print(f"  DuckDB: a fresh in-memory connection per run, default threads ({os.cpu_count()} CPUs here).")
-    print("  SmartNoise time: reader.execute (rewrite + its in-memory SQLite, loaded at setup + noise).")
+    print("  SmartNoise time: reader.execute (rewrite + its in-memory SQLite, loaded at setup + noise);")
+    print("  for the median, its histogram query (the post-processing into a median takes microseconds).")
 
 
 def main() -> None:

@@ -18,16 +18,26 @@ import pyarrow as pa
 
 from core.values import JobStatus
 from jobs.dp.answer import DPAnswer, answer
-from jobs.dp.plan import DPPlan
+from jobs.dp.plan import DPAggregate, DPPlan
 from jobs.engine import Engine
 from jobs.stats.dp import DPStats, shape
 from policies.budget import Delta, Epsilon
 from policies.dp import NoisyQuantile, NoisyValue
-from policies.model import Policy, ReleaseMode
+from policies.model import Aggregate, Policy, ReleaseMode
 from sandbox import outputs
 from sandbox.budget import selection_delta
 
 RULE = "dp"
+_EXPONENTIAL = "exponential mechanism over evenly spaced candidates in the bounds, per cell"
+MECHANISMS: dict[Aggregate, str] = {  # how each output spends its share of the job's epsilon (policies.dp)
+    Aggregate.COUNT: "discrete Laplace on the cells' counts",
+    Aggregate.COUNT_DISTINCT: "discrete Laplace on the cells' distinct units, sensitivity the cells one unit can reach",
+    Aggregate.SUM: "Laplace on the cells' sums",
+    Aggregate.AVG: "Laplace on each cell's sum of (value - lower) and sum of (upper - value), one release of the whole share;"
+    " the count and the mean are computed from the two",
+    Aggregate.MEDIAN: _EXPONENTIAL,
+    Aggregate.QUANTILE: _EXPONENTIAL,
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ def run(
     """A DP query's release (``QueryPlan.dp``); ``mock`` marks a dry run's answer on mock rows."""
     exact, noisy, delta = _noisy(plan, policy, epsilon, tables, engine, interrupt)
     keys = [key.name for key in plan.keys]
-    return _release(noisy, len(plan.aggregates), keys, policy, (epsilon, delta), exact, {"mock": mock} if mock else {})
+    return _release(noisy, plan.aggregates, keys, policy, (epsilon, delta), exact, {"mock": mock} if mock else {})
 
 
 def run_stats(
@@ -72,7 +82,7 @@ def run_stats(
         extra["margins"] = "omitted: margins are not released on DP grants; summing the released noisy cells costs no budget"
     if mock:
         extra["mock"] = True
-    return _release(shape(form, noisy), len(form.plan.aggregates), list(form.dimensions), policy, (epsilon, delta), exact, extra)
+    return _release(shape(form, noisy), form.plan.aggregates, list(form.dimensions), policy, (epsilon, delta), exact, extra)
 
 
 def _noisy(
@@ -87,14 +97,14 @@ def _noisy(
 
 def _release(
     noisy: DPAnswer,
-    aggregates: int,
+    aggregates: Sequence[DPAggregate],
     keys: Sequence[str],
     policy: Policy,
     spent: tuple[Epsilon, Delta],
     exact: pa.Table,
     extra: dict[str, Any],
 ) -> DPRelease:
-    """The release form; ``aggregates`` is how many releases shared the job's ε (describe lays several out per column)."""
+    """The release form; ``aggregates`` are the releases that shared the job's ε (describe lays several out per column)."""
     settings = policy.dp
     assert settings is not None
     summary = _summary(noisy, aggregates, spent, settings.max_rows_per_unit)
@@ -130,11 +140,12 @@ def _error(value: NoisyValue | NoisyQuantile) -> dict[str, float]:
     return {"scale": value.scale, "bound95": value.bound95}
 
 
-def _summary(noisy: DPAnswer, aggregates: int, spent: tuple[Epsilon, Delta], max_rows: int) -> dict[str, Any]:
+def _summary(noisy: DPAnswer, aggregates: Sequence[DPAggregate], spent: tuple[Epsilon, Delta], max_rows: int) -> dict[str, Any]:
     epsilon, delta = spent
-    split = f"sequential: the job's epsilon is split evenly over its {aggregates} aggregate(s)"
+    each = noisy.epsilon_each.value
+    split = f"sequential: the job's epsilon is split evenly over its {len(aggregates)} aggregate(s)"
     if noisy.selection is not None:
-        split = f"{split} and its key selection ({aggregates + 1} equal shares)"
+        split = f"{split} and its key selection ({len(aggregates) + 1} equal shares)"
     return {
         "status": "pass",
         "reason": "",
@@ -144,8 +155,9 @@ def _summary(noisy: DPAnswer, aggregates: int, spent: tuple[Epsilon, Delta], max
         "dp": {
             "epsilon": epsilon.value,
             "delta": delta.value,
-            "epsilon_per_aggregate": noisy.epsilon_each.value,
+            "epsilon_per_aggregate": each,
             "composition": split,
+            "outputs": {a.name: {"epsilon": each, "mechanism": MECHANISMS[a.aggregate]} for a in aggregates},
             "key_selection": None if noisy.selection is None else noisy.selection.as_dict(),
             "max_rows_per_unit": max_rows,
             "suppression": "none: DP noise replaces threshold suppression; every cell of the declared domains is released",

@@ -29,6 +29,7 @@ from policies.dp import (
     noisy_means,
     noisy_quantiles,
     noisy_sums,
+    pair_sums_mechanism,
     quantile_mechanism,
     select_keys,
     sums_mechanism,
@@ -97,6 +98,7 @@ def test_threshold_scale_and_threshold() -> None:
 BUILDERS: dict[str, Callable[[Epsilon], Mechanism]] = {
     "counts": lambda eps: counts_mechanism(eps, 5),
     "sums": lambda eps: sums_mechanism(eps, 5, -10.0, 1000.0),
+    "pair-sums": lambda eps: pair_sums_mechanism(eps, 5, -10.0, 1000.0),
     "quantile": lambda eps: quantile_mechanism(0.5, eps, 5, 0.0, 1000.0, 100),
     "threshold": lambda eps: threshold_mechanism(eps, Delta(1e-7), 5),
 }
@@ -162,16 +164,43 @@ def test_sum_noise_matches_its_scale_and_bound() -> None:
     assert 0.02 <= beyond(errors, released[0].bound95) <= 0.08
 
 
+@pytest.mark.parametrize(("lower", "upper", "sign"), [(0.0, 10.0, 1), (-10.0, 0.0, -1), (2.0, 10.0, 1)], ids=["from-0", "to-0", "positive"])
+def test_sums_keep_the_sign_their_bounds_force(lower: float, upper: float, sign: int) -> None:
+    released = noisy_sums([0.0] * DRAWS, Epsilon(1.0), 1, lower, upper)
+    values = np.array([r.value for r in released])
+    assert (sign * values >= 0).all()
+    assert 0.4 <= float(np.mean(values == 0)) <= 0.6  # about half the draws had the wrong sign and were clamped to 0
+
+
 # --- means ---------------------------------------------------------------------------------------
 
 
-def test_means_split_epsilon_in_half() -> None:
-    _, split = noisy_means([30.0], [10], Epsilon(1.0), 1, 0.0, 10.0)
-    assert split.sum_epsilon == split.count_epsilon == Epsilon(0.5)
-    assert split.sum_epsilon + split.count_epsilon <= Epsilon(1.0)
-    assert split.midpoint == 5.0
-    assert split.counts[0].scale == pytest.approx(2.0)  # max_rows / (epsilon / 2)
-    assert split.centred_sums[0].scale == pytest.approx(10.0, rel=1e-12)  # max_rows * half-width / (epsilon / 2)
+def test_means_spend_their_whole_epsilon_on_one_release_of_two_sums() -> None:
+    means, release = noisy_means([30.0, 0.0], [10, 0], Epsilon(1.0), 1, 0.0, 10.0)
+    assert release.epsilon == Epsilon(1.0)
+    assert release.scale == pytest.approx(10.0, rel=1e-12)  # max_rows * (upper - lower) / epsilon
+    assert len(release.above) == len(release.below) == 2
+    assert means[0].scale == pytest.approx(release.scale / max((release.above[0] + release.below[0]) / 10.0, 1.0))
+
+
+def test_the_pair_of_sums_costs_epsilon_for_its_whole_width() -> None:
+    mechanism = pair_sums_mechanism(Epsilon(0.5), 3, -2.0, 8.0)
+    assert mechanism.d_in == pytest.approx(3 * 10.0)
+    assert mechanism.scale == pytest.approx(3 * 10.0 / 0.5, rel=1e-9)
+    assert mechanism.measurement.map(mechanism.d_in) <= 0.5
+
+
+def test_mean_error_has_half_the_variance_of_an_even_sum_count_split() -> None:
+    """At count 50 and mean 3 in [0, 10], ε = 1: first-order variance 4 * (h^2 + (mean - m)^2) / count^2 (docstring).
+
+    An even split of ε between a count and a midpoint-centred sum would have twice that: 8 * 29 / 2500.
+    """
+    true_mean, count = 3.0, 50
+    means, _ = noisy_means([true_mean * count] * DRAWS, [count] * DRAWS, Epsilon(1.0), 1, 0.0, 10.0)
+    errors = np.array([m.value for m in means]) - true_mean
+    expected = math.sqrt(4 * (5.0**2 + 2.0**2)) / count  # h = 5, mean - m = -2
+    assert np.std(errors) == pytest.approx(expected, rel=0.15)
+    assert np.std(errors) < 0.85 * math.sqrt(8 * (5.0**2 + 2.0**2)) / count
 
 
 def test_means_stay_in_bounds_and_their_bound_holds() -> None:
@@ -205,18 +234,18 @@ def test_pums_median_income_at_epsilon_one() -> None:
     incomes = pums_incomes()
     median = float(np.median(incomes))
     released = noisy_quantiles([incomes] * 20, 0.5, Epsilon(1.0), 1, 0.0, 500_000.0)
-    step = 500_000.0 / 99
-    grid = np.linspace(0.0, 500_000.0, 100)
+    step = 500_000.0 / 999
+    grid = np.linspace(0.0, 500_000.0, 1000)
     assert all(0.0 <= q.value <= 500_000.0 for q in released)
     assert all(np.isclose(grid, q.value).any() for q in released)
     near = sum(abs(q.value - median) <= 2 * step for q in released)
     assert near >= 18
-    assert released[0].rank_bound95 == pytest.approx(math.log(99 / 0.05))
+    assert released[0].rank_bound95 == pytest.approx(math.log(999 / 0.05))
 
 
 def test_quantile_rank_bound_holds() -> None:
     values = np.arange(100, dtype=np.float64)  # candidates 0..99 hit every value; the median's score is 0.5
-    released = noisy_quantiles([values] * 500, 0.5, Epsilon(0.5), 1, 0.0, 99.0)
+    released = noisy_quantiles([values] * 500, 0.5, Epsilon(0.5), 1, 0.0, 99.0, candidates=100)
     chosen = np.array([q.value for q in released])
     below = np.array([np.sum(values < c) for c in chosen])
     above = np.array([np.sum(values > c) for c in chosen])
@@ -346,3 +375,11 @@ def test_no_noise_is_drawn_outside_opendp() -> None:
     attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert not {"random", "secrets"} & (imported | modules)
     assert "random" not in attributes  # no np.random
+
+
+def test_a_calibration_is_searched_once_and_every_mechanism_still_checked() -> None:
+    searches = policies.dp._smallest_scale.cache_info().misses
+    first, second = counts_mechanism(Epsilon(0.123), 4), counts_mechanism(Epsilon(0.123), 4)
+    assert policies.dp._smallest_scale.cache_info().misses == searches + 1
+    assert first.scale == second.scale
+    assert first.measurement is not second.measurement  # a fresh measurement, checked by its map each time
