@@ -34,7 +34,7 @@ Paillier ciphertext a key holder can decrypt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from math import ceil
 
 import gmpy2
@@ -149,27 +149,36 @@ def encrypt_column(
     )
 
 
-def _fixed_width_rows(column: pa.Array | pa.ChunkedArray, width: int) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
-    """The column as a (rows, width) byte matrix (no copy for one fixed-width chunk) and its validity mask."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    matrices, masks = [], []
-    for chunk in (c for c in chunks if len(c)):
+def _row_blocks(
+    column: pa.Array | pa.ChunkedArray, groups: NDArray[np.int64], width: int
+) -> Iterator[tuple[NDArray[np.uint8], NDArray[np.int64]]]:
+    """Per Arrow chunk: its non-null rows as a (rows, width) byte matrix, with their groups.
+
+    The matrix is a view of the Arrow buffer when the chunk is ``fixed_size_binary`` without nulls
+    (variable-width binary chunks are copied once); chunks are never concatenated.
+    """
+    offset = 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        part, offset = groups[offset : offset + len(chunk)], offset + len(chunk)
+        if not len(chunk):
+            continue
         if not pa.types.is_fixed_size_binary(chunk.type):
             try:
-                chunk = pa.array(chunk.to_pylist(), pa.binary(width))  # noqa: PLW2901  (binary columns: copied once)
+                chunk = pa.array(chunk.to_pylist(), pa.binary(width))  # noqa: PLW2901
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 raise ValueError(f"ciphertexts must be {width}-byte binary values for this key") from None
         if chunk.type.byte_width != width:
             raise ValueError(f"ciphertexts must be {width} bytes long for this key")
-        data = chunk.buffers()[1]
-        matrix = np.frombuffer(data, dtype=np.uint8, count=(chunk.offset + len(chunk)) * width).reshape(-1, width)[chunk.offset :]
-        matrices.append(matrix)
-        masks.append(np.ones(len(chunk), dtype=bool) if chunk.null_count == 0 else chunk.is_valid().to_numpy(zero_copy_only=False))
-    if len(matrices) == 1:
-        return matrices[0], masks[0]
-    if not matrices:
-        return np.zeros((0, width), dtype=np.uint8), np.zeros(0, dtype=bool)
-    return np.concatenate(matrices), np.concatenate(masks)
+        data = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + len(chunk)) * width)
+        matrix = data.reshape(-1, width)[chunk.offset :]
+        if chunk.null_count:
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            matrix, part = matrix[valid], part[valid]
+        yield matrix, part
+
+
+def _flat(matrix: NDArray[np.uint8]) -> memoryview:
+    return np.ascontiguousarray(matrix).reshape(-1).data
 
 
 def group_sums(
@@ -183,7 +192,7 @@ def group_sums(
     """Per group g in [0, n_groups): the product mod n² of its rows' ciphertexts, i.e. Enc(sum of the values).
 
     Null ciphertexts are skipped; a group with no value gets the trivial encryption of 0. The rows
-    are read straight from the Arrow buffer; from ``POOL_MIN_ROWS`` rows on (``processes=None``),
+    are read straight from the Arrow buffers; from ``POOL_MIN_ROWS`` rows on (``processes=None``),
     chunks of rows go to worker processes and their per-group products are multiplied here.
     """
     width = public.ciphertext_bytes
@@ -192,20 +201,21 @@ def group_sums(
     groups = np.asarray(groups, dtype=np.int64)
     if groups.size and (groups.min() < 0 or groups.max() >= n_groups):
         raise ValueError("group indices must lie in [0, n_groups)")
-    matrix, valid = _fixed_width_rows(ciphertexts, width)
-    if not valid.all():
-        matrix, groups = matrix[valid], groups[valid]
     nsq = public.nsquare
+    blocks = _row_blocks(ciphertexts, groups, width)
     workers = _pool_size(processes, len(groups), POOL_MIN_ROWS)
     if workers == 1:
-        flat = np.ascontiguousarray(matrix).reshape(-1).data
-        return group_products(nsq, flat, width, groups.tolist(), n_groups)
-    chunks = (
-        (nsq, matrix[start:end].tobytes(), width, groups[start:end].tolist(), n_groups)
-        for start, end in _chunk_bounds(len(groups), workers)
-    )
+        partials: Iterable[list[int]] = (group_products(nsq, _flat(m), width, g.tolist(), n_groups) for m, g in blocks)
+    else:
+        step = max(1, ceil(len(groups) / (workers * CHUNKS_PER_PROCESS)))
+        chunks = (
+            (nsq, m[start : start + step].tobytes(), width, g[start : start + step].tolist(), n_groups)
+            for m, g in blocks
+            for start in range(0, len(g), step)
+        )
+        partials = pool_map(group_products, chunks, processes=workers)
     totals = [gmpy2.mpz(1)] * n_groups
-    for partial in pool_map(group_products, chunks, processes=workers):
+    for partial in partials:
         totals = [t * p % nsq for t, p in zip(totals, partial, strict=True)]
     return [int(t) for t in totals]
 

@@ -239,6 +239,8 @@ def test_the_process_pool_sums_like_one_process() -> None:
     groups = np.arange(80, dtype=np.int64) % 5
     single = paillier_bulk.group_sums(public, column, groups, 6, processes=1)
     assert paillier_bulk.group_sums(public, column, groups, 6, processes=2) == single
+    chunked = pa.chunked_array([column.slice(0, 33), column.slice(33, 40), column.slice(73)])
+    assert paillier_bulk.group_sums(public, chunked, groups, 6, processes=2) == single
     assert decrypt_signed(single) == plaintext_sums(values, groups.tolist(), 6)
 
 
