@@ -7,29 +7,30 @@ encryption, and the subject of ``benchmarks/he_throughput.py``. The arithmetic i
 
 Encryption is Damgård–Jurik–Nielsen's short-exponent variant (I. Damgård, M. Jurik, J. B. Nielsen,
 "A generalization of Paillier's public-key system with applications to electronic voting",
-Int. J. Inf. Secur. 9 (2010), section 4.2 of the journal version), under the standard phe key:
-the encryptor draws a unit x mod n, sets h = −x² mod n and hs = h^n mod n² once, and encrypts a
-mantissa m as c = (1 + m n) · hs^a mod n² with a uniform in [0, 2^ℓ). Since hs^a = (h^a)^n is an
-n-th residue, c is an ordinary Paillier ciphertext: phe's ``raw_decrypt`` decrypts it and the
-homomorphic operations apply unchanged. hs^a costs about ℓ/8 multiplications mod n² from a
-fixed-base table, against a 2048-bit exponent for the standard r^n.
+Int. J. Inf. Secur. 9(6), 2010), under the standard phe key: the encryptor draws a unit x mod n,
+sets h = −x² mod n and hs = h^n mod n² once, and encrypts a mantissa m as
+c = (1 + m n) · hs^a mod n² with a uniform in [0, 2^ℓ). Since hs^a = (h^a)^n is an n-th residue,
+c is an ordinary Paillier ciphertext: phe's ``raw_decrypt`` decrypts it and the homomorphic
+operations apply unchanged. hs^a costs about ℓ/8 multiplications mod n² from a fixed-base table,
+against a 2048-bit exponent for the standard r^n.
 
-Security assumption, precisely: c hides m (IND-CPA) if (1) the decisional composite residuosity
-assumption holds for n (a uniform n-th residue mod n² is indistinguishable from a uniform unit),
-which DJN show makes a uniform element of the subgroup ⟨hs⟩ indistinguishable from a uniform unit
-as well; and (2) the short-exponent assumption on ⟨hs⟩: hs^a for a uniform ℓ-bit a is
-indistinguishable from a uniform element of ⟨hs⟩, given n and hs. (2) is an assumption beyond DCR;
-it is the one DJN make. ⟨hs⟩ has order about n/4 and that order is hidden (it needs the factors of
-n), so the best known attacks on the short exponent are generic: Pollard's lambda / the
-van Oorschot–Wiener parallel collision search, about 2^(ℓ/2) multiplications mod n².
+Security assumption, precisely: c hides m (IND-CPA) under (1) the decisional composite
+residuosity (DCR) assumption for n — a uniform n-th residue mod n² cannot be told from a uniform
+unit mod n²; with a *uniform* exponent a ∈ [0, ord(hs)), hs^a is a uniform element of ⟨hs⟩, a
+subgroup of the n-th residues, and plays the part of Paillier's r^n — and (2) the short-exponent
+assumption on ⟨hs⟩: given n and hs, hs^a for a uniform ℓ-bit a cannot be told from a uniform
+element of ⟨hs⟩. (2) goes beyond DCR; it is the assumption DJN's variant rests on. ⟨hs⟩ is
+large (its order is a divisor of λ(n), typically within a small factor of it) and its order is
+hidden (it needs the factors of n), so the best known attacks on the short exponent are
+generic: Pollard's lambda / van Oorschot–Wiener parallel collision search, about 2^(ℓ/2)
+multiplications mod n².
 
 ℓ: DJN suggest ℓ = ⌈k/2⌉ for a k-bit n (1,024 bits here). We use ℓ = 2κ = 256 for κ = 128
 (``EXPONENT_BITS``): the generic attacks then cost 2^128, above the ~112-bit strength of a
 2048-bit modulus itself (NIST SP 800-57 part 1), so the exponent is not the weakest link; it is
-4× cheaper than ℓ = 1,024. Pass ``exponent_bits=1024`` to use DJN's length. Randomness comes from
-``os.urandom``/``secrets``. These ciphertexts protect values against anyone *without* the private
-key; they do not hide the randomness from the key holder (no circuit privacy), as with any
-Paillier ciphertext a key holder can decrypt.
+4× cheaper than ℓ = 1,024. Pass an ``Encryptor`` with ``exponent_bits=1024`` for DJN's length.
+Randomness comes from ``os.urandom``/``secrets``. Like any Paillier ciphertext, these protect
+values from whoever lacks the private key; they do not hide their randomness from the key holder.
 """
 
 from __future__ import annotations

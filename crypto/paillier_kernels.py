@@ -115,7 +115,7 @@ class ShortExponentEncryptor:
             z = table.times_digits(_ONE, noise[i * step : (i + 1) * step])
             # (1 + m n) z = z + n (m z mod n)  (mod n²): one product mod n instead of one mod n²
             c = (z + n * (mantissa % n * z % n)) % nsq
-            out += c.to_bytes(width, "big")
+            out += int(c).to_bytes(width, "big")  # (mpz.to_bytes needs gmpy2 2.2; requirements allow 2.1)
         return bytes(out)
 
 
