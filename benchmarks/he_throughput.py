@@ -63,6 +63,7 @@ def timed(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[float,
 
 def encryption(pair: paillier.KeyPair, samples: int, bulk: int, processes: int) -> None:
     public, private = pair.public, pair.private
+    before = load()
     values = list(range(1, samples + 1))
     phe_key = public.phe
     phe_time, _ = timed(lambda: [phe_key.encrypt(v) for v in values])
@@ -87,7 +88,7 @@ def encryption(pair: paillier.KeyPair, samples: int, bulk: int, processes: int) 
         (f"bulk, pool of {processes}, ℓ=256", bulk, pool_time, processes),
         ("bulk, 1 process, ℓ=1024 (DJN)", bulk // 4, djn_time, 1),
     ]
-    print(f"(a) encryption, 2048-bit key ({processes} cores)")
+    print(f"(a) encryption, 2048-bit key ({processes} cores; load average before: {before})")
     print(f"  {'':34}{'values':>9}{'ms/value':>10}{'values/s':>10}{'vs phe':>9}{'per core':>10}")
     for name, count, seconds, cores in rows:
         rate = count / seconds
@@ -114,12 +115,13 @@ def group_sums(pair: paillier.KeyPair, rows: int, processes: int) -> None:
                 table = pa.ipc.open_file(source).read_all()
                 return paillier_bulk.group_sums(public, table["income"], table["grp"].to_numpy(), N_GROUPS, processes=procs)
 
+        before = load()
         pool_time, pooled = timed(read_and_sum, processes)
         single_time, single = timed(read_and_sum, 1)
     expected = np.zeros(N_GROUPS, dtype=np.int64)
     np.add.at(expected, groups, cents)
     decrypt_time, decrypted = timed(lambda: [paillier.signed(private.raw_decrypt(c), public) for c in pooled])
-    print(f"(b) group sums: {rows:,} rows into {N_GROUPS} groups")
+    print(f"(b) group sums: {rows:,} rows into {N_GROUPS} groups (load average before the timed sums: {before})")
     print(f"  setup: encrypt_column (pool of {processes}) {encrypt_time:8.2f} s   ({rows / encrypt_time:,.0f} values/s)")
     print(f"  setup: write Arrow IPC file             {write_time:8.2f} s")
     print(f"  read + group_sums, pool of {processes}           {pool_time:8.2f} s   (target <= 20 s on 2 cores)")
@@ -142,12 +144,13 @@ def scores(pair: paillier.KeyPair, entities: int, check: int, processes: int) ->
     features[rng.random(size=features.shape) < 0.1] = 0  # some zero features, as in real data
     encrypted = paillier_bulk.encrypt_mantissas(public, [int(w) for w in weights] + [intercept], processes=1)
     rows = features.tolist()
+    before = load()
     pool_time, pooled = timed(paillier_bulk.linear_scores, public, encrypted[:-1], encrypted[-1], rows, processes=processes)
     single_time, single = timed(paillier_bulk.linear_scores, public, encrypted[:-1], encrypted[-1], rows, processes=1)
     sample = np.random.default_rng(1).choice(entities, size=min(check, entities), replace=False)
     exact = features.astype(object) @ weights.astype(object) + intercept
     ok = all(paillier.signed(private.raw_decrypt(pooled[i]), public) == exact[i] for i in sample)
-    print(f"(c) linear scores: {entities:,} entities x {N_FEATURES} features")
+    print(f"(c) linear scores: {entities:,} entities x {N_FEATURES} features (load average before: {before})")
     print(f"  linear_scores, pool of {processes}              {pool_time:8.2f} s   (target <= 10 s)")
     print(f"  linear_scores, 1 process               {single_time:8.2f} s")
     print(f"  {len(sample)} decrypted scores equal the plaintext computation: {ok}   pool == one process: {pooled == single}")
