@@ -18,9 +18,9 @@ On one 2048-bit key (``crypto.paillier.generate``), in one run:
       Verified: ``--check`` (500) entities decrypted against the exact plaintext computation.
 The load average is printed before and after: the machine may be shared.
 
-    /work/main/.venv/bin/python benchmarks/he_throughput.py
-    /work/main/.venv/bin/python benchmarks/he_throughput.py --rows 100000 --entities 1000 --samples 50
-    /work/main/.venv/bin/python benchmarks/he_throughput.py --parts ac      # skip the 1M-row setup
+    .venv/bin/python benchmarks/he_throughput.py
+    .venv/bin/python benchmarks/he_throughput.py --rows 100000 --entities 1000 --samples 50
+    .venv/bin/python benchmarks/he_throughput.py --parts ac      # skip the 1M-row setup
 """
 
 from __future__ import annotations
