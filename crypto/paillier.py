@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 import gmpy2
@@ -32,6 +32,10 @@ DEFAULT_KEY_SIZE = 2048
 MAX_SCALE = 12  # decimal digits after the point; beyond this, fixed point is not the right tool
 
 Mpz = Any  # gmpy2.mpz has no type stubs
+
+# Decimal arithmetic without rounding to a precision: the default context keeps 28 digits, which
+# would silently change large mantissas (and let a value past ``max_int`` round back into range).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,10 @@ def encode(value: float | int | str | Decimal, scale: int, public: PublicKey) ->
         raise ValueError("not a number") from None
     if not exact.is_finite():
         raise ValueError("not a finite number")
-    mantissa = int(exact.scaleb(check_scale(scale)).to_integral_value())
+    scaled = exact.scaleb(check_scale(scale), context=_EXACT)
+    if scaled.adjusted() > public.bits // 3:  # |value| >= 10^(bits/3) >= 2^bits: refused before ``int`` builds it
+        raise ValueError("the value is too large for the key at this scale")
+    mantissa = int(scaled.to_integral_value(context=_EXACT))
     if abs(mantissa) > public.max_int:
         raise ValueError("the value is too large for the key at this scale")
     return mantissa % public.n
@@ -147,7 +154,7 @@ def signed(mantissa: int, public: PublicKey) -> int:
 
 
 def decode(mantissa: int, scale: int, public: PublicKey) -> Decimal:
-    return Decimal(signed(mantissa, public)).scaleb(-check_scale(scale))
+    return Decimal(signed(mantissa, public)).scaleb(-check_scale(scale), context=_EXACT)
 
 
 # --- encryption and decryption (the reference path; bulk encryption lives in crypto.paillier_bulk) ---
