@@ -1,9 +1,7 @@
 """Helpers of the he tests: an in-process key custodian wired to the app, PUMS with income encrypted, he jobs.
 
-``quick_encrypt`` makes valid Paillier ciphertexts fast for large fixtures: (1 + m n) · r1^n · r2^n
-mod n², with r1^n and r2^n drawn from a small pool of encryptions of zero. Each ciphertext decrypts
-to its value, but the randomness is far from fresh: it is a test shortcut, never a way to encrypt
-real data (``paillier_bulk.encrypt_column`` is, and the provider tests use it).
+``quick_encrypt`` is the providers' own bulk encryption (``paillier_bulk.encrypt_column``) run in
+the test's process, without a pool.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
 
 from crypto import ledger as ledger_crypto
-from crypto import paillier
+from crypto import paillier_bulk
 from crypto.paillier import PublicKey
 from custodian.app import create_app as create_custodian_app
 from custodian.config import Settings
@@ -53,18 +52,9 @@ RACE_SPEC: dict[str, Any] = {
 }
 
 
-def quick_encrypt(public: PublicKey, values: Sequence[float | int | None], scale: int, seed: int = 7) -> pa.Array:
-    rng = random.Random(seed)
-    pool = [paillier.encrypt(public, 0) for _ in range(12)]
-    n, nsq = public.n, public.nsquare
-    out: list[int | None] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        m = paillier.encode(value, scale, public)
-        out.append((1 + m * n) % nsq * rng.choice(pool) % nsq * rng.choice(pool) % nsq)
-    return paillier.to_arrow(public, out)
+def quick_encrypt(public: PublicKey, values: Sequence[float | int | None], scale: int) -> pa.Array:
+    """The provider's own bulk encryption, in this process (no pool: tests stay light)."""
+    return paillier_bulk.encrypt_column(public, values, scale, processes=1)
 
 
 @dataclass
@@ -137,11 +127,12 @@ def encrypted_pums(public: PublicKey, frame: pd.DataFrame | None = None, income:
 
 
 def upload_bytes(world: World, meta: dict[str, Any], data: bytes, filename: str = "pums_he.parquet") -> Any:
+    """Upload from memory. The multipart body is built here, so that the test client's request reads
+    it from memory too (a large form would otherwise be spooled to a temporary file left to the GC)."""
+    fields = MultiDict({"meta": json.dumps(meta), "file": FileStorage(io.BytesIO(data), filename, "file")})
+    boundary, body = encode_multipart(fields)
     return world.client.post(
-        "/api/v1/datasets",
-        headers=auth(world.steward),
-        data={"meta": json.dumps(meta), "file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
+        "/api/v1/datasets", headers=auth(world.steward), data=body, content_type=f"multipart/form-data; boundary={boundary}"
     )
 
 
