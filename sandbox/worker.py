@@ -47,7 +47,8 @@ class Worker:
         self.keys: KeyStore = get_keys_of(app)
         self.datasets: Datasets = app.extensions["sandbox.datasets"]
         self.ledger: Ledger = app.extensions["sandbox.ledger"]
-        self.engine = engine or DuckDBEngine()
+        self.owns_engine = engine is None
+        self.engine = engine or DuckDBEngine(prepare_next=True)  # one job after another: the next database is made meanwhile
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = float(app.config["WORKER_LEASE_SECONDS"])
         self.poll_seconds = float(app.config["WORKER_POLL_SECONDS"])
@@ -57,16 +58,20 @@ class Worker:
     def run(self, once: bool = False) -> int:
         """Work until stopped (SIGTERM/SIGINT finish the current job first); with ``once``, until the queue is empty."""
         done = 0
-        while not self.stopping.is_set():
-            claimed = self.queue.claim()
-            if claimed is None:
-                if once:
-                    return done
-                self.stopping.wait(self.poll_seconds)
-                continue
-            self.process(claimed)
-            done += 1
-        return done
+        try:
+            while not self.stopping.is_set():
+                claimed = self.queue.claim()
+                if claimed is None:
+                    if once:
+                        return done
+                    self.stopping.wait(self.poll_seconds)
+                    continue
+                self.process(claimed)
+                done += 1
+            return done
+        finally:
+            if self.owns_engine and isinstance(self.engine, DuckDBEngine):
+                self.engine.close()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
