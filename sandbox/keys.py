@@ -53,11 +53,21 @@ def ensure_signing_key(session: Session, store: KeyStore) -> DomainKey:
 
 def signing_key(session: Session, store: KeyStore) -> tuple[bytes, bytes]:
     """(private DER, public DER) of the ledger signing key."""
+    key = signing_key_row(session)
+    return unwrap_signing_key(key, store), key.public_der
+
+
+def signing_key_row(session: Session) -> DomainKey:
+    """The ledger signing key's row: its public key, and its private key wrapped by the master key."""
     key = session.scalar(select(DomainKey).where(DomainKey.kind == SIGNING_KEY_KIND))
     if key is None:
         raise Conflict("the instance has no signing key yet: run `python -m sandbox init`")
-    private = store.unwrap(key.wrapped_private, key.master_key_id, context=signing_context(key.kind))
-    return private, key.public_der
+    return key
+
+
+def unwrap_signing_key(key: DomainKey, store: KeyStore) -> bytes:
+    """The private DER of ``key``, unwrapped with the keyring's master key."""
+    return store.unwrap(key.wrapped_private, key.master_key_id, context=signing_context(key.kind))
 
 
 def rotate(session: Session, store: KeyStore) -> dict[str, object]:
