@@ -47,8 +47,10 @@ class Worker:
         self.keys: KeyStore = get_keys_of(app)
         self.datasets: Datasets = app.extensions["sandbox.datasets"]
         self.ledger: Ledger = app.extensions["sandbox.ledger"]
-        self.owns_engine = engine is None
-        self.engine = engine or DuckDBEngine(prepare_next=True)  # one job after another: the next database is made meanwhile
+        self.own_engine: DuckDBEngine | None = None
+        if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
+            self.own_engine = engine = DuckDBEngine(prepare_next=True)
+        self.engine: Engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = float(app.config["WORKER_LEASE_SECONDS"])
         self.poll_seconds = float(app.config["WORKER_POLL_SECONDS"])
@@ -70,8 +72,8 @@ class Worker:
                 done += 1
             return done
         finally:
-            if self.owns_engine and isinstance(self.engine, DuckDBEngine):
-                self.engine.close()
+            if self.own_engine is not None:
+                self.own_engine.close()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
