@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto import ledger as ledger_crypto
-from sandbox.keys import KeyStore, signing_key_row, unwrap_signing_key
+from sandbox.keys import KeyStore, WrappedSigningKey, unwrap_signing_key, wrapped_signing_key
 from sandbox.models import LedgerCheckpoint, LedgerEvent, LedgerHead
 
 HEAD_ID = 1
@@ -59,7 +59,7 @@ def event_body(event: LedgerEvent) -> dict[str, Any]:
 class _Signing:
     """The signing key as last unwrapped, and the row it came from (its wrapping and its public key)."""
 
-    row: tuple[str, bytes, bytes]  # master key id, wrapped private key, public DER
+    row: WrappedSigningKey
     signer: ledger_crypto.Signer
     fingerprint: str
 
@@ -126,12 +126,11 @@ class Ledger:
         )
 
     def _signing_key(self, session: Session) -> _Signing:
-        key = signing_key_row(session)
-        row = (key.master_key_id, key.wrapped_private, key.public_der)
+        row = wrapped_signing_key(session)
         signing = self._signing
         if signing is None or signing.row != row:
-            signer = ledger_crypto.Signer(unwrap_signing_key(key, self.keys))
-            signing = self._signing = _Signing(row, signer, ledger_crypto.fingerprint(key.public_der))
+            signer = ledger_crypto.Signer(unwrap_signing_key(row, self.keys))
+            signing = self._signing = _Signing(row, signer, ledger_crypto.fingerprint(row.public_der))
         return signing
 
 

@@ -19,7 +19,6 @@ from sandbox import keys
 from sandbox.cli import main
 from sandbox.db import get_db_of
 from sandbox.ledger import Ledger
-from sandbox.models import DomainKey
 from tests.conftest import PUMS_POLICY, World, auth, data_file, make_org
 
 
@@ -254,7 +253,7 @@ def test_the_signing_key_is_unwrapped_once_and_again_after_a_rotation(world: Wor
     unwrapped: list[str] = []
     real = sandbox.ledger.unwrap_signing_key
 
-    def counting(key: DomainKey, store: KeyStore) -> bytes:
+    def counting(key: keys.WrappedSigningKey, store: KeyStore) -> bytes:
         unwrapped.append(key.master_key_id)
         return real(key, store)
 
