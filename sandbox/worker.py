@@ -106,9 +106,7 @@ class Worker:
         self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells, outcome.scored)
 
     def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
-        with self.db.sessions() as session:
-            job = session.get(Job, claimed.job_id)
-            deadline = time.monotonic() + (job.timeout_seconds if job else 0)
+        deadline = time.monotonic() + claimed.timeout_seconds
         while not interrupt.wait(self.lease_seconds / 3):
             ours, cancel = self.queue.heartbeat(claimed)
             reason = "lease" if not ours else "cancel" if cancel else "timeout" if time.monotonic() > deadline else None
