@@ -48,6 +48,17 @@ def test_each_run_has_a_database_of_its_own(prepare_next: bool) -> None:
         engine.close()
 
 
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_settings_apply_to_every_database(prepare_next: bool) -> None:
+    engine = DuckDBEngine(threads=1, memory_limit="512MB", prepare_next=prepare_next)
+    try:
+        for _ in range(2):
+            settings = engine.run("SELECT current_setting('threads') AS threads, current_setting('memory_limit') AS memory", TABLES)
+            assert settings.to_pylist() == [{"threads": 1, "memory": "488.2 MiB"}]
+    finally:
+        engine.close()
+
+
 def test_a_closed_engine_still_runs_without_preparing() -> None:
     engine = DuckDBEngine(prepare_next=True)
     engine.run("SELECT 1", TABLES)
