@@ -31,6 +31,7 @@ from core.errors import InternalError
 
 __all__ = [
     "GENESIS_HASH",
+    "Signer",
     "canonical",
     "checkpoint_message",
     "event_hash",
@@ -106,13 +107,28 @@ def sign(private_der: bytes, message: bytes) -> bytes:
 
     Raises InternalError if ``private_der`` is not an unencrypted PKCS#8 Ed25519 private key.
     """
-    try:
-        key = ECC.import_key(private_der)
-    except ValueError as exc:
-        raise InternalError("signing key is not a PKCS#8 DER Ed25519 private key") from exc
-    if key.curve != _CURVE or not key.has_private():
-        raise InternalError("signing key is not a PKCS#8 DER Ed25519 private key")
-    return eddsa.new(key, _EDDSA_MODE).sign(message)
+    return Signer(private_der).sign(message)
+
+
+class Signer:
+    """An Ed25519 private key imported once, to sign many messages as :func:`sign` does.
+
+    Held in memory only: it is never written anywhere. Raises InternalError if ``private_der`` is
+    not an unencrypted PKCS#8 Ed25519 private key.
+    """
+
+    def __init__(self, private_der: bytes) -> None:
+        try:
+            key = ECC.import_key(private_der)
+        except ValueError as exc:
+            raise InternalError("signing key is not a PKCS#8 DER Ed25519 private key") from exc
+        if key.curve != _CURVE or not key.has_private():
+            raise InternalError("signing key is not a PKCS#8 DER Ed25519 private key")
+        self._key = key
+
+    def sign(self, message: bytes) -> bytes:
+        signature: bytes = eddsa.new(self._key, _EDDSA_MODE).sign(message)
+        return signature
 
 
 def _load_public(public_der: bytes) -> ECC.EccKey | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import duckdb
@@ -29,22 +30,48 @@ class Engine(Protocol):
 
 
 class DuckDBEngine:
-    """DuckDB in-process, one fresh in-memory connection per run.
+    """DuckDB in-process, one fresh in-memory database per run.
 
-    The connection cannot touch files or the network (``enable_external_access`` off, then the
-    configuration locked), so even a query that slipped past validation could only read the
-    registered tables.
+    The database cannot touch files or the network (``enable_external_access`` off, then the
+    configuration locked, before any table is registered), so even a query that slipped past
+    validation could only read the registered tables.
+
+    Making an in-memory database costs about 13 ms (DuckDB fills its catalog with every built-in
+    function) and closing one about 3 ms, more than a small query itself. With ``prepare_next`` (for
+    a long-lived worker running one job after another), each run's database is closed and the next
+    run's made and sealed on a background thread, which DuckDB lets run beside Python (it releases
+    the GIL). Isolation is unchanged: every run gets a database no other run has used.
     """
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None, *, prepare_next: bool = False) -> None:
         self.threads = threads
         self.memory_limit = memory_limit
+        self._lock = threading.Lock()
+        self._spare: Future[duckdb.DuckDBPyConnection] | None = None
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-next") if prepare_next else None
 
     def run(self, sql: str, tables: Mapping[str, pa.Table], interrupt: threading.Event | None = None) -> pa.Table:
-        con = duckdb.connect(":memory:")
+        con = self._fresh()
         try:
             for name, table in tables.items():
                 con.register(name, table)
+            return self._execute(con, sql, interrupt)
+        finally:
+            self._retire(con)
+
+    def close(self) -> None:
+        """Close the prepared database, if any, and stop the background thread (idempotent)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.result().close()
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+
+    def _sealed(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory database, its settings applied and then locked."""
+        con = duckdb.connect(":memory:")
+        try:
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
             if self.memory_limit:
@@ -52,9 +79,29 @@ class DuckDBEngine:
             con.execute("SET enable_progress_bar = false")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
-            return self._execute(con, sql, interrupt)
-        finally:
+        except BaseException:
             con.close()
+            raise
+        return con
+
+    def _fresh(self) -> duckdb.DuckDBPyConnection:
+        """A sealed database no run has used: the one prepared in the background, or a new one."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        return spare.result() if spare is not None else self._sealed()
+
+    def _retire(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Close ``con``; with ``prepare_next``, close it and make the next run's database in the background."""
+        if self._background is None:
+            con.close()
+            return
+        with self._lock:
+            try:
+                self._background.submit(con.close)
+                if self._spare is None:
+                    self._spare = self._background.submit(self._sealed)
+            except RuntimeError:  # closed meanwhile: no background thread any more
+                con.close()
 
     def _execute(self, con: duckdb.DuckDBPyConnection, sql: str, interrupt: threading.Event | None) -> pa.Table:
         done = threading.Event()

@@ -26,7 +26,9 @@ import functools
 import itertools
 import math
 import operator
+import os
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,6 +46,7 @@ INTEGER = "i64"  # OpenDP's carrier for counts: ``int`` alone would be 32-bit
 MAX_THRESHOLD = 2**31 - 1  # the largest key-selection threshold searched
 CALIBRATIONS = 1024  # calibrated scales kept (each a few floats)
 QUANTILE_CANDIDATES = 1000  # points a quantile chooses from, evenly spaced over the bounds (see noisy_quantiles)
+PARALLEL_VALUES = 200_000  # a quantile over more values than this, in all its cells, scores its cells on threads
 
 K = TypeVar("K", bound=Hashable)
 
@@ -281,14 +284,30 @@ def noisy_quantiles(
     """
     mechanism = quantile_mechanism(alpha, epsilon, max_rows, lower, upper, candidates)
     rank_bound = mechanism.scale * math.log((candidates - 1) / ALPHA)
-    released = []
-    for values in values_per_cell:
-        data = np.asarray(values, dtype=np.float64)
-        if data.ndim != 1 or np.isnan(data).any():
-            raise ValidationFailed("a cell's values are one flat array without NaN", details={"field": "values"})
-        # A contiguous float64 array crosses into OpenDP as one buffer; a list is checked item by item in Python (15x slower).
-        released.append(NoisyQuantile(float(mechanism.measurement(np.ascontiguousarray(data))), mechanism.scale, rank_bound))
-    return released
+    cells = [_cell_values(values) for values in values_per_cell]
+
+    def release(data: NDArray[np.float64]) -> NoisyQuantile:
+        return NoisyQuantile(float(mechanism.measurement(data)), mechanism.scale, rank_bound)
+
+    workers = min(len(cells), os.cpu_count() or 1)
+    if workers < 2 or sum(data.size for data in cells) < PARALLEL_VALUES:
+        return [release(data) for data in cells]
+    # OpenDP releases the GIL while it scores a cell (its measurements are Send + Sync): large cells run side by side.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(release, cells))
+
+
+def _cell_values(values: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """One cell's values as a writable, contiguous float64 array, checked flat and free of NaN.
+
+    A contiguous float64 array crosses into OpenDP as one buffer; a list is checked item by item in
+    Python (15x slower). OpenDP passes it through ctypes, which refuses a read-only array (one Arrow
+    lent without a copy): that one is copied.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or np.isnan(data).any():
+        raise ValidationFailed("a cell's values are one flat array without NaN", details={"field": "values"})
+    return np.require(data, requirements=["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def select_keys(counts_by_key: Mapping[K, int], epsilon: Epsilon, delta: Delta, max_rows: int) -> frozenset[K]:

@@ -8,6 +8,7 @@ interrupted at any point can simply be run again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -51,13 +52,32 @@ def ensure_signing_key(session: Session, store: KeyStore) -> DomainKey:
     return key
 
 
+class WrappedSigningKey(NamedTuple):
+    """The ledger signing key as stored: its public key, and its private key wrapped by a master key."""
+
+    master_key_id: str
+    wrapped_private: bytes
+    public_der: bytes
+
+
 def signing_key(session: Session, store: KeyStore) -> tuple[bytes, bytes]:
     """(private DER, public DER) of the ledger signing key."""
-    key = session.scalar(select(DomainKey).where(DomainKey.kind == SIGNING_KEY_KIND))
-    if key is None:
+    key = wrapped_signing_key(session)
+    return unwrap_signing_key(key, store), key.public_der
+
+
+def wrapped_signing_key(session: Session) -> WrappedSigningKey:
+    """The ledger signing key's row (three columns, read without loading an ORM object: the ledger reads it often)."""
+    columns = (DomainKey.master_key_id, DomainKey.wrapped_private, DomainKey.public_der)
+    row = session.execute(select(*columns).where(DomainKey.kind == SIGNING_KEY_KIND)).one_or_none()
+    if row is None:
         raise Conflict("the instance has no signing key yet: run `python -m sandbox init`")
-    private = store.unwrap(key.wrapped_private, key.master_key_id, context=signing_context(key.kind))
-    return private, key.public_der
+    return WrappedSigningKey(row.master_key_id, bytes(row.wrapped_private), bytes(row.public_der))
+
+
+def unwrap_signing_key(key: WrappedSigningKey, store: KeyStore) -> bytes:
+    """The private DER of ``key``, unwrapped with the keyring's master key."""
+    return store.unwrap(key.wrapped_private, key.master_key_id, context=signing_context(SIGNING_KEY_KIND))
 
 
 def rotate(session: Session, store: KeyStore) -> dict[str, object]:

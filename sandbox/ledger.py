@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto import ledger as ledger_crypto
-from sandbox.keys import KeyStore, signing_key
+from sandbox.keys import KeyStore, WrappedSigningKey, unwrap_signing_key, wrapped_signing_key
 from sandbox.models import LedgerCheckpoint, LedgerEvent, LedgerHead
 
 HEAD_ID = 1
@@ -55,10 +55,28 @@ def event_body(event: LedgerEvent) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Signing:
+    """The signing key as last unwrapped, and the row it came from (its wrapping and its public key)."""
+
+    row: WrappedSigningKey
+    signer: ledger_crypto.Signer
+    fingerprint: str
+
+
 class Ledger:
+    """Appends events; signs a checkpoint of the head every ``checkpoint_every`` events.
+
+    The signing key is unwrapped once per process, not at every checkpoint: it is kept in memory
+    (never written anywhere) together with the row it came from, and unwrapped again whenever that
+    row changes, so a rotation of the master key (which re-wraps it) or a new key is picked up at the
+    next checkpoint.
+    """
+
     def __init__(self, keys: KeyStore, checkpoint_every: int) -> None:
         self.keys = keys
         self.checkpoint_every = checkpoint_every
+        self._signing: _Signing | None = None
 
     def append(
         self,
@@ -95,17 +113,25 @@ class Ledger:
         return event
 
     def _checkpoint(self, session: Session, event: LedgerEvent) -> None:
-        private, public = signing_key(session, self.keys)
-        signature = ledger_crypto.sign(private, ledger_crypto.checkpoint_message(event.seq, event.hash))
+        signing = self._signing_key(session)
+        signature = signing.signer.sign(ledger_crypto.checkpoint_message(event.seq, event.hash))
         session.add(
             LedgerCheckpoint(
                 seq=event.seq,
                 head_hash=event.hash,
                 signed_at=event.ts,
                 signature=signature,
-                key_fingerprint=ledger_crypto.fingerprint(public),
+                key_fingerprint=signing.fingerprint,
             )
         )
+
+    def _signing_key(self, session: Session) -> _Signing:
+        row = wrapped_signing_key(session)
+        signing = self._signing
+        if signing is None or signing.row != row:
+            signer = ledger_crypto.Signer(unwrap_signing_key(row, self.keys))
+            signing = self._signing = _Signing(row, signer, ledger_crypto.fingerprint(row.public_der))
+        return signing
 
 
 def verify(session: Session, public_der: bytes | None) -> Report:

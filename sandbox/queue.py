@@ -33,6 +33,7 @@ ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
 class Claimed:
     job_id: str
     attempt: int
+    timeout_seconds: int  # the job's time limit, counted from the claim
 
 
 def _now() -> datetime:
@@ -77,7 +78,7 @@ class Queue:
                     object_id=job.id,
                     details=transition_details(job, attempt=job.attempts),
                 )
-                return Claimed(job.id, job.attempts)
+                return Claimed(job.id, job.attempts, job.timeout_seconds)
 
     def heartbeat(self, claimed: Claimed) -> tuple[bool, bool]:
         """Renew the lease. Returns (still ours, cancel requested)."""

@@ -47,7 +47,10 @@ class Worker:
         self.keys: KeyStore = get_keys_of(app)
         self.datasets: Datasets = app.extensions["sandbox.datasets"]
         self.ledger: Ledger = app.extensions["sandbox.ledger"]
-        self.engine = engine or DuckDBEngine()
+        self.own_engine: DuckDBEngine | None = None
+        if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
+            self.own_engine = engine = DuckDBEngine(prepare_next=True)
+        self.engine: Engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = float(app.config["WORKER_LEASE_SECONDS"])
         self.poll_seconds = float(app.config["WORKER_POLL_SECONDS"])
@@ -57,16 +60,20 @@ class Worker:
     def run(self, once: bool = False) -> int:
         """Work until stopped (SIGTERM/SIGINT finish the current job first); with ``once``, until the queue is empty."""
         done = 0
-        while not self.stopping.is_set():
-            claimed = self.queue.claim()
-            if claimed is None:
-                if once:
-                    return done
-                self.stopping.wait(self.poll_seconds)
-                continue
-            self.process(claimed)
-            done += 1
-        return done
+        try:
+            while not self.stopping.is_set():
+                claimed = self.queue.claim()
+                if claimed is None:
+                    if once:
+                        return done
+                    self.stopping.wait(self.poll_seconds)
+                    continue
+                self.process(claimed)
+                done += 1
+            return done
+        finally:
+            if self.own_engine is not None:
+                self.own_engine.close()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,9 +106,7 @@ class Worker:
         self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells, outcome.scored)
 
     def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
-        with self.db.sessions() as session:
-            job = session.get(Job, claimed.job_id)
-            deadline = time.monotonic() + (job.timeout_seconds if job else 0)
+        deadline = time.monotonic() + claimed.timeout_seconds
         while not interrupt.wait(self.lease_seconds / 3):
             ours, cancel = self.queue.heartbeat(claimed)
             reason = "lease" if not ours else "cancel" if cancel else "timeout" if time.monotonic() > deadline else None

@@ -96,8 +96,38 @@ def answer(plan: DPPlan, cells: pa.Table, epsilon: Epsilon, max_rows: int, delta
 
 
 def _by_key(cells: pa.Table, keys: int) -> dict[Key, dict[str, Any]]:
-    records = cells.to_pylist()
-    return {tuple(r[f"__dp_key_{i}"] for i in range(keys)): {k: (v or 0) for k, v in r.items()} for r in records}
+    """Each cell present in the data by its key: NULL counts and sums as 0, a value list as a float64 array.
+
+    Column by column: a cell's value list never becomes Python objects, one per value (for a median
+    over a million rows that took 20 times as long as the engine).
+    """
+    key_columns = [cells.column(f"__dp_key_{i}").to_pylist() for i in range(keys)]
+    found = list(zip(*key_columns, strict=True)) if keys else [()] * cells.num_rows
+    columns = {name: _column(cells.column(name)) for name in cells.column_names}
+    records = (dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True))
+    return dict(zip(found, records, strict=True))
+
+
+def _column(column: pa.ChunkedArray) -> list[Any]:
+    array = column.combine_chunks()
+    if isinstance(array, pa.ListArray | pa.LargeListArray):
+        return _lists(array)
+    return [0 if value is None else value for value in array.to_pylist()]
+
+
+def _lists(array: pa.ListArray | pa.LargeListArray) -> list[Any]:
+    """Each row's list as a float64 array with its NULLs dropped; a NULL list (a cell without values) as 0."""
+    child = array.values  # every row's values end to end, ``offsets`` bounding each row's share
+    if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type)):
+        raise InternalError(f"a quantile's values are listed as DOUBLE, not {child.type}")
+    data = child.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    valid = child.is_valid().to_numpy(zero_copy_only=False) if child.null_count else None
+    present = array.is_valid().to_numpy(zero_copy_only=False).tolist()
+    bounds = itertools.pairwise(array.offsets.to_numpy().tolist())
+    return [
+        (data[start:end] if valid is None else data[start:end][valid[start:end]]) if listed else 0
+        for listed, (start, end) in zip(present, bounds, strict=True)
+    ]
 
 
 def _select(
@@ -152,6 +182,5 @@ def _noise(agg: DPAggregate, rows: list[dict[str, Any]], epsilon: Epsilon, max_r
 
 
 def _values(listed: Any) -> NDArray[np.float64]:
-    """A cell's clamped values from its ``LIST`` (``_by_key`` turns an absent or NULL list into 0), NULLs dropped."""
-    items = listed if isinstance(listed, list) else []
-    return np.asarray([float(v) for v in items if v is not None], dtype=np.float64)
+    """A cell's clamped values, NULLs dropped (``_by_key`` turns an absent or NULL list into 0)."""
+    return listed if isinstance(listed, np.ndarray) else np.empty(0, dtype=np.float64)

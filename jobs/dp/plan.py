@@ -123,52 +123,75 @@ def build(dataset: str, source: Source, keys: Sequence[DPKey], aggregates: Seque
 def _cells_sql(source: Source, keys: Sequence[DPKey], aggregates: Sequence[DPAggregate], max_rows: int | None) -> str:
     """Cap each unit to ``max_rows`` rows, clamp measures, aggregate per cell.
 
-    A measure some quantile reads is also listed per cell (``LIST`` of its clamped values, NULLs
-    included: the answer drops them). NULL stays NULL through the clamp (DuckDB's LEAST/GREATEST skip
-    NULLs, so the CASE keeps it out of the bounds).
+    A measure is summed and counted (non-NULL values) when a COUNT, SUM or AVG reads it, and listed
+    per cell (``LIST`` of its clamped values, NULLs included: the answer drops them) when a quantile
+    does. The listed values are clamped as DOUBLE, so the answer reads each list as one float64
+    buffer; they are the values the DECIMAL clamp converts to, as bounds are exact doubles and
+    DuckDB's cast is correctly rounded (for a DECIMAL: while its unscaled value is below 2**53).
+    NULL stays NULL through a clamp (DuckDB's LEAST/GREATEST skip NULLs, so the CASE keeps it out).
+
+    The tree is built once from copies of the source's expressions and generated without copying it
+    again (sqlglot's builder methods copy the whole tree at each call by default).
     """
-    measures = {a.measure: a for a in aggregates if a.measure is not None}
-    listed = {a.measure for a in aggregates if a.measure is not None and a.alpha is not None}
     distinct = any(a.aggregate is Aggregate.COUNT_DISTINCT for a in aggregates)
-    inner = [key.expression.copy().as_(f"__dp_key_{i}") for i, key in enumerate(keys)]
-    for measure, agg in measures.items():
-        value = source.column(measure)
-        clamped = exp.func("GREATEST", exp.func("LEAST", value, exp.Literal.number(agg.upper)), exp.Literal.number(agg.lower))
-        kept = exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null())], default=clamped)
-        inner.append(kept.as_(f"__dp_m_{measure}"))
+    inner = [key.expression.as_(f"__dp_key_{i}") for i, key in enumerate(keys)]  # as_ copies
+    outer: list[exp.Expr] = [exp.column(f"__dp_key_{i}").as_(f"__dp_key_{i}") for i in range(len(keys))]
+    outer.append(exp.Count(this=exp.Star()).as_(COUNT))
+    if distinct:
+        outer.append(exp.Count(this=exp.Distinct(expressions=[exp.column("__dp_unit")])).as_(UNITS))
+    for measure, (agg, summed, listed) in _measures(aggregates).items():
+        if summed:
+            inner.append(_clamped(source.column(measure), agg).as_(f"__dp_m_{measure}"))
+            outer.append(exp.Sum(this=exp.column(f"__dp_m_{measure}")).as_(agg.sum_column))
+            outer.append(exp.Count(this=exp.column(f"__dp_m_{measure}")).as_(agg.count_column))
+        if listed:
+            value = exp.cast(source.column(measure), exp.DataType.Type.DOUBLE)
+            inner.append(_clamped(value, agg).as_(f"__dp_v_{measure}"))
+            outer.append(exp.func("LIST", exp.column(f"__dp_v_{measure}")).as_(agg.values_column))
     if max_rows is not None or distinct:
         inner.append(source.column(source.unit).as_("__dp_unit"))
     if max_rows is not None:
         inner.append(exp.func("RANDOM").as_("__dp_rand"))  # DuckDB refuses a volatile window ORDER BY: draw it first
     if not inner:  # no key, no measure and no capping: COUNT(*) only needs the rows to exist
         inner.append(exp.Literal.number(1).as_("__dp_row_exists"))
-    base = exp.select(*inner).from_(source.table.copy())
+    rows = exp.Select(expressions=inner, from_=exp.From(this=source.table.copy()))
     if source.where is not None:
-        base = base.where(source.where.copy())
-    key_names = [f"__dp_key_{i}" for i in range(len(keys))]
-    outer: list[exp.Expr] = [exp.column(k).as_(k) for k in key_names]
-    outer.append(exp.Count(this=exp.Star()).as_(COUNT))
-    if distinct:
-        outer.append(exp.Count(this=exp.Distinct(expressions=[exp.column("__dp_unit")])).as_(UNITS))
-    for measure, agg in measures.items():
-        outer.append(exp.Sum(this=exp.column(f"__dp_m_{measure}")).as_(agg.sum_column))
-        outer.append(exp.Count(this=exp.column(f"__dp_m_{measure}")).as_(agg.count_column))
-        if measure in listed:
-            outer.append(exp.func("LIST", exp.column(f"__dp_m_{measure}")).as_(agg.values_column))
+        rows.set("where", exp.Where(this=source.where.copy()))
+    query = exp.Select(expressions=outer, from_=exp.From(this=_capped(rows, max_rows)))
+    if max_rows is not None:
+        query.set("where", exp.Where(this=exp.LTE(this=exp.column(ROW_NUMBER), expression=exp.Literal.number(max_rows))))
+    if keys:
+        query.set("group", exp.Group(expressions=[exp.column(f"__dp_key_{i}") for i in range(len(keys))]))
+    return query.sql(dialect=DIALECT, copy=False)
+
+
+def _measures(aggregates: Sequence[DPAggregate]) -> dict[str, tuple[DPAggregate, bool, bool]]:
+    """Each measure once (with its bounds): whether a COUNT, SUM or AVG sums it, whether a quantile lists it."""
+    found: dict[str, tuple[DPAggregate, bool, bool]] = {}
+    for agg in aggregates:
+        if agg.measure is not None:
+            first, summed, listed = found.get(agg.measure, (agg, False, False))
+            found[agg.measure] = (first, summed or agg.alpha is None, listed or agg.alpha is not None)
+    return found
+
+
+def _clamped(value: exp.Expr, agg: DPAggregate) -> exp.Expr:
+    """``value`` clamped to the measure's bounds, NULL kept NULL (``value`` is used twice: pass a fresh tree)."""
+    clamped = exp.func("GREATEST", exp.func("LEAST", value, exp.Literal.number(agg.upper)), exp.Literal.number(agg.lower))
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null())], default=clamped)
+
+
+def _capped(rows: exp.Select, max_rows: int | None) -> exp.Subquery:
+    """The rows, or with ``max_rows`` each unit's first ``max_rows`` rows in a random order, numbered by ``ROW_NUMBER``."""
     if max_rows is None:
-        query = exp.select(*outer).from_(base.subquery("__dp_capped"))
-    else:
-        window = exp.Window(
-            this=exp.RowNumber(),
-            partition_by=[exp.column("__dp_unit")],
-            order=exp.Order(expressions=[exp.Ordered(this=exp.column("__dp_rand"))]),
-        )
-        capped = exp.select(exp.Star(), window.as_(ROW_NUMBER)).from_(base.subquery("__dp_rows"))
-        query = (
-            exp.select(*outer)
-            .from_(capped.subquery("__dp_capped"))
-            .where(exp.LTE(this=exp.column(ROW_NUMBER), expression=exp.Literal.number(max_rows)))
-        )
-    if key_names:
-        query = query.group_by(*[exp.column(k) for k in key_names])
-    return query.sql(dialect=DIALECT)
+        return exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__dp_capped")))
+    window = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column("__dp_unit")],
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column("__dp_rand"))]),
+    )
+    numbered = exp.Select(
+        expressions=[exp.Star(), window.as_(ROW_NUMBER)],
+        from_=exp.From(this=exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__dp_rows")))),
+    )
+    return exp.Subquery(this=numbered, alias=exp.TableAlias(this=exp.to_identifier("__dp_capped")))

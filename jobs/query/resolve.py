@@ -55,12 +55,12 @@ class Source:
 
 
 def qualify_query(select: exp.Select, schemas: Mapping[str, DatasetSchema]) -> exp.Select:
-    """A qualified copy of ``select``: the tree that is validated is the tree that runs."""
+    """``select`` qualified, in place (the caller's own parse): the tree that is validated is the tree that runs."""
     schema: dict[str, object] = {
         name: {column: _SQL_TYPES[spec.type] for column, spec in dataset.columns.items()} for name, dataset in schemas.items()
     }
     try:
-        return qualify(select.copy(), dialect=DIALECT, schema=schema, validate_qualify_columns=False, identify=True)
+        return qualify(select, dialect=DIALECT, schema=schema, validate_qualify_columns=False, identify=True)
     except OptimizeError as exc:
         raise _refusal(str(exc)) from None
 

@@ -168,6 +168,8 @@ def add_evidence(
     LIMIT/OFFSET need it; the outer query sorts again, by output names or hidden ``__sort_<j>``.
     """
     measured = _measured(query, outputs)
+    if not measured:  # counts only: nothing to add
+        return query, ()
     ctx = _Context(query, group_keys(query), _first_unit(query, schemas), _rows_are_units(query, unique_units), top_n)
     cells = query.copy()
     names: list[str] = []

@@ -64,12 +64,14 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
     evidence_columns: tuple[str, ...] = ()
     if top_n is not None:
         executable, evidence_columns = add_evidence(executable, outputs, schemas, unique_units, top_n)
+    datasets = tuple(sorted({table.name for table in qualified.find_all(exp.Table)}))
+    # Both trees are ours and used no more: generated as they are, without the copy sqlglot makes by default.
     return QueryPlan(
-        sql=qualified.sql(dialect=DIALECT),
-        datasets=tuple(sorted({table.name for table in qualified.find_all(exp.Table)})),
+        sql=qualified.sql(dialect=DIALECT, copy=False),
+        datasets=datasets,
         outputs=outputs,
         group_keys=tuple(output.name for output in outputs if output.kind is OutputKind.GROUP_KEY),
-        executable_sql=executable.sql(dialect=DIALECT),
+        executable_sql=executable.sql(dialect=DIALECT, copy=False),
         unit_columns=unit_columns,
         evidence_columns=evidence_columns,
     )

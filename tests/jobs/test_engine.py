@@ -24,9 +24,47 @@ ESCAPES = {
 
 
 @pytest.mark.parametrize("sql", ESCAPES.values(), ids=ESCAPES.keys())
-def test_no_file_network_or_configuration_escape(sql: str) -> None:
-    with pytest.raises(duckdb.Error):
-        DuckDBEngine().run(sql, TABLES)
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_no_file_network_or_configuration_escape(sql: str, prepare_next: bool) -> None:
+    engine = DuckDBEngine(prepare_next=prepare_next)
+    try:
+        engine.run("SELECT 1", TABLES)  # so that the next database is a prepared one
+        with pytest.raises(duckdb.Error):
+            engine.run(sql, TABLES)
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_each_run_has_a_database_of_its_own(prepare_next: bool) -> None:
+    engine = DuckDBEngine(prepare_next=prepare_next)
+    try:
+        assert engine.run("CREATE TABLE left_behind AS SELECT 42 AS v; SELECT v FROM left_behind", TABLES).to_pylist() == [{"v": 42}]
+        with pytest.raises(duckdb.CatalogException):
+            engine.run("SELECT v FROM left_behind", TABLES)
+        with pytest.raises(duckdb.CatalogException):
+            engine.run("SELECT a FROM t", {"u": TABLES["t"]})  # a table registered for an earlier run is gone too
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_settings_apply_to_every_database(prepare_next: bool) -> None:
+    engine = DuckDBEngine(threads=1, memory_limit="512MB", prepare_next=prepare_next)
+    try:
+        for _ in range(2):
+            settings = engine.run("SELECT current_setting('threads') AS threads, current_setting('memory_limit') AS memory", TABLES)
+            assert settings.to_pylist() == [{"threads": 1, "memory": "488.2 MiB"}]
+    finally:
+        engine.close()
+
+
+def test_a_closed_engine_still_runs_without_preparing() -> None:
+    engine = DuckDBEngine(prepare_next=True)
+    engine.run("SELECT 1", TABLES)
+    engine.close()
+    engine.close()
+    assert engine.run("SELECT COUNT(*) AS n FROM t", TABLES).to_pylist() == [{"n": 3}]
 
 
 def test_registered_tables_are_queried() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -66,8 +67,23 @@ def test_unsupported_shapes_name_the_rule(policy: Policy, schemas: dict[str, Dat
 def test_a_quantile_lists_each_cells_clamped_values(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
     pums = read_pums("PUMS_pid.csv").head(4).assign(income=[900_000, -5, 10, 20], sex=[0, 0, 0, 1])
     cells = exact_cells("SELECT sex, MEDIAN(income) AS m FROM pums GROUP BY sex", policy, schemas, frames_to_tables(pums), 1)
-    listed = {row["__dp_key_0"]: sorted(float(v) for v in row["__dp_values_income"]) for row in cells.to_pylist()}
+    listed = {row["__dp_key_0"]: sorted(row["__dp_values_income"]) for row in cells.to_pylist()}
     assert listed == {0: [0.0, 10.0, 500_000.0], 1: [20.0]}
+    assert cells.schema.field("__dp_values_income").type.value_type == pa.float64()  # one float64 buffer for the answer
+    assert "__dp_sum_income" not in cells.column_names  # only a quantile reads income: nothing is summed
+
+
+def test_a_quantile_reads_its_values_from_chunked_lists_with_nulls(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
+    """The answer reads each cell's list from the engine's buffers: chunks, NULL values and a NULL list (no values)."""
+    plan = plan_dp(validate("SELECT sex, MEDIAN(income) AS m FROM pums GROUP BY sex", policy, schemas), schemas, 1)
+    candidate = float(np.linspace(0.0, 500_000.0, dp.QUANTILE_CANDIDATES)[400])
+    values = pa.chunked_array(
+        [pa.array([None, [candidate] * 100], pa.list_(pa.float64())), pa.array([[candidate, None] * 100], pa.list_(pa.float64()))]
+    )
+    cells = pa.table({"__dp_key_0": [1, 2, 0], "__dp_count": [0, 100, 200], "__dp_values_income": values})
+    noisy = answer(plan, cells, Epsilon(1000.0), 1)  # a score gap of 100 rows at scale 0.002: the candidate itself
+    assert noisy.table.column("m").to_pylist()[0] == candidate  # sex 0: the cell of the second chunk
+    assert 0 <= noisy.table.column("m").to_pylist()[1] <= 500_000  # sex 1: no values, a candidate all the same
 
 
 def test_a_null_measure_is_not_clamped_into_the_bounds(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:

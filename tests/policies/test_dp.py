@@ -11,6 +11,7 @@ import csv
 import inspect
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,24 @@ def test_quantile_values_outside_the_bounds_are_clamped() -> None:
     assert 0.0 <= released[1].value <= 10.0
     assert released[0].value >= 9.0
     assert released[1].value <= 1.0
+
+
+def test_large_quantiles_run_their_cells_side_by_side_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PARALLEL_VALUES the cells are scored on threads; each answer still lands in its own cell."""
+    monkeypatch.setattr(policies.dp, "PARALLEL_VALUES", 1)
+    monkeypatch.setattr(policies.dp.os, "cpu_count", lambda: 4)
+    pools: list[int] = []
+
+    def pool(max_workers: int) -> ThreadPoolExecutor:
+        pools.append(max_workers)
+        return ThreadPoolExecutor(max_workers=max_workers)
+
+    monkeypatch.setattr(policies.dp, "ThreadPoolExecutor", pool)
+    cells = [np.full(100, float(c)) for c in (2, 7, 4, 9, 0, 5)]
+    cells[0].flags.writeable = False  # as Arrow lends its buffers: copied for OpenDP, not refused
+    released = noisy_quantiles(cells, 0.5, Epsilon(1000.0), 1, 0.0, 10.0, candidates=11)
+    assert [q.value for q in released] == [2.0, 7.0, 4.0, 9.0, 0.0, 5.0]
+    assert pools == [4]
 
 
 @pytest.mark.parametrize("values", [np.array([1.0, math.nan]), np.ones((2, 2))], ids=["nan", "two-dimensional"])

@@ -12,10 +12,14 @@ from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+import sandbox.ledger
 from crypto import ledger as ledger_crypto
+from crypto.keyring import KeyStore
+from sandbox import keys
 from sandbox.cli import main
 from sandbox.db import get_db_of
-from tests.conftest import PUMS_POLICY, World, auth, data_file
+from sandbox.ledger import Ledger
+from tests.conftest import PUMS_POLICY, World, auth, data_file, make_org
 
 
 def _verify(world: World) -> dict[str, Any]:
@@ -242,3 +246,28 @@ def test_concurrent_appends_keep_one_chain(app: Flask) -> None:
 
         public = session.execute(text("SELECT public_der FROM domain_keys")).scalar_one()
         assert verify(session, bytes(public)).ok
+
+
+def test_the_signing_key_is_unwrapped_once_and_again_after_a_rotation(world: World, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event is still signed; the key is unwrapped at the first checkpoint and when its wrapping changes."""
+    unwrapped: list[str] = []
+    real = sandbox.ledger.unwrap_signing_key
+
+    def counting(key: keys.WrappedSigningKey, store: KeyStore) -> bytes:
+        unwrapped.append(key.master_key_id)
+        return real(key, store)
+
+    monkeypatch.setattr(sandbox.ledger, "unwrap_signing_key", counting)
+    app.extensions["sandbox.ledger"] = Ledger(keys.get_keys_of(app), 1)  # a fresh process's ledger, nothing unwrapped yet
+    before = _verify(world)["checkpoints"]
+    for name in ("Org A", "Org B", "Org C"):
+        make_org(world.client, world.admin, name, "enterprise")
+    assert len(unwrapped) == 1
+    with get_db_of(app).writing() as session:
+        rotated = keys.rotate(session, keys.get_keys_of(app))
+    keys.retire_old_keys(keys.get_keys_of(app))
+    make_org(world.client, world.admin, "Org D", "enterprise")
+    assert unwrapped[1:] == [rotated["master_key_id"]]
+    report = _verify(world)
+    assert report["ok"] is True
+    assert report["checkpoints"] == before + 4  # one per event (LEDGER_CHECKPOINT_EVERY = 1)
