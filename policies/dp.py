@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
-import operator
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +38,16 @@ from opendp.core import measurement_map
 
 from core.errors import InternalError, ValidationFailed
 from policies.budget import Delta, Epsilon
+from policies.dp_arguments import (
+    check_bounds,
+    check_count,
+    check_grid,
+    check_level,
+    check_max_rows,
+    check_number,
+    check_positive,
+    check_type,
+)
 
 ALPHA = 0.05  # error bounds are (1 - ALPHA) = 95% bounds
 INTEGER = "i64"  # OpenDP's carrier for counts: ``int`` alone would be 32-bit
@@ -108,20 +116,20 @@ class Mechanism:
 
 def laplace_scale_for(epsilon: Epsilon, sensitivity: float) -> float:
     """The smallest Laplace scale at which OpenDP's ``make_laplace`` is ε-DP for this L1 sensitivity."""
-    sens = _positive(sensitivity, "sensitivity")
+    sens = check_positive(sensitivity, "sensitivity")
     return _calibrated(_Laplace(float, vector=False), sens, epsilon, sensitivity=sens).scale
 
 
 def counts_mechanism(epsilon: Epsilon, max_rows: int) -> Mechanism:
     """Discrete Laplace (OpenDP ``make_laplace`` on integers) on the vector of cell counts; d_in = max_rows in L1."""
-    rows = _max_rows(max_rows)
+    rows = check_max_rows(max_rows)
     return _calibrated(_Laplace(INTEGER, vector=True), rows, epsilon, sensitivity=rows)
 
 
 def sums_mechanism(epsilon: Epsilon, max_rows: int, lower: float, upper: float) -> Mechanism:
     """Laplace on the vector of cell sums; d_in = max_rows * max(|lower|, |upper|) in L1."""
-    low, high = _bounds(lower, upper)
-    sensitivity = _max_rows(max_rows) * max(abs(low), abs(high))
+    low, high = check_bounds(lower, upper)
+    sensitivity = check_max_rows(max_rows) * max(abs(low), abs(high))
     if sensitivity == 0:
         raise ValidationFailed("bounds [0, 0] leave nothing to release", details={"field": "bounds"})
     return _calibrated(_Laplace(float, vector=True), sensitivity, epsilon, sensitivity=sensitivity)
@@ -132,9 +140,9 @@ def pair_sums_mechanism(epsilon: Epsilon, max_rows: int, lower: float, upper: fl
 
     A row adds ``value - lower`` to one sum and ``upper - value`` to the other: ``upper - lower`` in all.
     """
-    low, high = _bounds(lower, upper)
+    low, high = check_bounds(lower, upper)
     width = math.nextafter(high - low, math.inf)  # round the difference up
-    sensitivity = _max_rows(max_rows) * width
+    sensitivity = check_max_rows(max_rows) * width
     return _calibrated(_Laplace(float, vector=True), sensitivity, epsilon, sensitivity=sensitivity)
 
 
@@ -145,9 +153,9 @@ def quantile_mechanism(alpha: float, epsilon: Epsilon, max_rows: int, lower: flo
     measurement. Its loss is linear in the rows a unit adds or removes, so it is calibrated to ε/max_rows
     per row (d_in = 1): a unit with r_i rows in cell i then costs sum(r_i) * ε/max_rows <= ε in all.
     """
-    rows = _max_rows(max_rows)
-    low, high = _bounds(lower, upper)
-    make = _Quantile(low, high, _level(alpha), tuple(_grid(low, high, candidates)))
+    rows = check_max_rows(max_rows)
+    low, high = check_bounds(lower, upper)
+    make = _Quantile(low, high, check_level(alpha), tuple(check_grid(low, high, candidates)))
     one_row = _calibrated(make, 1, epsilon.split(rows), sensitivity=2)  # at most 2 * max(alpha, 1 - alpha)
     mechanism = Mechanism(one_row.measurement, rows, one_row.scale)
     _check(mechanism, epsilon)
@@ -159,9 +167,9 @@ def threshold_mechanism(epsilon: Epsilon, delta: Delta, max_rows: int) -> Mechan
 
     The scale is the smallest meeting ε; the threshold the smallest meeting δ at that scale.
     """
-    rows = _max_rows(max_rows)
-    _require(epsilon, Epsilon)
-    _require(delta, Delta)
+    rows = check_max_rows(max_rows)
+    check_type(epsilon, Epsilon)
+    check_type(delta, Delta)
     if delta.value == 0:
         raise ValidationFailed("selecting keys without a public domain needs delta > 0", details={"field": "delta"})
     scale, threshold = _threshold_parameters(rows, epsilon, delta)
@@ -200,7 +208,7 @@ def noisy_counts(counts: Sequence[int], epsilon: Epsilon, max_rows: int) -> list
     bound95 is OpenDP's ``discrete_laplacian_scale_to_accuracy(scale, 0.05)``, floored (the noise is an
     integer, so flooring keeps the coverage).
     """
-    return _draw_counts(counts_mechanism(epsilon, max_rows), [_count(count) for count in counts])
+    return _draw_counts(counts_mechanism(epsilon, max_rows), [check_count(count) for count in counts])
 
 
 def noisy_sums(sums: Sequence[float], epsilon: Epsilon, max_rows: int, lower: float, upper: float) -> list[NoisyValue]:
@@ -212,9 +220,9 @@ def noisy_sums(sums: Sequence[float], epsilon: Epsilon, max_rows: int, lower: fl
     The sums are taken as exact: floating-point rounding in the engine's summation is not part of the
     sensitivity, so the engine should sum exactly (DECIMAL or integers) where it can.
     """
-    low, high = _bounds(lower, upper)
+    low, high = check_bounds(lower, upper)
     floor, ceiling = (0.0 if low >= 0 else -math.inf), (0.0 if high <= 0 else math.inf)
-    released = _draw_sums(sums_mechanism(epsilon, max_rows, low, high), [_number(total, "sum") for total in sums])
+    released = _draw_sums(sums_mechanism(epsilon, max_rows, low, high), [check_number(total, "sum") for total in sums])
     return [dataclasses.replace(r, value=min(max(r.value, floor), ceiling)) for r in released]
 
 
@@ -241,10 +249,10 @@ def noisy_means(
     """
     if len(sums) != len(counts):
         raise ValidationFailed("one count per sum", details={"field": "counts"})
-    low, high = _bounds(lower, upper)
+    low, high = check_bounds(lower, upper)
     width = high - low
-    exact_counts = [_count(count) for count in counts]
-    exact_sums = [_number(total, "sum") for total in sums]
+    exact_counts = [check_count(count) for count in counts]
+    exact_sums = [check_number(total, "sum") for total in sums]
     above = [total - low * count for total, count in zip(exact_sums, exact_counts, strict=True)]
     below = [high * count - total for total, count in zip(exact_sums, exact_counts, strict=True)]
     mechanism = pair_sums_mechanism(epsilon, max_rows, low, high)
@@ -325,7 +333,7 @@ def threshold_keys(mechanism: Mechanism, counts_by_key: Mapping[K, int]) -> froz
     if mechanism.threshold is None:
         raise InternalError("key selection needs a threshold mechanism")
     keys = list(counts_by_key)
-    released = mechanism.measurement({position: _count(counts_by_key[key]) for position, key in enumerate(keys)})
+    released = mechanism.measurement({position: check_count(counts_by_key[key]) for position, key in enumerate(keys)})
     return frozenset(keys[position] for position in released)
 
 
@@ -351,7 +359,7 @@ def _contrib() -> None:
 
 def _calibrated(make: _Recipe, d_in: Any, epsilon: Epsilon, sensitivity: float) -> Mechanism:
     """``make(scale)`` at the smallest scale at which it is (d_in, ε)-close, checked before it is returned."""
-    _require(epsilon, Epsilon)
+    check_type(epsilon, Epsilon)
     scale = _smallest_scale(make, d_in, epsilon, sensitivity / epsilon.value)
     mechanism = Mechanism(make(scale), d_in, scale)
     _check(mechanism, epsilon)
@@ -417,61 +425,3 @@ def _check(mechanism: Mechanism, epsilon: Epsilon, delta: Delta | None = None) -
 def _loss(measurement: dp.Measurement, d_in: Any) -> Any:
     """``measurement.map(d_in)``: the privacy loss OpenDP proves for inputs ``d_in`` apart."""
     return measurement_map(measurement, d_in)
-
-
-def _require(value: object, kind: type) -> None:
-    """A privacy parameter is never a bare number (a bug in the caller, not bad input)."""
-    if not isinstance(value, kind):
-        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-
-
-def _max_rows(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationFailed("max_rows must be a whole number of at least 1", details={"field": "max_rows"})
-    return value
-
-
-def _count(value: int) -> int:
-    try:
-        count = operator.index(value)
-    except TypeError as error:
-        raise ValidationFailed("counts must be whole numbers", details={"field": "counts"}) from error
-    if isinstance(value, bool) or count < 0:
-        raise ValidationFailed("counts must be whole numbers of at least 0", details={"field": "counts"})
-    return count
-
-
-def _number(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) or not math.isfinite(value):
-        raise ValidationFailed(f"{name} must be a finite number", details={"field": name})
-    return float(value)
-
-
-def _positive(value: float, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise ValidationFailed(f"{name} must be greater than 0", details={"field": name})
-    return number
-
-
-def _bounds(lower: float, upper: float) -> tuple[float, float]:
-    low, high = _number(lower, "lower"), _number(upper, "upper")
-    if not low < high:
-        raise ValidationFailed("the declared bounds need lower < upper", details={"field": "bounds"})
-    return low, high
-
-
-def _level(alpha: float) -> float:
-    level = _number(alpha, "alpha")
-    if not 0 <= level <= 1:
-        raise ValidationFailed("a quantile's alpha lies in [0, 1]", details={"field": "alpha"})
-    return level
-
-
-def _grid(lower: float, upper: float, candidates: int) -> list[float]:
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValidationFailed("at least 2 quantile candidates", details={"field": "candidates"})
-    grid = [float(point) for point in np.linspace(lower, upper, candidates)]
-    if any(a >= b for a, b in itertools.pairwise(grid)):
-        raise ValidationFailed("the bounds are too close for this many candidates", details={"field": "candidates"})
-    return grid
