@@ -6,7 +6,7 @@ virtualenv (``benchmarks/smartnoise_env.sh``, default ``/tmp/sandbox-smartnoise-
 temporary file and runs it with that venv's python, exchanging JSON (queries, epsilon, data path,
 runs) through files.
 
-The sandbox side is called without HTTP, the way the worker does it (``sandbox.dp_answers``):
+The sandbox side is called without HTTP, the way the worker does it (``sandbox.runtime.dp_answers``):
 ``jobs.query.validate`` -> ``jobs.query.dp.plan_dp`` -> ``DuckDBEngine(prepare_next=True).run(plan.sql, {"pums": t})``
 -> ``jobs.query.dp.answer(plan, cells, Epsilon(1), max_rows=1)``.
 
@@ -72,9 +72,9 @@ from jobs.query.validate import validate  # noqa: E402
 from policies.budget import Epsilon  # noqa: E402
 from policies.dp import QUANTILE_CANDIDATES  # noqa: E402
 from policies.model import Aggregate, ColumnUse, DPSettings, Policy  # noqa: E402
-from sandbox.demo import PUMS_META  # noqa: E402
+from sandbox.demo.seed import PUMS_META  # noqa: E402
 
-PUMS_CSV = ROOT / "sandbox" / "demo_data" / "pums.csv"  # PUMS_pid.csv of smartnoise-sdk, as shipped with the demo
+PUMS_CSV = ROOT / "sandbox" / "demo" / "data" / "pums.csv"  # PUMS_pid.csv of smartnoise-sdk, as shipped with the demo
 # outside the repository on purpose (.gitignore does not cover a venv under benchmarks/)
 VENV = Path(os.environ.get("SMARTNOISE_VENV", "/tmp/sandbox-smartnoise-venv"))  # noqa: S108
 EPSILON = 1.0

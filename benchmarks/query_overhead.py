@@ -41,20 +41,22 @@ sys.path.insert(0, str(ROOT))
 from core.schema import DatasetMeta  # noqa: E402
 from core.values import OrgKind, Role  # noqa: E402
 from crypto import envelope  # noqa: E402
-from sandbox import create_app, grants, setup  # noqa: E402
-from sandbox.auth import principal_of  # noqa: E402
+from sandbox import create_app  # noqa: E402
+from sandbox import instance as setup  # noqa: E402
 from sandbox.client import Client  # noqa: E402
 from sandbox.db import get_db_of  # noqa: E402
-from sandbox.demo import PUMS_META, PUMS_POLICY  # noqa: E402
-from sandbox.identity import create_org, create_user  # noqa: E402
+from sandbox.demo.seed import PUMS_META, PUMS_POLICY  # noqa: E402
 from sandbox.keys import version_context  # noqa: E402
+from sandbox.service import grants  # noqa: E402
+from sandbox.service.auth import principal_of  # noqa: E402
+from sandbox.service.identity import create_org, create_user  # noqa: E402
 
 SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY race ORDER BY race"
 REPEATS = 5
 
 
 def make_table(rows: int) -> pa.Table:
-    source = pd.read_csv(ROOT / "sandbox" / "demo_data" / "pums.csv")
+    source = pd.read_csv(ROOT / "sandbox" / "demo" / "data" / "pums.csv")
     rng = np.random.default_rng(2024)
     columns = {
         name: rng.choice(source[name].to_numpy().astype(np.int64), size=rows)

@@ -63,7 +63,7 @@ SPEC = {"op": "crosstab", "dataset": "pums", "index": ["educ"], "columns": ["rac
 
 
 def make_frame(rows: int) -> pd.DataFrame:
-    source = pd.read_csv(ROOT / "sandbox" / "demo_data" / "pums.csv")
+    source = pd.read_csv(ROOT / "sandbox" / "demo" / "data" / "pums.csv")
     rng = np.random.default_rng(2024)
     frame = pd.DataFrame({name: rng.choice(source[name].to_numpy().astype(np.int64), size=rows) for name in ("educ", "race", "income")})
     # a few rare cells, so that the checks have something to find

@@ -1,42 +1,30 @@
-"""The sandbox service shell: app factory, configuration, database, keys, ledger and the REST API.
+"""The sandbox: the service shell around the pure packages (``core``, ``crypto``, ``policies``, ``jobs``).
 
-``create_app`` builds everything from ``app.config``; nothing is created at import time.
+Sub-packages by responsibility; arrows point down only (``tests/test_architecture.py`` checks them):
+
+- ``sandbox.api``      HTTP only: routes, request and response models, errors, the OpenAPI document;
+- ``sandbox.service``  the domain's services: identity, datasets, grants, consents, budget, jobs, reviews, ledger;
+- ``sandbox.runtime``  the job queue, the worker, the executor and the one pipeline of real and dry runs;
+- ``sandbox.client``   the Python client and the providers' tools: no server dependency at all;
+- ``sandbox.demo``     the demo organisations, datasets and grants of ``make run``;
+- the modules here: the app factory (``app``), configuration, the metadata database and its models,
+  the master keyring, encrypted storage, migrations, the command line.
+
+Importing ``sandbox`` imports nothing heavy, so that ``sandbox.client`` stands alone.
 """
 
 from __future__ import annotations
 
-import io
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = "0.1.0"
 
 
-class InMemoryRequest(Request):
-    """Keeps uploaded files in memory: Werkzeug would spool large ones to a temporary file on disk,
-    and an uploaded dataset's plaintext must never touch disk. ``MAX_CONTENT_LENGTH`` bounds it."""
-
-    def _get_file_stream(
-        self, total_content_length: int | None, content_type: str | None, filename: str | None = None, content_length: int | None = None
-    ) -> IO[bytes]:
-        return io.BytesIO()
-
-
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from sandbox import api, config, custodian_client, db, keys, storage
-    from sandbox.datasets import Datasets
-    from sandbox.ledger import Ledger
+    """The WSGI app (``sandbox.app.create_app``), imported only when called."""
+    from sandbox.app import create_app as factory
 
-    app = Flask(__name__, static_folder=None)
-    app.request_class = InMemoryRequest
-    config.load(app, test_config)
-    db.init_app(app)
-    keys.init_app(app)
-    storage.init_app(app)
-    custodian_client.init_app(app)
-    ledger = Ledger(keys.get_keys_of(app), int(app.config["LEDGER_CHECKPOINT_EVERY"]))
-    app.extensions["sandbox.ledger"] = ledger
-    app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger)
-    api.init_app(app)
-    return app
+    return factory(test_config)

@@ -24,12 +24,16 @@ from core.errors import BadRequest, Conflict
 from crypto import ledger as ledger_crypto
 from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
-from sandbox import create_app, demo, demo_he, he_keys, keys, setup
+from sandbox import create_app, keys
+from sandbox import instance as setup
+from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of
-from sandbox.encrypt_upload import encrypt_upload
-from sandbox.ledger import Ledger, verify
+from sandbox.demo import he_slice as demo_he
+from sandbox.demo import seed as demo
 from sandbox.models import DomainKey
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
+from sandbox.service import he_keys
+from sandbox.service.ledger import Ledger, verify
 
 SYSTEM = setup.SYSTEM
 

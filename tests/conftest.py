@@ -24,9 +24,10 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from sandbox import create_app, migrate, setup
+from sandbox import create_app, migrate
+from sandbox import instance as setup
 from sandbox.db import get_db_of, make_engine
-from sandbox.demo import PUMS_META as DEMO_PUMS_META
+from sandbox.demo.seed import PUMS_META as DEMO_PUMS_META
 
 # No example database in the working tree: tests never write outside their temporary folders.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sandbox-hypothesis")
@@ -34,7 +35,7 @@ settings.register_profile("sandbox", database=None, deadline=None)
 settings.load_profile("sandbox")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEMO_DATA = Path(__file__).resolve().parents[1] / "sandbox" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "sandbox" / "demo" / "data"
 PG_URL = os.environ.get("SANDBOX_TEST_DATABASE_URL")
 
 

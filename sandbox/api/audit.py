@@ -10,13 +10,13 @@ from sqlalchemy import select
 
 from core.values import Role
 from crypto import ledger as ledger_crypto
-from sandbox import ledger as ledger_service
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import EventList, EventOut, EventsQuery, VerifyOut
-from sandbox.auth import Principal
 from sandbox.db import read_session
 from sandbox.keys import SIGNING_KEY_KIND
 from sandbox.models import DomainKey, LedgerEvent
+from sandbox.service import ledger as ledger_service
+from sandbox.service.auth import Principal
 
 AUDITOR = frozenset({Role.AUDITOR})
 

@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 
 from core.values import Role
 from jobs.he.score import Entity
-from sandbox import consents
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import Strict
 from sandbox.api.services import ledger
-from sandbox.auth import Principal
 from sandbox.db import read_session, writing
+from sandbox.service import consents
+from sandbox.service.auth import Principal
 
 STEWARD = frozenset({Role.STEWARD})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})

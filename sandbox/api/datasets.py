@@ -8,15 +8,15 @@ from sqlalchemy import select
 from core.errors import NotFound, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import Role
-from sandbox import budget
+from jobs.mock import mock_rows
 from sandbox.api.routing import ANY_ROLE, endpoint
 from sandbox.api.schemas import DatasetList, DatasetOut, EpsilonCapIn, EpsilonCapOut, MockOut, MockQuery
 from sandbox.api.services import dataset_out, datasets, ledger
-from sandbox.auth import Principal
-from sandbox.datasets import parse_meta
 from sandbox.db import read_session, writing
-from sandbox.mock import mock_rows
 from sandbox.models import Dataset
+from sandbox.service import budget
+from sandbox.service.auth import Principal
+from sandbox.service.datasets import parse_meta
 
 STEWARD = frozenset({Role.STEWARD})
 UPLOAD_PARTS = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint
 
 from core.values import Role
-from sandbox import budget, grants
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import ApproveIn, BudgetOut, GrantIn, GrantList, GrantOut, ReasonIn
 from sandbox.api.services import grant_out, ledger
-from sandbox.auth import Principal
 from sandbox.db import read_session, writing
+from sandbox.service import budget, grants
+from sandbox.service.auth import Principal
 
 ANALYST = frozenset({Role.ANALYST})
 STEWARD = frozenset({Role.STEWARD})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from sandbox import he_keys
 from sandbox.api.routing import ANY_ROLE, endpoint
 from sandbox.api.schemas import HEKeyList, HEKeyOut
-from sandbox.auth import Principal
 from sandbox.db import read_session
+from sandbox.service import he_keys
+from sandbox.service.auth import Principal
 
 
 def register(bp: Blueprint) -> None:

@@ -6,13 +6,13 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from core.values import Role
-from sandbox import identity
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import OrgIn, OrgList, OrgOut, TokenOut, UserCreated, UserIn, UserList, UserOut
 from sandbox.api.services import ledger
-from sandbox.auth import Principal
 from sandbox.db import read_session, writing
 from sandbox.models import Org, User
+from sandbox.service import identity
+from sandbox.service.auth import Principal
 
 ADMIN = frozenset({Role.ADMIN})
 

@@ -7,17 +7,19 @@ from flask import Blueprint, current_app
 from core.errors import Conflict, NotFound
 from core.values import JobStatus, Role
 from jobs.engine import DuckDBEngine
-from sandbox import budget, job_service, outputs
+from jobs.mock import mock_table
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
-from sandbox.auth import Principal
 from sandbox.db import read_session, writing
-from sandbox.grants import get_visible
 from sandbox.keys import get_keys
-from sandbox.mock import mock_table
 from sandbox.models import Job, JobOutput, Review
-from sandbox.pipelines import preview
+from sandbox.runtime import outputs
+from sandbox.runtime.pipeline import preview
+from sandbox.service import budget
+from sandbox.service import jobs as job_service
+from sandbox.service.auth import Principal
+from sandbox.service.grants import get_visible
 
 ANALYST = frozenset({Role.ANALYST})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})

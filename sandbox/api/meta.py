@@ -8,9 +8,9 @@ from sandbox import __version__
 from sandbox.api.openapi import build_spec
 from sandbox.api.routing import ANY_ROLE, declared, endpoint
 from sandbox.api.schemas import Health, Me
-from sandbox.auth import Principal
 from sandbox.db import read_session
 from sandbox.models import Org
+from sandbox.service.auth import Principal
 
 
 def register(bp: Blueprint) -> None:

@@ -16,19 +16,21 @@ from core.values import JobStatus, Role
 from policies.evidence import UNITS_PREFIX
 from policies.model import Policy
 from policies.output_control import CellStatus, Note
-from sandbox import budget, he_score, job_service, outputs
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
 from sandbox.api.services import ledger
-from sandbox.auth import Principal
 from sandbox.db import writing
-from sandbox.differencing import Cell
 from sandbox.keys import get_keys
 from sandbox.models import GrantPolicy, Job, JobOutput, Review
-from sandbox.pipelines import row_keys, row_units
-from sandbox.queue import EXHAUSTED
-from sandbox.releases import record, released_rows
+from sandbox.runtime import he_score, outputs
+from sandbox.runtime.differencing import Cell
+from sandbox.runtime.pipeline import row_keys, row_units
+from sandbox.runtime.queue import EXHAUSTED
+from sandbox.runtime.releases import record, released_rows
+from sandbox.service import budget
+from sandbox.service import jobs as job_service
+from sandbox.service.auth import Principal
 
 AUDITOR = frozenset({Role.AUDITOR})
 

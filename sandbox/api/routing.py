@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from core.errors import BadRequest, Forbidden, NotFound
 from core.values import Role
-from sandbox.auth import Principal, authenticate
 from sandbox.db import read_session
-from sandbox.validation import parse_model
+from sandbox.service.auth import Principal, authenticate
+from sandbox.service.validation import parse_model
 
 ANY_ROLE = frozenset(Role)
 

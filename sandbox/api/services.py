@@ -7,10 +7,10 @@ from flask import current_app
 from core.schema import DatasetSchema
 from policies.model import Policy
 from sandbox.api.schemas import DatasetOut, GrantOut, Requested, VersionOut
-from sandbox.datasets import Datasets
-from sandbox.grants import effective_status
-from sandbox.ledger import Ledger
 from sandbox.models import Dataset, DatasetVersion, Grant
+from sandbox.service.datasets import Datasets
+from sandbox.service.grants import effective_status
+from sandbox.service.ledger import Ledger
 
 
 def ledger() -> Ledger:

@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth
 
 API = "/api/v1"

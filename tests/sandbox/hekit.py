@@ -29,9 +29,10 @@ from crypto.paillier import PublicKey
 from custodian.app import create_app as create_custodian_app
 from custodian.config import Settings
 from custodian.vault import Vault
-from sandbox import he_keys, keys
-from sandbox.custodian_client import Custodian
+from sandbox import keys
 from sandbox.db import get_db_of
+from sandbox.runtime.custodian import Custodian
+from sandbox.service import he_keys
 from tests.conftest import PUMS_META, World, auth, data_file
 
 CUSTODIAN_URL = "http://custodian.test"

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth
 
 RACE_SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY race ORDER BY race"

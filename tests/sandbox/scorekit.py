@@ -17,9 +17,8 @@ from flask.testing import FlaskClient
 
 from crypto import paillier
 from crypto.paillier import KeyPair
-from sandbox import scoring
-from sandbox.client import ApiError, Client
-from sandbox.worker import Worker
+from sandbox.client import ApiError, Client, scoring
+from sandbox.runtime.worker import Worker
 from tests.conftest import World, auth, data_file
 
 API = "/api/v1"
@@ -116,7 +115,7 @@ def score_spec(
     feature_scale: int | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
-    """A scoring spec made by the client's own code (``sandbox.scoring.spec``), with ``changes`` on top."""
+    """A scoring spec made by the client's own code (``sandbox.client.scoring.spec``), with ``changes`` on top."""
     return (
         scoring.spec(key.public, "persons", weights or {"age": 0.5, "income": 0.00001}, intercept, entities, scale, feature_scale) | changes
     )

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import update
 
-from sandbox.consents import entities_digest
 from sandbox.db import get_db_of
 from sandbox.models import Consent
+from sandbox.service.consents import entities_digest
 from tests.conftest import World, auth
 from tests.sandbox.jobkit import events
 from tests.sandbox.scorekit import API, person, register, revoke, score_grant, upload_persons

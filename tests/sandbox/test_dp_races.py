@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from sandbox import budget
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
+from sandbox.service import budget
 from tests.conftest import PG_URL, World, auth
 from tests.sandbox.jobkit import approve
 from tests.sandbox.test_dp_jobs import COUNT_BY_RACE, budget_of, dp_policy

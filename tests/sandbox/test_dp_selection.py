@@ -15,10 +15,10 @@ from flask import Flask
 from sqlalchemy import update
 
 from core.schema import DatasetMeta
+from jobs.mock import mock_table
 from policies.budget import Epsilon
 from policies.dp import counts_mechanism
 from sandbox.db import get_db_of
-from sandbox.mock import mock_table
 from sandbox.models import BudgetSpend
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, data_file, request_grant
 from tests.sandbox.jobkit import approve, events, run_worker, submit

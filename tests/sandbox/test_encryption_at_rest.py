@@ -17,7 +17,7 @@ from urllib3 import encode_multipart_formdata
 from werkzeug import formparser
 
 from sandbox.cli import main
-from sandbox.demo import TEACHER_META
+from sandbox.demo.seed import TEACHER_META
 from sandbox.models import DatasetVersion
 from tests.conftest import DEMO_DATA, World, auth
 

@@ -10,8 +10,8 @@ from flask import Flask
 
 from core.errors import Forbidden
 from core.values import JobKind
-from sandbox.grants import active_policy
 from sandbox.models import Grant
+from sandbox.service.grants import active_policy
 from tests.conftest import PUMS_POLICY, World, auth, request_grant
 
 FUTURE = "2099-01-01T00:00:00Z"

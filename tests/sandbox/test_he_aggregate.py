@@ -16,11 +16,11 @@ from crypto import paillier
 from jobs import he as he_jobs
 from jobs.he import AggregatePlan
 from policies.model import Policy
-from sandbox import he_aggregate, outputs
-from sandbox.custodian_client import Custodian
 from sandbox.db import get_db_of
 from sandbox.keys import get_keys_of
 from sandbox.models import JobOutput
+from sandbox.runtime import he_aggregate, outputs
+from sandbox.runtime.custodian import Custodian
 from tests.conftest import World, auth
 from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, CustodianFixture, he_grant, he_meta, pums_frame, quick_encrypt, submit_he
 from tests.sandbox.jobkit import events, job_json, run_worker

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from custodian.config import Settings
 from custodian.vault import Vault
 from sandbox.client import Client
-from sandbox.encrypt_upload import encrypt_upload
+from sandbox.client.encrypt_upload import encrypt_upload
 from tests.conftest import PUMS_META
 from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, pums_frame
 

@@ -21,10 +21,10 @@ from sqlalchemy import func, select, update
 
 from crypto import paillier
 from crypto.paillier import KeyPair
-from sandbox import he_score
 from sandbox.db import get_db_of
 from sandbox.models import Consent, Job, ScoreUse
-from sandbox.queue import Queue
+from sandbox.runtime import he_score
+from sandbox.runtime.queue import Queue
 from tests.conftest import World, auth
 from tests.sandbox.jobkit import events, job_json, run_worker
 from tests.sandbox.scorekit import (

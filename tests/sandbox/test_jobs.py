@@ -15,7 +15,7 @@ from flask import Flask
 from jobs.engine import DuckDBEngine
 from sandbox.db import get_db_of
 from sandbox.models import Job, JobOutput
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, data_file, request_grant
 from tests.sandbox.jobkit import RACE_SQL, approve, events, job_json, run_worker, submit
 

@@ -12,13 +12,13 @@ from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-import sandbox.ledger
+import sandbox.service.ledger
 from crypto import ledger as ledger_crypto
 from crypto.keyring import KeyStore
 from sandbox import keys
 from sandbox.cli import main
 from sandbox.db import get_db_of
-from sandbox.ledger import Ledger
+from sandbox.service.ledger import Ledger
 from tests.conftest import PUMS_POLICY, World, auth, data_file, make_org
 
 
@@ -242,7 +242,7 @@ def test_concurrent_appends_keep_one_chain(app: Flask) -> None:
     assert len(set(seqs)) == 40
     assert seqs == list(range(seqs[0], seqs[0] + 40))
     with db.sessions() as session:
-        from sandbox.ledger import verify
+        from sandbox.service.ledger import verify
 
         public = session.execute(text("SELECT public_der FROM domain_keys")).scalar_one()
         assert verify(session, bytes(public)).ok
@@ -251,13 +251,13 @@ def test_concurrent_appends_keep_one_chain(app: Flask) -> None:
 def test_the_signing_key_is_unwrapped_once_and_again_after_a_rotation(world: World, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every event is still signed; the key is unwrapped at the first checkpoint and when its wrapping changes."""
     unwrapped: list[str] = []
-    real = sandbox.ledger.unwrap_signing_key
+    real = sandbox.service.ledger.unwrap_signing_key
 
     def counting(key: keys.WrappedSigningKey, store: KeyStore) -> bytes:
         unwrapped.append(key.master_key_id)
         return real(key, store)
 
-    monkeypatch.setattr(sandbox.ledger, "unwrap_signing_key", counting)
+    monkeypatch.setattr(sandbox.service.ledger, "unwrap_signing_key", counting)
     app.extensions["sandbox.ledger"] = Ledger(keys.get_keys_of(app), 1)  # a fresh process's ledger, nothing unwrapped yet
     before = _verify(world)["checkpoints"]
     for name in ("Org A", "Org B", "Org C"):

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from sandbox.worker import Worker
+from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth, request_grant
 
 API = "/api/v1"

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from crypto import paillier
-from sandbox.provider import EncryptionError, choose_key, encrypt_table, encrypted_meta, parse_column_option
+from sandbox.client.provider import EncryptionError, choose_key, encrypt_table, encrypted_meta, parse_column_option
 from tests.conftest import PUMS_META
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from sandbox import job_service
+from sandbox.service import jobs as job_service
 from tests.conftest import PG_URL, PUMS_POLICY, World, auth, make_user
 from tests.sandbox.jobkit import RACE_SQL, approve, run_worker, submit
 

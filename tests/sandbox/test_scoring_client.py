@@ -1,4 +1,4 @@
-"""The analyst's scoring client (``sandbox.scoring``) on its own: the overflow check and the key check on decrypting."""
+"""The analyst's scoring client (``sandbox.client.scoring``) on its own: the overflow check and the key check on decrypting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from crypto import paillier
-from sandbox import scoring
+from sandbox.client import scoring
 
 COLUMNS = {"age": {"bounds": {"lower": 0, "upper": 100}}, "income": {"bounds": {"lower": -5_000, "upper": 500_000}}, "code": {}}
 

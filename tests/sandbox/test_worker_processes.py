@@ -19,9 +19,9 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from core.schema import DatasetMeta
-from sandbox.auth import principal_of
 from sandbox.db import get_db_of
 from sandbox.models import Job, JobOutput, LedgerEvent, User
+from sandbox.service.auth import principal_of
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, request_grant
 
 ROOT = Path(__file__).resolve().parents[2]

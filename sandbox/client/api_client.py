@@ -21,7 +21,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from sandbox import provider, scoring
+from sandbox.client import provider, scoring
 
 TERMINAL = {"released", "held", "blocked", "rejected", "failed", "cancelled"}
 
@@ -97,7 +97,7 @@ class Client:
         """Score entities with a model encrypted under a key of our own; the decrypted (entity, score) frame.
 
         ``weights`` maps feature columns to weights; ``options``: ``scale`` (digits of the weights, 6),
-        ``feature_scale`` (for float features), ``key``, ``timeout``. See ``sandbox.scoring``.
+        ``feature_scale`` (for float features), ``key``, ``timeout``. See ``sandbox.client.scoring``.
         """
         return scoring.score(self, grant_id, dataset, weights, intercept, entities, **options)
 

@@ -23,10 +23,10 @@ from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Controlled, Note
-from sandbox import differencing
 from sandbox.db import Database
-from sandbox.job_service import QuerySpec
 from sandbox.models import GrantPolicy, Job, ReleasedCell
+from sandbox.runtime import differencing
+from sandbox.service.jobs import QuerySpec
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The steward of the grant's bureau registers and revokes consents (the bureau holds the consent
 records; the enterprise that scores cannot add any). A consent is *current* while it is not revoked
 and its ``valid_until`` lies in the future; only entities with a current consent are ever scored
-(``sandbox.he_score``). Each entity has at most one unrevoked row per grant: registering it again
+(``sandbox.runtime.he_score``). Each entity has at most one unrevoked row per grant: registering it again
 replaces its ``valid_until`` (renewing or shortening it); a revoked row stays as history, and a later
 registration adds a new row.
 
@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden, ValidationFailed
 from core.values import GrantStatus, Role
-from sandbox.auth import Principal
-from sandbox.grants import effective_status, get_visible
-from sandbox.ledger import Ledger
 from sandbox.models import Consent, Grant
+from sandbox.service.auth import Principal
+from sandbox.service.grants import effective_status, get_visible
+from sandbox.service.ledger import Ledger
 
 MAX_ENTITIES_PER_REQUEST = 100_000
 CHUNK = 500  # identifiers per IN (...) list: well under every backend's parameter limit

@@ -35,11 +35,12 @@ from core.values import JobKind, JobStage
 from crypto import paillier, paillier_bulk
 from jobs.he.score import ScorePlan
 from policies.model import Policy, ScoreSettings
-from sandbox import consents, outputs
 from sandbox.db import Database
 from sandbox.keys import KeyStore
-from sandbox.ledger import Ledger
 from sandbox.models import Grant, GrantPolicy, Job, JobOutput, ScoreUse
+from sandbox.runtime import outputs
+from sandbox.service import consents
+from sandbox.service.ledger import Ledger
 
 BATCH = 256  # entities scored between two progress reports (each may stop a cancelled job)
 CHANGED = "consents or scoring limits of some entities changed while the job ran; nothing was released: submit the job again"

@@ -18,14 +18,15 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
-from sandbox import he_keys, ingest
-from sandbox.auth import Principal
+from jobs import ingest
 from sandbox.db import Database
 from sandbox.keys import KeyStore, version_context
-from sandbox.ledger import Ledger
 from sandbox.models import Dataset, DatasetVersion, new_id
+from sandbox.service import he_keys
+from sandbox.service.auth import Principal
+from sandbox.service.ledger import Ledger
+from sandbox.service.validation import parse_model
 from sandbox.storage import EncryptedStore
-from sandbox.validation import parse_model
 
 
 def parse_meta(raw: str | None) -> DatasetMeta:

@@ -24,8 +24,8 @@ from jobs.stats.dp import DPStats, shape
 from policies.budget import Delta, Epsilon
 from policies.dp import NoisyQuantile, NoisyValue
 from policies.model import Aggregate, Policy, ReleaseMode
-from sandbox import outputs
-from sandbox.budget import selection_delta
+from sandbox.runtime import outputs
+from sandbox.service.budget import selection_delta
 
 RULE = "dp"
 _EXPONENTIAL = "exponential mechanism over evenly spaced candidates in the bounds, per cell"

@@ -14,7 +14,7 @@ import click
 
 from core.errors import BadRequest
 from sandbox.client import ApiError, Client
-from sandbox.provider import EncryptionError, parse_column_option
+from sandbox.client.provider import EncryptionError, parse_column_option
 
 
 @click.command()

@@ -18,12 +18,13 @@ from core.errors import Conflict
 from core.schema import DatasetMeta
 from core.values import JobKind
 from policies.model import Aggregate, ColumnUse, Policy
-from sandbox import grants, he_keys, provider
-from sandbox.auth import principal_of
-from sandbox.datasets import Datasets
+from sandbox.client import provider
 from sandbox.db import get_db_of
-from sandbox.demo import DATA, PUMS_META, USERS
+from sandbox.demo.seed import DATA, PUMS_META, USERS
 from sandbox.models import Dataset, Grant, User
+from sandbox.service import grants, he_keys
+from sandbox.service.auth import principal_of
+from sandbox.service.datasets import Datasets
 
 NAME = "pums_he"
 SCENARIO = "Demo: income totals by race, computed on income the provider encrypted (he aggregate)."

@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 from core.schema import DatasetMeta
 from core.values import JobKind, OrgKind, Role
 from policies.model import Aggregate, ColumnUse, Policy
-from sandbox import grants, identity
-from sandbox.auth import Principal, issue_token, principal_of
-from sandbox.datasets import Datasets
 from sandbox.db import Database, get_db_of
-from sandbox.ledger import Ledger
 from sandbox.models import Dataset, Grant, Org, Token, User
+from sandbox.service import grants, identity
+from sandbox.service.auth import Principal, issue_token, principal_of
+from sandbox.service.datasets import Datasets
+from sandbox.service.ledger import Ledger
 
-DATA = Path(__file__).resolve().parent / "demo_data"
+DATA = Path(__file__).resolve().parent / "data"
 
 ORGS = [
     ("City Data Bureau 市数据局", OrgKind.BUREAU),

@@ -17,13 +17,14 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
-from sandbox import budget, he_score
 from sandbox.db import Database
-from sandbox.differencing import Cell
-from sandbox.job_service import transition_details
-from sandbox.ledger import Ledger
 from sandbox.models import Job, JobOutput
-from sandbox.releases import record
+from sandbox.runtime import he_score
+from sandbox.runtime.differencing import Cell
+from sandbox.runtime.releases import record
+from sandbox.service import budget
+from sandbox.service.jobs import transition_details
+from sandbox.service.ledger import Ledger
 
 EXHAUSTED = "privacy budget exhausted"
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)

@@ -35,8 +35,8 @@ from jobs.he import AggregatePlan
 from policies.evidence import Output, missing_column
 from policies.model import Aggregate, Policy
 from policies.output_control import TABLE_ROW, CellStatus, Controlled, Note, control
-from sandbox import releases
-from sandbox.custodian_client import Cell, Custodian, CustodianError
+from sandbox.runtime import releases
+from sandbox.runtime.custodian import Cell, Custodian, CustodianError
 
 UNITS = "__units_0"
 RULES = ("threshold", "values_threshold", "zeros", "missing")  # what counts (and, after decryption, values) decide

@@ -31,12 +31,12 @@ from jobs.stats.dp import DPStats
 from jobs.stats.dp import plan_dp as plan_dp_stats
 from policies.budget import Delta
 from policies.model import Policy
-from sandbox import budget
-from sandbox.auth import Principal
-from sandbox.grants import active_policy, get_visible
-from sandbox.ledger import Ledger
 from sandbox.models import Grant, Job
-from sandbox.validation import parse_model
+from sandbox.service import budget
+from sandbox.service.auth import Principal
+from sandbox.service.grants import active_policy, get_visible
+from sandbox.service.ledger import Ledger
+from sandbox.service.validation import parse_model
 
 MAX_TIMEOUT = 3_600
 

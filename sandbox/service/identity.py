@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.values import ROLE_ORG_KINDS, OrgKind, Role
-from sandbox.auth import issue_token
-from sandbox.ledger import Ledger
 from sandbox.models import Org, Token, User
+from sandbox.service.auth import issue_token
+from sandbox.service.ledger import Ledger
 
 
 def create_org(session: Session, ledger: Ledger, actor: str, name: str, kind: OrgKind) -> Org:

@@ -23,10 +23,10 @@ from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
 from core.values import Role
 from policies.budget import Delta, Epsilon, delta_share
 from policies.model import DPSettings, Policy
-from sandbox.auth import Principal
-from sandbox.grants import current_policy
-from sandbox.ledger import Ledger
 from sandbox.models import BudgetSpend, Dataset, DatasetVersion, Grant, GrantPolicy, Job
+from sandbox.service.auth import Principal
+from sandbox.service.grants import current_policy
+from sandbox.service.ledger import Ledger
 
 
 def exact_text(value: float) -> str:

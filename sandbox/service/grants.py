@@ -15,9 +15,9 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import GrantStatus, JobKind, OrgKind, Role
 from policies.model import Policy, check_against
-from sandbox.auth import Principal
-from sandbox.ledger import Ledger
 from sandbox.models import Dataset, Grant, GrantDataset, GrantPolicy
+from sandbox.service.auth import Principal
+from sandbox.service.ledger import Ledger
 
 
 def effective_status(grant: Grant, now: datetime | None = None) -> GrantStatus:

@@ -12,11 +12,12 @@ from flask import Flask
 from sqlalchemy import select
 
 from core.values import OrgKind, Role
-from sandbox import identity, keys, migrate
-from sandbox.auth import issue_token, token_hash
+from sandbox import keys, migrate
 from sandbox.db import get_db_of
-from sandbox.ledger import Ledger
 from sandbox.models import Org, Token, User
+from sandbox.service import identity
+from sandbox.service.auth import issue_token, token_hash
+from sandbox.service.ledger import Ledger
 
 SYSTEM = "system:cli"
 OPERATOR_ORG = "Domain operator"

@@ -28,14 +28,16 @@ from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from sandbox import differencing, dp_answers, he_aggregate, he_keys, he_score, keys, outputs, releases
-from sandbox.budget import job_epsilon
-from sandbox.custodian_client import Custodian
+from sandbox import keys
 from sandbox.db import Database
-from sandbox.job_service import plan_job
 from sandbox.keys import KeyStore
-from sandbox.ledger import Ledger
 from sandbox.models import DatasetVersion, Job
+from sandbox.runtime import differencing, dp_answers, he_aggregate, he_score, outputs, releases
+from sandbox.runtime.custodian import Custodian
+from sandbox.service import he_keys
+from sandbox.service.budget import job_epsilon
+from sandbox.service.jobs import plan_job
+from sandbox.service.ledger import Ledger
 
 Stage = Callable[[JobStage, float], None]
 

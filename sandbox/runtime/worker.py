@@ -22,16 +22,17 @@ from core.errors import SandboxError
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from policies.model import Policy
-from sandbox import outputs, pipelines
-from sandbox.custodian_client import get_custodian_of
-from sandbox.datasets import Datasets
 from sandbox.db import get_db_of
-from sandbox.grants import active_policy
 from sandbox.keys import KeyStore, get_keys_of
-from sandbox.ledger import Ledger
 from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
-from sandbox.queue import Claimed, Queue
+from sandbox.runtime import outputs
+from sandbox.runtime import pipeline as pipelines
+from sandbox.runtime.custodian import get_custodian_of
+from sandbox.runtime.queue import Claimed, Queue
+from sandbox.service.datasets import Datasets
+from sandbox.service.grants import active_policy
+from sandbox.service.ledger import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.paillier import PublicKey
-from sandbox.ledger import Ledger
 from sandbox.models import HEKey
+from sandbox.service.ledger import Ledger
 
 
 def register(session: Session, ledger: Ledger, actor: str, key: PublicKey, source: str) -> tuple[HEKey, bool]:
