@@ -52,7 +52,7 @@ from core.errors import IntegrityError, InternalError
 if typing.TYPE_CHECKING:
     from Crypto.Cipher._mode_gcm import GcmMode
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "decrypt", "encrypt", "encrypt_to", "read_key_id"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "ByteSink", "decrypt", "encrypt", "encrypt_to", "read_key_id"]
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -67,6 +67,14 @@ _MAX_KEY_ID_BYTES = 2**16 - 1
 
 _FIXED = struct.Struct(">4sBIH")  # magic, version, chunk_size, key_id length
 _CHUNK_AAD = struct.Struct(">QB")  # chunk index, final flag
+
+
+class ByteSink(typing.Protocol):
+    """Where :func:`encrypt_to` writes: only ``write`` is used, so a file, ``io.BytesIO`` or a
+    wrapper that hashes what passes through all qualify."""
+
+    def write(self, data: bytes, /) -> int: ...
+
 
 _Buffer: typing.TypeAlias = bytes | bytearray | memoryview
 
@@ -152,7 +160,7 @@ def _chunk_cipher(key: bytes, header: _Header, index: int, final: bool) -> GcmMo
 
 
 def encrypt_to(
-    out: typing.BinaryIO,
+    out: ByteSink,
     key: bytes,
     plaintext: bytes | bytearray | memoryview,
     *,

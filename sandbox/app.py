@@ -6,9 +6,13 @@ Nothing is created at import time; ``wsgi.py`` and the command line call ``creat
 from __future__ import annotations
 
 import io
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import Flask, Request
+
+if TYPE_CHECKING:
+    from sandbox.service.datasets import Datasets
+    from sandbox.service.ledger import Ledger
 
 
 class InMemoryRequest(Request):
@@ -39,3 +43,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger)
     api.init_app(app)
     return app
+
+
+def get_ledger_of(app: Flask) -> Ledger:
+    """The ledger service that ``create_app`` built for ``app``."""
+    found: Ledger = app.extensions["sandbox.ledger"]
+    return found
+
+
+def get_datasets_of(app: Flask) -> Datasets:
+    """The datasets service that ``create_app`` built for ``app``."""
+    found: Datasets = app.extensions["sandbox.datasets"]
+    return found

@@ -26,6 +26,7 @@ from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
 from sandbox import create_app, keys
 from sandbox import instance as setup
+from sandbox.app import get_ledger_of
 from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of
 from sandbox.demo import he_slice as demo_he
@@ -33,7 +34,7 @@ from sandbox.demo import seed as demo
 from sandbox.models import DomainKey
 from sandbox.runtime.worker import Worker
 from sandbox.service import he_keys
-from sandbox.service.ledger import Ledger, verify
+from sandbox.service.ledger import verify
 
 SYSTEM = setup.SYSTEM
 
@@ -95,7 +96,7 @@ def keys_rotate() -> None:
     """New master key; every data key and domain key re-wrapped; nothing re-encrypted in bulk."""
     with _app() as app:
         store = keys.get_keys_of(app)
-        ledger: Ledger = app.extensions["sandbox.ledger"]
+        ledger = get_ledger_of(app)
         old = store.load().current
         with get_db_of(app).writing() as session:
             result = keys.rotate(session, store)
@@ -153,7 +154,7 @@ def he_register_key(url: str | None, file: Path | None) -> None:
         data, source = json.loads(file.read_text()), f"file:{file.resolve()}"
     key = PublicKey.from_dict(data, field="public key")
     with _app() as app, get_db_of(app).writing() as session:
-        _, created = he_keys.register(session, app.extensions["sandbox.ledger"], SYSTEM, key, source)
+        _, created = he_keys.register(session, get_ledger_of(app), SYSTEM, key, source)
     click.echo(f"paillier key ({key.bits} bits) {'registered' if created else 'already registered'}: fingerprint {key.fingerprint}")
 
 

@@ -8,12 +8,12 @@ queue for the lock instead of failing when a read transaction tries to upgrade.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -32,7 +32,7 @@ def _sqlite_begin(engine: Engine) -> None:
     """Let SQLAlchemy own transactions on pysqlite, with IMMEDIATE for writers (SQLAlchemy's recipe)."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+    def _connect(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -86,7 +86,7 @@ def read_session() -> Session:
     return session
 
 
-def writing() -> Any:
+def writing() -> AbstractContextManager[Session]:
     """This request's write unit of work (``Database.writing``).
 
     The request's read session first gives its connection back to the pool, so that a request never

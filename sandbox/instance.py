@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from core.values import OrgKind, Role
 from sandbox import keys, migrate
+from sandbox.app import get_ledger_of
 from sandbox.db import get_db_of
 from sandbox.models import Org, Token, User
 from sandbox.service import identity
 from sandbox.service.auth import issue_token, token_hash
-from sandbox.service.ledger import Ledger
 
 SYSTEM = "system:cli"
 OPERATOR_ORG = "Domain operator"
@@ -36,7 +36,7 @@ def initialise(app: Flask, admin_token: str | None = None) -> Initialised:
         store.create()
     db = get_db_of(app)
     migrate.upgrade(db.engine)
-    ledger: Ledger = app.extensions["sandbox.ledger"]
+    ledger = get_ledger_of(app)
     with db.writing() as session:
         keys.ensure_signing_key(session, store)
         org = session.scalar(select(Org).where(Org.kind == OrgKind.OPERATOR.value))

@@ -62,13 +62,13 @@ class EncryptedStore:
 class _Hashing:
     """A write-through file wrapper that hashes the ciphertext as it is written."""
 
-    def __init__(self, handle: object, digest: hashlib._Hash) -> None:
+    def __init__(self, handle: envelope.ByteSink, digest: hashlib._Hash) -> None:
         self._handle = handle
         self._digest = digest
 
     def write(self, data: bytes) -> int:
         self._digest.update(data)
-        return self._handle.write(data)  # type: ignore[attr-defined, no-any-return]
+        return self._handle.write(data)
 
 
 def init_app(app: Flask) -> None:

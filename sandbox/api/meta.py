@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from sandbox import __version__
@@ -21,9 +23,10 @@ def register(bp: Blueprint) -> None:
     @bp.get("/openapi.json")
     def openapi() -> Response:
         """The document is built once per app, from the endpoints declared on this blueprint."""
-        if "sandbox.openapi" not in current_app.extensions:
-            current_app.extensions["sandbox.openapi"] = build_spec(declared(bp))
-        return jsonify(current_app.extensions["sandbox.openapi"])
+        spec: dict[str, Any] | None = current_app.extensions.get("sandbox.openapi")
+        if spec is None:
+            spec = current_app.extensions["sandbox.openapi"] = build_spec(declared(bp))
+        return jsonify(spec)
 
     @endpoint(bp, "/me", "GET", summary="The caller: user, role and organisation", roles=ANY_ROLE, response=Me, errors=(401,))
     def me(caller: Principal) -> Me:

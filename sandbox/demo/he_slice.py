@@ -18,13 +18,13 @@ from core.errors import Conflict
 from core.schema import DatasetMeta
 from core.values import JobKind
 from policies.model import Aggregate, ColumnUse, Policy
+from sandbox.app import get_datasets_of, get_ledger_of
 from sandbox.client import provider
 from sandbox.db import get_db_of
 from sandbox.demo.seed import DATA, PUMS_META, USERS
 from sandbox.models import Dataset, Grant, User
 from sandbox.service import grants, he_keys
 from sandbox.service.auth import principal_of
-from sandbox.service.datasets import Datasets
 
 NAME = "pums_he"
 SCENARIO = "Demo: income totals by race, computed on income the provider encrypted (he aggregate)."
@@ -37,8 +37,7 @@ POLICY = Policy(
 
 def load(app: Flask) -> dict[str, Any]:
     """Create the encrypted dataset and the analyst's he grant if missing; what exists, by name."""
-    db, ledger = get_db_of(app), app.extensions["sandbox.ledger"]
-    datasets: Datasets = app.extensions["sandbox.datasets"]
+    db, ledger, datasets = get_db_of(app), get_ledger_of(app), get_datasets_of(app)
     with db.sessions() as session:
         keys = he_keys.all_keys(session)
         people = {name: session.scalar(select(User).where(User.name == name)) for name, _, _ in USERS}

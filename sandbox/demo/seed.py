@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core.schema import DatasetMeta
 from core.values import JobKind, OrgKind, Role
 from policies.model import Aggregate, ColumnUse, Policy
+from sandbox.app import get_datasets_of, get_ledger_of
 from sandbox.db import Database, get_db_of
 from sandbox.models import Dataset, Grant, Org, Token, User
 from sandbox.service import grants, identity
@@ -90,8 +91,7 @@ PUMS_POLICY = Policy(
 
 def load(app: Flask, actor: str, with_admin: bool) -> dict[str, str]:
     """Create what is missing; return a fresh token for each demo user (and the admin), by name."""
-    db, ledger = get_db_of(app), app.extensions["sandbox.ledger"]
-    datasets: Datasets = app.extensions["sandbox.datasets"]
+    db, ledger, datasets = get_db_of(app), get_ledger_of(app), get_datasets_of(app)
     with db.writing() as session:
         orgs = [_org(session, ledger, actor, name, kind) for name, kind in ORGS]
         users = {name: _user(session, ledger, actor, name, orgs[i], role) for name, i, role in USERS}

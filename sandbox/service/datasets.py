@@ -18,9 +18,10 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
+from crypto.keyring import KeyStore
 from jobs import ingest
 from sandbox.db import Database
-from sandbox.keys import KeyStore, version_context
+from sandbox.keys import version_context
 from sandbox.models import Dataset, DatasetVersion, new_id
 from sandbox.service import he_keys
 from sandbox.service.auth import Principal

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -53,16 +53,16 @@ def active_policy(grant: Grant, kind: JobKind, now: datetime | None = None) -> t
     return policy, version
 
 
-def visible_filter(caller: Principal):  # type: ignore[no-untyped-def]
+def visible_filter(caller: Principal) -> ColumnElement[bool]:
     """SQL condition for the grants ``caller`` may see."""
     if caller.role is Role.AUDITOR:
         # An audit office supervises every bureau; a bureau's own supervision unit only its bureau.
-        return True if caller.org_kind is OrgKind.AUDIT else Grant.bureau_org_id == caller.org_id
+        return true() if caller.org_kind is OrgKind.AUDIT else Grant.bureau_org_id == caller.org_id
     if caller.role is Role.STEWARD:
         return Grant.bureau_org_id == caller.org_id
     if caller.role is Role.ANALYST:
         return Grant.org_id == caller.org_id
-    return False
+    return false()
 
 
 def get_visible(session: Session, caller: Principal, grant_id: str) -> Grant:

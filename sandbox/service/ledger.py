@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto import ledger as ledger_crypto
-from sandbox.keys import KeyStore, WrappedSigningKey, unwrap_signing_key, wrapped_signing_key
+from crypto.keyring import KeyStore
+from sandbox.keys import WrappedSigningKey, unwrap_signing_key, wrapped_signing_key
 from sandbox.models import LedgerCheckpoint, LedgerEvent, LedgerHead
 
 HEAD_ID = 1
