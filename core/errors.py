@@ -61,6 +61,12 @@ class Conflict(SandboxError):
     status = 409
 
 
+class EpsilonCapRequired(Conflict):
+    """A DP grant is approved only on datasets whose global ε cap the steward has set (a finite total for all grants)."""
+
+    code = "epsilon_cap_required"
+
+
 class TooLarge(SandboxError):
     code = "too_large"
     status = 413

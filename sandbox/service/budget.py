@@ -1,7 +1,10 @@
 """The privacy-budget ledger of DP grants: refused at submission when it cannot fit, charged in the releasing transaction.
 
-Three limits bound every job's ε: the policy's per-job cap, what remains of the grant's total, and
-what remains of the dataset's global cap (shared by every grant on the dataset). A job that selects
+Four limits bound every job's ε: the policy's per-job cap, what remains of the grant's total, what
+remains of the organisation's budget on the dataset, and what remains of the dataset's global cap
+(shared by every grant on the dataset, and required before a DP grant is approved). The organisation's
+budget is the grant's total minus everything the organisation's grants have spent on the dataset: an
+enterprise cannot multiply its budget by asking for several grants on the same data. A job that selects
 keys by DP (a grouping column without a declared domain) also spends δ: its share of the grant's
 ``delta_total`` in proportion to its ε (``policies.budget.delta_share``), which must fit what remains
 of the grant's δ. Only released jobs
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
@@ -67,6 +70,18 @@ def grant_spent(session: Session, grant_id: str) -> Spent:
     return Spent(sum((Fraction(e) * n for e, _, n in rows), Fraction(0)), sum((Fraction(d) * n for _, d, n in rows), Fraction(0)))
 
 
+def shared_spent(session: Session, grant: Grant, dataset_id: str) -> Spent:
+    """What counts against the grant's total for a job on ``dataset_id``: the grant's own spends on any dataset
+    and every spend of the organisation's grants on that dataset, each spend once."""
+    rows = session.execute(
+        select(BudgetSpend.epsilon, BudgetSpend.delta, func.count())
+        .join(Grant, Grant.id == BudgetSpend.grant_id)
+        .where(or_(BudgetSpend.grant_id == grant.id, and_(Grant.org_id == grant.org_id, BudgetSpend.dataset_id == dataset_id)))
+        .group_by(BudgetSpend.epsilon, BudgetSpend.delta)
+    ).all()
+    return Spent(sum((Fraction(e) * n for e, _, n in rows), Fraction(0)), sum((Fraction(d) * n for _, d, n in rows), Fraction(0)))
+
+
 def dataset_spent(session: Session, dataset_id: str) -> Fraction:
     rows = session.execute(
         select(BudgetSpend.epsilon, func.count()).where(BudgetSpend.dataset_id == dataset_id).group_by(BudgetSpend.epsilon)
@@ -82,13 +97,15 @@ def refusal(
     per_job = Epsilon(settings.epsilon_per_job).exact
     if wanted > per_job:
         return {"limit": "epsilon_per_job", "requested": float(wanted), "available": float(per_job)}
+    total, total_delta = Epsilon(settings.epsilon_total).exact, Delta(settings.delta_total).exact
     spent = grant_spent(session, grant.id)
-    left = Epsilon(settings.epsilon_total).exact - spent.epsilon
-    if wanted > left:
-        return {"limit": "grant", "requested": float(wanted), "available": float(max(left, Fraction(0)))}
-    left_delta = Delta(settings.delta_total).exact - spent.delta
-    if delta.exact > left_delta:
-        return {"limit": "grant_delta", "requested": float(delta.exact), "available": float(max(left_delta, Fraction(0)))}
+    if wanted > total - spent.epsilon:
+        return {"limit": "grant", "requested": float(wanted), "available": float(max(total - spent.epsilon, Fraction(0)))}
+    if delta.exact > total_delta - spent.delta:
+        return {"limit": "grant_delta", "requested": float(delta.exact), "available": float(max(total_delta - spent.delta, Fraction(0)))}
+    shared = shared_spent(session, grant, dataset.id)
+    if wanted > total - shared.epsilon or delta.exact > total_delta - shared.delta:
+        return {"limit": "organisation", "requested": float(wanted), "available": float(max(total - shared.epsilon, Fraction(0)))}
     if dataset.epsilon_cap is not None:
         left_cap = Fraction(dataset.epsilon_cap) - dataset_spent(session, dataset.id)
         if wanted > left_cap:
@@ -109,6 +126,7 @@ def _message(limit: str) -> str:
         "epsilon_per_job": "the job's epsilon exceeds the policy's per-job cap",
         "grant": "the job's epsilon exceeds what remains of the grant's privacy budget",
         "grant_delta": "the job's delta (for DP key selection) exceeds what remains of the grant's delta",
+        "organisation": "the job's epsilon (or delta) exceeds what remains of your organisation's budget on the dataset across its grants",
         "dataset_cap": "the job's epsilon exceeds what remains of the dataset's global epsilon cap",
     }[limit]
 
@@ -158,7 +176,7 @@ def view(session: Session, grant: Grant) -> dict[str, Any] | None:
     settings = found[0].dp if found is not None else None
     if settings is None:
         return None
-    spent = grant_spent(session, grant.id)
+    spent = _binding_spent(session, grant)
     total_e, total_d = Epsilon(settings.epsilon_total).exact, Fraction(exact_text(settings.delta_total))
     caps = [
         {
@@ -177,6 +195,12 @@ def view(session: Session, grant: Grant) -> dict[str, Any] | None:
         "delta_remaining": float(max(total_d - spent.delta, Fraction(0))),
         "dataset_caps": caps,
     }
+
+
+def _binding_spent(session: Session, grant: Grant) -> Spent:
+    """The spend that binds the grant: the largest of what counts against it on each of its datasets."""
+    spends = [shared_spent(session, grant, link.dataset.id) for link in grant.datasets] or [grant_spent(session, grant.id)]
+    return Spent(max(s.epsilon for s in spends), max(s.delta for s in spends))
 
 
 def set_cap(session: Session, ledger: Ledger, caller: Principal, dataset_id: str, cap: float) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, EpsilonCapRequired, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import GrantStatus, JobKind, OrgKind, Role
 from policies.model import Policy, check_against
@@ -158,6 +158,8 @@ def approve(session: Session, ledger: Ledger, caller: Principal, grant_id: str, 
     schemas = {link.dataset.name: DatasetSchema.model_validate(link.dataset.current.schema) for link in grant.datasets}
     requested_kinds = frozenset(JobKind(k) for k in grant.requested.get("job_kinds", []))
     check_against(policy, schemas, requested_kinds)
+    if policy.dp is not None:
+        _require_epsilon_caps(session, grant, policy.dp.epsilon_total)
     grant.status, grant.expires_at, grant.decided_at, grant.decided_by = GrantStatus.APPROVED.value, expires_at, now, caller.user_id
     session.add(GrantPolicy(grant_id=grant.id, version=1, policy=policy.model_dump(mode="json"), created_by=caller.user_id))
     ledger.append(
@@ -179,6 +181,35 @@ def approve(session: Session, ledger: Ledger, caller: Principal, grant_id: str, 
     session.flush()
     session.refresh(grant)
     return grant
+
+
+def _require_epsilon_caps(session: Session, grant: Grant, epsilon_total: float) -> None:
+    """Refuse a DP grant on a dataset without a global ε cap: without one, every new grant would add its whole
+    budget to what can be learnt about the dataset's people. The steward confirms a cap first; the suggestion
+    is the sum of the budgets of the dataset's approved DP grants and this one (what lets each be spent whole).
+    """
+    missing = [link.dataset for link in grant.datasets if link.dataset.epsilon_cap is None]
+    if not missing:
+        return
+    suggestions = [
+        {"dataset_id": d.id, "name": d.name, "suggested_epsilon_cap": epsilon_total + _dp_budgets_on(session, d.id)} for d in missing
+    ]
+    names = ", ".join(d.name for d in missing)
+    raise EpsilonCapRequired(
+        f"set the epsilon cap of {names} (POST /datasets/{{id}}/epsilon-cap) before approving a DP grant on it",
+        details={"datasets": suggestions},
+    )
+
+
+def _dp_budgets_on(session: Session, dataset_id: str) -> float:
+    """The ε totals of the current policies of the approved DP grants on the dataset, added up."""
+    grants = session.scalars(
+        select(Grant)
+        .join(GrantDataset, GrantDataset.grant_id == Grant.id)
+        .where(GrantDataset.dataset_id == dataset_id, Grant.status == GrantStatus.APPROVED.value)
+    ).all()
+    totals = [found[0].dp.epsilon_total for g in grants if (found := current_policy(g)) is not None and found[0].dp is not None]
+    return float(sum(totals))
 
 
 def reject(session: Session, ledger: Ledger, caller: Principal, grant_id: str, reason: str) -> Grant:

@@ -13,11 +13,19 @@ RACE_SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GRO
 
 
 def approve(world: World, grant_id: str, policy: dict[str, Any] | None = None) -> None:
-    response = world.client.post(
-        f"/api/v1/grants/{grant_id}/approve",
-        headers=auth(world.steward),
-        json={"policy": policy or PUMS_POLICY, "expires_at": "2099-01-01T00:00:00Z"},
-    )
+    """Approve as the steward; a DP policy first confirms the suggested ε cap of each dataset that has none."""
+    body = {"policy": policy or PUMS_POLICY, "expires_at": "2099-01-01T00:00:00Z"}
+    response = world.client.post(f"/api/v1/grants/{grant_id}/approve", headers=auth(world.steward), json=body)
+    if response.status_code == 409 and response.json["error"]["code"] == "epsilon_cap_required":
+        for dataset in response.json["error"]["details"]["datasets"]:
+            confirm_cap(world, dataset["dataset_id"], dataset["suggested_epsilon_cap"])
+        response = world.client.post(f"/api/v1/grants/{grant_id}/approve", headers=auth(world.steward), json=body)
+    assert response.status_code == 200, response.json
+
+
+def confirm_cap(world: World, dataset_id: str, epsilon_cap: float) -> None:
+    url = f"/api/v1/datasets/{dataset_id}/epsilon-cap"
+    response = world.client.post(url, headers=auth(world.steward), json={"epsilon_cap": epsilon_cap})
     assert response.status_code == 200, response.json
 
 
