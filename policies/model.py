@@ -76,6 +76,14 @@ class Disclosure(BaseModel):
     rounding: Annotated[bool, Field(description="round released counts and totals")] = False
     round_base: Annotated[int, Field(ge=1, le=1_000)] = 5
     secondary_suppression: bool = True
+    max_leverage: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="the largest hat value (summed over a unit's rows) a released model may give one privacy unit",
+        ),
+    ] = 0.2
 
 
 class DPSettings(BaseModel):

@@ -9,7 +9,16 @@ A regression is refused (``StatsResult.refused``, no table) when
   categorical here even when used as numbers, and a logit's outcome (or a coded OLS outcome) is
   crossed with every such group, since a cell of one outcome class is a small count;
 - the residual degrees of freedom are below ``dof_threshold``;
-- the fit fails, does not converge, or separates the outcome perfectly.
+- the fit fails, does not converge, or separates the outcome perfectly;
+- the design matrix (what patsy built from the formula: every regressor however transformed) drops
+  or changes rows: the rows fitted must be exactly the complete cases whose units were counted, and
+  every value finite;
+- a regressor (a column of the design matrix other than the intercept) differs from its most common
+  value for fewer than k units: a smooth one-person dummy such as ``I(1/(1+np.exp(-0.01*(income-400000))))``
+  is zero (to the last bit) for everyone else, and with the intercept its coefficient is that person;
+- a unit's leverage (its hat value, summed over its rows; weighted for logit) exceeds ``max_leverage``:
+  a unit of leverage near 1 is fitted almost exactly, so the coefficients and its regressors give its
+  outcome back.
 
 Unit counts are computed in DuckDB before any data is loaded for the fit. Only coefficients, their
 standard errors, test statistics, p-values and confidence intervals come out, with fit statistics;
@@ -62,7 +71,7 @@ def plan_model(spec: OlsSpec | LogitSpec, scope: Scope) -> StatsPlan:
         if group and group not in groups:
             groups.append(group)
     groups.append(())
-    base = _complete_cases(scope, formula.columns)
+    base = _load(scope, formula.columns)
     model = ModelPlan(
         kind=spec.op,
         formula=spec.formula,
@@ -103,6 +112,13 @@ def _complete_cases(scope: Scope, columns: Sequence[str], unit: bool = False) ->
     items: list[exp.Expr] = [col(c) for c in columns] + ([named(col(scope.privacy_unit), UNIT)] if unit else [])
     present = [exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for c in columns]
     return exp.select(*items).from_(table(scope.dataset)).where(exp.and_(*present))
+
+
+def _load(scope: Scope, columns: Sequence[str]) -> exp.Select:
+    """The complete cases to fit, with each row's unit as an opaque hash: leverage is added up per unit,
+    and the identifier itself never reaches the fitting code."""
+    base = _complete_cases(scope, columns)
+    return base.select(named(exp.func("hash", col(scope.privacy_unit)), UNIT))
 
 
 def _cells_sql(scope: Scope, columns: Sequence[str], groups: Sequence[tuple[str, ...]]) -> str:
@@ -176,6 +192,9 @@ def _fit_and_tabulate(
             fitted = smf.logit(model.formula, data=frame, eval_env=formula_namespace()).fit(disp=0)
         if fitted.df_resid < settings.dof_threshold:
             return f"residual degrees of freedom {fitted.df_resid:g} are below the threshold {settings.dof_threshold}"
+        problem = design_refusal(fitted, frame, settings)
+        if problem is not None:
+            return problem
         table, summary = _coefficients(fitted, term_units), _summary(model.kind, fitted)
     except Exception as error:  # any failure of the library on analyst input refuses the model
         return f"the model could not be fitted ({type(error).__name__})"
@@ -183,6 +202,39 @@ def _fit_and_tabulate(
     if not np.isfinite(estimates).all():
         return "the fit produced estimates that are not finite"
     return table, summary
+
+
+def design_refusal(fitted: Any, frame: Any, settings: Disclosure) -> str | None:
+    """Check the design matrix the model was really fitted on (see the module's docstring), or None when it passes."""
+    design = np.asarray(fitted.model.exog, dtype=float)
+    if design.shape[0] != len(frame) or not np.isfinite(design).all() or not np.isfinite(np.asarray(fitted.model.endog, dtype=float)).all():
+        return "the model's terms drop or change rows: the rows fitted must be the complete cases that were checked"
+    unit_codes = frame[UNIT].factorize()[0]
+    names = [str(name) for name in fitted.model.exog_names]
+    for j, name in enumerate(names):
+        column = design[:, j]
+        values, counts = np.unique(column, return_counts=True)
+        if len(values) == 1:
+            continue  # a constant (the intercept): it describes every unit alike
+        mode = values[np.argmax(counts)]
+        if len(np.unique(unit_codes[column != mode])) < settings.threshold:
+            return f"a regressor of the model ({name}) differs from its most common value for fewer than {settings.threshold} privacy units"
+    if unit_leverage(fitted, design, unit_codes).max(initial=0.0) > settings.max_leverage:
+        return f"a privacy unit's leverage exceeds {settings.max_leverage:g}: the fit would nearly give its outcome back"
+    return None
+
+
+def unit_leverage(fitted: Any, design: np.ndarray[Any, np.dtype[np.float64]], unit_codes: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Each unit's hat values added up: diag(W^½ X (XᵀWX)⁻¹ Xᵀ W^½), W = 1 for OLS and p(1-p) for logit."""
+    weights = np.ones(design.shape[0])
+    if hasattr(fitted, "predict") and fitted.model.__class__.__name__ == "Logit":
+        p = np.asarray(fitted.predict(), dtype=float)
+        weights = p * (1.0 - p)
+    root = np.sqrt(weights)[:, None] * design
+    q, _ = np.linalg.qr(root)  # hat values are the squared row norms of an orthonormal basis of W^½X
+    rank = np.linalg.matrix_rank(root)
+    hat = np.sum(q[:, :rank] ** 2, axis=1)
+    return np.bincount(unit_codes, weights=hat)
 
 
 def _coefficients(fitted: Any, term_units: Mapping[str, int]) -> pa.Table:

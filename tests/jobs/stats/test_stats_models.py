@@ -92,7 +92,20 @@ REFUSED = [
     pytest.param("ols", "income ~ race", {"race": "measure"}, "race", id="coded-column-used-as-number"),
     pytest.param("ols", "income ~ age + C(sex)", {"dof_threshold": 998}, "degrees of freedom", id="residual-dof-below-threshold"),
     pytest.param("logit", "married ~ C(educ)", {}, "educ x married", id="logit-outcome-class-cell-below-k"),
-    pytest.param("ols", "np.log(income) ~ age", {}, "not finite", id="log-of-zero-incomes"),
+    pytest.param("ols", "np.log(income) ~ age", {}, "drop or change rows", id="log-of-zero-incomes"),
+    # The top earner (420500) alone: a smooth dummy is exactly 0.0 for everyone else.
+    pytest.param("ols", "age ~ I(1/(1+np.exp(-0.01*(income-400000))))", {}, "differs from its most common value", id="smooth-dummy"),
+    pytest.param(
+        "ols", "income ~ I(1/(1+np.exp(-0.01*(income-400000))))", {}, "differs from its most common value", id="smooth-dummy-of-the-outcome"
+    ),
+    # Not exactly zero for anyone, but one unit carries the regressor: its leverage gives it away.
+    pytest.param("ols", "age ~ I(np.exp((income-420500)/5000))", {}, "leverage", id="exponential-spike-of-a-measure"),
+    pytest.param("ols", "age ~ income + I(np.exp((income-420500)/20000))", {}, "leverage", id="spline-like-spike-beside-a-measure"),
+    pytest.param("ols", "age ~ C(sex):I(np.exp((income-420500)/5000))", {}, "leverage", id="interaction-with-a-spike"),
+    pytest.param("logit", "married ~ age + I(np.exp((income-420500)/5000))", {}, "leverage", id="logit-spike"),
+    # Terms that are NaN for some rows make patsy drop them: the fitted sample is no longer the checked one.
+    pytest.param("ols", "income ~ np.log(age - 84.5)", {}, "drop or change rows", id="nan-term-drops-rows"),
+    pytest.param("ols", "income ~ age + np.sqrt(income - 56000)", {}, "drop or change rows", id="sqrt-of-a-shifted-measure"),
 ]
 
 

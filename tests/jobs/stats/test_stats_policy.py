@@ -226,4 +226,6 @@ def test_model_plans_have_no_table_sql() -> None:
     assert planned.sql is None
     assert planned.model is not None
     assert set(planned.model.columns) == {"income", "age", "sex"}
-    assert "pid" not in planned.model.load_sql  # the privacy unit is counted in SQL, never loaded for the fit
+    # The privacy unit is counted in SQL; the fit sees it only as an opaque hash (leverage adds up per unit).
+    assert planned.model.load_sql.count("pid") == 1
+    assert 'HASH("pid")' in planned.model.load_sql
