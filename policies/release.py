@@ -2,31 +2,23 @@
 
 Suppression is applied automatically. Cells flagged for review are withheld under ``auto`` and
 hold the output for an auditor under ``review_on_flag``; ``always_review`` holds everything; a
-table with nothing releasable is blocked. Released cells are recorded for later differencing checks.
+table with nothing releasable is blocked. The released cells are returned, for the runtime to record for
+later differencing checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from core.schema import DatasetSchema
 from core.values import JobStatus
-from jobs.engine import Engine
-from jobs.query import QueryPlan
-from jobs.query import validate as validate_query
+from policies import differencing
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Controlled, Note
-from sandbox.db import Database
-from sandbox.models import GrantPolicy, Job, ReleasedCell
-from sandbox.runtime import differencing
-from sandbox.service.jobs import QuerySpec
 
 
 @dataclass(frozen=True)
@@ -99,73 +91,13 @@ def _withhold(table: pa.Table, notes: Sequence[Note]) -> pa.Table:
     return pa.table(columns)
 
 
-class Differencing:
-    """Looks for earlier released cells of the same version and organisation within k-1 units in size."""
-
-    def __init__(self, db: Database, engine: Engine) -> None:
-        self.db, self.engine = db, engine
-
-    def flags(
-        self,
-        job: Job,
-        plan: QueryPlan,
-        policy: Policy,
-        schemas: Mapping[str, DatasetSchema],
-        tables: Mapping[str, pa.Table],
-        cells: list[differencing.Cell],
-    ) -> list[differencing.Finding]:
-        """Cells whose population differs from an earlier released one by 1..k-1 units (single-table queries)."""
-        if len(plan.datasets) != 1 or len(plan.unit_columns) != 1 or not cells:
-            return []
-        k = policy.disclosure.threshold
-        version_id = job.dataset_versions[plan.datasets[0]]["version_id"]
-        earlier = self._earlier(job, version_id, cells, k)
-        pairs = differencing.candidates(cells, earlier, k)
-        if not pairs:
-            return []
-        mine = self._populations(validate_query(QuerySpec.model_validate(job.spec).sql, policy, schemas), tables)
-        return differencing.find(pairs, mine, lambda job_id: self._old_populations(job_id, schemas, tables), k)
-
-    def _earlier(self, job: Job, version_id: str, cells: list[differencing.Cell], k: int) -> list[differencing.Earlier]:
-        low, high = min(c.units for c in cells) - (k - 1), max(c.units for c in cells) + (k - 1)
-        with self.db.sessions() as session:
-            rows = session.execute(
-                select(ReleasedCell.job_id, ReleasedCell.key, ReleasedCell.units)
-                .join(Job, Job.id == ReleasedCell.job_id)
-                .where(
-                    ReleasedCell.dataset_version_id == version_id,
-                    ReleasedCell.org_id == job.org_id,
-                    ReleasedCell.units.between(low, high),
-                    ReleasedCell.job_id != job.id,
-                    Job.spec_sha256 != job.spec_sha256,  # the same query over the same version covers the same people
-                )
-            ).all()
-        return [differencing.Earlier(job_id, tuple(key), units) for job_id, key, units in rows]
-
-    def _populations(self, plan: QueryPlan, tables: Mapping[str, pa.Table]) -> dict[differencing.Key, Any]:
-        return differencing.populations(self.engine.run(differencing.population_sql(plan), tables), plan.group_keys)
-
-    def _old_populations(
-        self, job_id: str, schemas: Mapping[str, DatasetSchema], tables: Mapping[str, pa.Table]
-    ) -> dict[differencing.Key, Any]:
-        with self.db.sessions() as session:
-            old = session.get(Job, job_id)
-            assert old is not None
-            pinned = session.scalars(
-                select(GrantPolicy).where(GrantPolicy.grant_id == old.grant_id, GrantPolicy.version == old.policy_version)
-            ).one()
-        plan = validate_query(QuerySpec.model_validate(old.spec).sql, Policy.model_validate(pinned.policy), schemas)
-        return self._populations(plan, tables)
+def row_keys(table: pa.Table, group_keys: Sequence[str]) -> list[differencing.Key]:
+    """Each row's group key values, in the order of ``group_keys``."""
+    columns = [table.column(k).to_pylist() for k in group_keys]
+    return [tuple(col[i] for col in columns) for i in range(table.num_rows)]
 
 
-def record(session: Session, job: Job, cells: Sequence[differencing.Cell]) -> None:
-    """Remember released cells of a single-dataset query job for later differencing checks."""
-    if len(job.dataset_versions) != 1 or job.kind != "query":
-        return
-    version_id = next(iter(job.dataset_versions.values()))["version_id"]
-    for index, cell in enumerate(cells):
-        session.add(
-            ReleasedCell(
-                job_id=job.id, dataset_version_id=version_id, org_id=job.org_id, row_index=index, key=list(cell.key), units=cell.units
-            )
-        )
+def row_units(table: pa.Table, unit_columns: Sequence[str]) -> list[int]:
+    """Each row's privacy units: the fewest over its datasets' unit counts (0 where none)."""
+    columns = [table.column(c).to_pylist() for c in unit_columns]
+    return [min((int(col[i] or 0) for col in columns), default=0) for i in range(table.num_rows)]
