@@ -16,8 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from core.errors import BudgetExhausted, ValidationFailed
+
+if TYPE_CHECKING:
+    from policies.model import DPSettings
 
 
 def _finite(value: object, name: str) -> float:
@@ -207,3 +211,8 @@ def _amounts(requested: Budget, available: Budget) -> dict[str, object]:
         "requested": {"epsilon": req_eps, "delta": req_delta},
         "available": {"epsilon": avail_eps, "delta": avail_delta},
     }
+
+
+def selection_delta(settings: DPSettings, epsilon: Epsilon) -> Delta:
+    """The δ a job spending ``epsilon`` selects keys with: its share of the grant's δ (0 when the policy has none)."""
+    return delta_share(Delta(settings.delta_total), epsilon, Epsilon(settings.epsilon_total))

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 from flask import Flask, Request
 
 if TYPE_CHECKING:
+    from sandbox.runtime.instance import Instance
     from sandbox.service.datasets import Datasets
     from sandbox.service.ledger import Ledger
 
@@ -26,21 +27,14 @@ class InMemoryRequest(Request):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from sandbox import api, config, db, keys, storage
-    from sandbox.runtime import custodian as custodian_client
-    from sandbox.service.datasets import Datasets
-    from sandbox.service.ledger import Ledger
+    from sandbox import api, config, db
+    from sandbox.runtime.instance import Instance
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest
     config.load(app, test_config)
+    app.extensions.update(Instance.from_config(app.config).extensions())
     db.init_app(app)
-    keys.init_app(app)
-    storage.init_app(app)
-    custodian_client.init_app(app)
-    ledger = Ledger(keys.get_keys_of(app), int(app.config["LEDGER_CHECKPOINT_EVERY"]))
-    app.extensions["sandbox.ledger"] = ledger
-    app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger)
     api.init_app(app)
     return app
 
@@ -55,3 +49,10 @@ def get_datasets_of(app: Flask) -> Datasets:
     """The datasets service that ``create_app`` built for ``app``."""
     found: Datasets = app.extensions["sandbox.datasets"]
     return found
+
+
+def instance_of(app: Flask) -> Instance:
+    """The services ``app`` holds now, for a ``Worker`` in the same process (the command line, tests)."""
+    from sandbox.runtime.instance import Instance
+
+    return Instance.of_extensions(app.extensions, app.config)

@@ -26,7 +26,7 @@ from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
 from sandbox import create_app, keys
 from sandbox import instance as setup
-from sandbox.app import get_ledger_of
+from sandbox.app import get_ledger_of, instance_of
 from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of
 from sandbox.demo import he_slice as demo_he
@@ -175,7 +175,7 @@ def worker(once: bool) -> None:
     """Run a job worker; several may run at once, on several machines."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _app() as app:
-        runner = Worker(app)
+        runner = Worker(instance_of(app))
         runner.install_signal_handlers()
         click.echo(f"worker {runner.id} started", err=True)
         done = runner.run(once=once)

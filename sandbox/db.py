@@ -1,4 +1,4 @@
-"""The metadata database: engine and sessions, created from ``app.config`` in ``init_app``.
+"""The metadata database: engine and sessions (``sandbox.runtime.instance`` creates them from the configuration).
 
 Reads use the request's session. Every change goes through ``writing()``, one unit of work that
 commits or rolls back as a whole; on SQLite it starts with ``BEGIN IMMEDIATE`` so that two writers
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 WRITE_OPTION = "sandbox_write"
 
@@ -64,7 +67,9 @@ class Database:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["sandbox.db"] = Database(make_engine(app.config["DATABASE_URL"]))
+    """Close each request's read session at teardown (the app's ``Database`` is in ``app.extensions``)."""
+
+    from flask import g  # noqa: PLC0415 - as in get_db
 
     @app.teardown_appcontext
     def _close(exc: BaseException | None) -> None:
@@ -74,12 +79,16 @@ def init_app(app: Flask) -> None:
 
 
 def get_db() -> Database:
+    from flask import current_app  # noqa: PLC0415 - the web app's helpers; workers import this module without Flask
+
     db: Database = current_app.extensions["sandbox.db"]
     return db
 
 
 def read_session() -> Session:
     """The request's read session (closed at teardown)."""
+    from flask import g  # noqa: PLC0415 - as in get_db
+
     if "db_session" not in g:
         g.db_session = get_db().sessions()
     session: Session = g.db_session
@@ -93,6 +102,8 @@ def writing() -> AbstractContextManager[Session]:
     holds two connections at once: otherwise concurrent requests, each holding a read connection and
     waiting for a write one, could exhaust the pool and wait on each other until its timeout.
     """
+    from flask import g  # noqa: PLC0415 - as in get_db
+
     if "db_session" in g:
         g.db_session.rollback()
     return get_db().writing()

@@ -7,10 +7,8 @@ interrupted at any point can simply be run again.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +17,9 @@ from crypto import keywrap
 from crypto import ledger as ledger_crypto
 from crypto.keyring import Keyring, KeyStore
 from sandbox.models import DatasetVersion, DomainKey
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 SIGNING_KEY_KIND = "ledger_signing"
 
@@ -31,11 +32,9 @@ def signing_context(kind: str) -> str:
     return f"domain-key:{kind}"
 
 
-def init_app(app: Flask) -> None:
-    app.extensions["sandbox.keys"] = KeyStore(Path(app.config["MASTER_KEY_FILE"]))
-
-
 def get_keys() -> KeyStore:
+    from flask import current_app  # noqa: PLC0415 - the web app's helper; workers import this module without Flask
+
     store: KeyStore = current_app.extensions["sandbox.keys"]
     return store
 

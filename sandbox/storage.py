@@ -11,13 +11,16 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from flask import Flask, current_app
 
 from core.errors import IntegrityError
 from crypto import envelope
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,9 @@ class _Hashing:
         return self._handle.write(data)
 
 
-def init_app(app: Flask) -> None:
-    app.extensions["sandbox.store"] = EncryptedStore(Path(app.config["INSTANCE_PATH"]) / "data")
-
-
 def get_store() -> EncryptedStore:
+    from flask import current_app  # noqa: PLC0415 - the web app's helper; workers import this module without Flask
+
     store: EncryptedStore = current_app.extensions["sandbox.store"]
     return store
 

@@ -7,7 +7,6 @@ from flask import Blueprint, current_app
 from core.errors import Conflict, NotFound
 from core.values import JobStatus, Role
 from jobs.engine import DuckDBEngine
-from jobs.mock import mock_table
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
@@ -15,8 +14,7 @@ from sandbox.db import read_session, writing
 from sandbox.keys import get_keys
 from sandbox.models import Job, JobOutput, Review
 from sandbox.runtime import outputs
-from sandbox.runtime.pipeline import preview
-from sandbox.service import budget
+from sandbox.runtime.dry_run import dry_run as run_dry
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
 from sandbox.service.grants import get_visible
@@ -136,7 +134,7 @@ def register(bp: Blueprint) -> None:
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
         grant = get_visible(read_session(), caller, body.grant_id)
         checked = job_service.check(grant, body.kind, body.spec)
-        schemas, _ = job_service.schemas_of(grant)
-        tables = {name: mock_table(schemas[name], body.rows, body.seed) for name in checked.datasets}
-        released = preview(checked.plan, checked.policy, tables, DuckDBEngine(), budget.job_epsilon(checked.spec))
+        schemas, versions = job_service.schemas_of(grant)
+        timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
+        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), DuckDBEngine(), timeout)
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

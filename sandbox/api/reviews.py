@@ -13,9 +13,12 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden
 from core.values import JobStatus, Role
+from jobs.released import rows_of
+from policies.differencing import Cell
 from policies.evidence import UNITS_PREFIX
 from policies.model import Policy
 from policies.output_control import CellStatus, Note
+from policies.release import released_rows, row_keys, row_units
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
@@ -24,10 +27,8 @@ from sandbox.db import writing
 from sandbox.keys import get_keys
 from sandbox.models import GrantPolicy, Job, JobOutput, Review
 from sandbox.runtime import he_score, outputs
-from sandbox.runtime.differencing import Cell
-from sandbox.runtime.pipeline import row_keys, row_units
 from sandbox.runtime.queue import EXHAUSTED
-from sandbox.runtime.releases import record, released_rows
+from sandbox.runtime.services import record_cells
 from sandbox.service import budget
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
@@ -54,7 +55,7 @@ def _record_cells(session: Session, job: Job) -> None:
     notes = [Note(n["row"], n["column"], CellStatus(n["status"]), n["rule"], n["reason"]) for n in released["notes"]]
     rows = released_rows(notes, raw.num_rows, aggregates)
     key_rows = row_keys(raw, keys)
-    record(session, job, [Cell(key_rows[i], units[i]) for i in rows])
+    record_cells(session, job, [Cell(key_rows[i], units[i]) for i in rows])
 
 
 def register(bp: Blueprint) -> None:
@@ -79,7 +80,7 @@ def register(bp: Blueprint) -> None:
                 items.append(
                     ReviewItem(
                         job=job_out(job),
-                        raw={"columns": raw.column_names, "rows": outputs.rows_of(raw)},
+                        raw={"columns": raw.column_names, "rows": rows_of(raw)},
                         proposed=outputs.open_released(get_keys(), output),
                     )
                 )

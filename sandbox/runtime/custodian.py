@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from flask import Flask
 
 from core.errors import SandboxError
 from crypto import paillier
@@ -87,16 +86,4 @@ def _mantissas(answer: Any, cells: Sequence[Cell], public: PublicKey) -> dict[Ce
         raise CustodianError("the key custodian's answer is malformed") from None
     if len(items) != len(cells) or set(found) != set(cells) or any(not 0 <= m < public.n for m in found.values()):
         raise CustodianError("the key custodian's answer does not match the cells asked")
-    return found
-
-
-def init_app(app: Flask) -> None:
-    """``SANDBOX_CUSTODIAN_URL``: where workers send release decisions; unset, he aggregates fail with that reason."""
-    url = app.config.get("CUSTODIAN_URL")
-    timeout = float(app.config.get("CUSTODIAN_TIMEOUT_SECONDS", DEFAULT_TIMEOUT))
-    app.extensions["sandbox.custodian"] = Custodian(str(url), timeout=timeout) if url else None
-
-
-def get_custodian_of(app: Flask) -> Custodian | None:
-    found: Custodian | None = app.extensions.get("sandbox.custodian")
     return found

@@ -33,10 +33,9 @@ from sqlalchemy.orm import Session
 
 from core.values import JobKind, JobStage
 from crypto import paillier, paillier_bulk
+from crypto.keyring import KeyStore
 from jobs.he.score import ScorePlan
 from policies.model import Policy, ScoreSettings
-from sandbox.db import Database
-from sandbox.keys import KeyStore
 from sandbox.models import Grant, GrantPolicy, Job, JobOutput, ScoreUse
 from sandbox.runtime import outputs
 from sandbox.service import consents
@@ -70,13 +69,27 @@ def over_quota(session: Session, grant_id: str, entities: Sequence[str], limits:
     return found
 
 
-def score(plan: ScorePlan, table: pa.Table, db: Database, job: Job, stage: Stage) -> Scored:
-    """Score the eligible entities of ``plan`` over the dataset's decrypted ``table``."""
+@dataclass(frozen=True)
+class Eligibility:
+    """Of a score job's entities: those over their quota, and those of the rest with a current consent."""
+
+    over_quota: frozenset[str]
+    consenting: frozenset[str]
+
+
+def eligibility(session: Session, plan: ScorePlan, grant_id: str, job_id: str) -> Eligibility:
+    """Quotas and consents now, for a run of job ``job_id`` under ``grant_id``."""
     now = datetime.now(UTC)
-    with db.sessions() as session:
-        quota = over_quota(session, job.grant_id, plan.entities, plan.limits, now, job.id)
-        candidates = [e for e in plan.entities if e not in quota]
-        consenting = consents.current(session, job.grant_id, candidates, now)
+    quota = over_quota(session, grant_id, plan.entities, plan.limits, now, job_id)
+    consenting = consents.current(session, grant_id, [e for e in plan.entities if e not in quota], now)
+    return Eligibility(frozenset(quota), frozenset(consenting))
+
+
+def score(plan: ScorePlan, table: pa.Table, eligible: Eligibility, stage: Stage) -> Scored:
+    """Score the eligible entities of ``plan`` over the dataset's decrypted ``table``."""
+    quota = eligible.over_quota
+    candidates = [e for e in plan.entities if e not in quota]
+    consenting = eligible.consenting
     rows = _features(plan, table, [e for e in candidates if e in consenting])
     entities = [e for e in candidates if e in rows]
     public = plan.public

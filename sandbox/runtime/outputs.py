@@ -7,15 +7,13 @@ table keeps the evidence columns (privacy units per cell) that output control us
 from __future__ import annotations
 
 import json
-import math
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 from pyarrow import ipc
 
 from crypto import envelope, keywrap
-from sandbox.keys import KeyStore
+from crypto.keyring import KeyStore
 from sandbox.models import JobOutput
 
 
@@ -32,21 +30,6 @@ def table_bytes(table: pa.Table) -> bytes:
 
 def table_from_bytes(data: bytes) -> pa.Table:
     return ipc.open_stream(pa.BufferReader(data)).read_all()
-
-
-def json_value(value: Any) -> Any:
-    """JSON-safe cell values: NaN and infinities become null, decimals numbers, dates ISO strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Decimal):  # DuckDB sums integers as DECIMAL(38, 0)
-        return int(value) if value == value.to_integral_value() else float(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def rows_of(table: pa.Table) -> list[dict[str, Any]]:
-    return [{k: json_value(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
 def seal(keys: KeyStore, job_id: str, raw: pa.Table, released: dict[str, Any]) -> JobOutput:

@@ -8,7 +8,6 @@ writer's ``BEGIN IMMEDIATE`` lock serialises claims to the same effect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +19,8 @@ from core.values import JobStage, JobStatus
 from sandbox.db import Database
 from sandbox.models import Job, JobOutput
 from sandbox.runtime import he_score
-from sandbox.runtime.differencing import Cell
-from sandbox.runtime.releases import record
+from sandbox.runtime.definition import Outcome
+from sandbox.runtime.services import record_cells
 from sandbox.service import budget
 from sandbox.service.jobs import transition_details
 from sandbox.service.ledger import Ledger
@@ -114,22 +113,16 @@ class Queue:
                 )
         return result is not None
 
-    def finish(
-        self,
-        claimed: Claimed,
-        status: JobStatus,
-        reason: str,
-        verdict: dict[str, Any] | None,
-        output: JobOutput | None,
-        cells: Sequence[Cell] = (),
-        scored: Sequence[str] = (),
-    ) -> bool:
-        """End the job with its output, in one transaction; False (and no change) if the lease is no longer ours.
+    def finish(self, claimed: Claimed, outcome: Outcome, output: JobOutput | None) -> bool:
+        """End the job with its outcome and sealed output, in one transaction; False (and no change) if the lease is no longer ours.
 
-        A released DP job is charged to the privacy budget here, in the same transaction; if the budget
-        no longer covers it, the job fails with no output stored and nothing spent. Likewise a released
-        score job records its ``scored`` entities' uses here (``he_score.record_uses``).
+        The outcome's verdict becomes the stored JSON here (``Verdict.as_json``). A released DP job is
+        charged to the privacy budget here, in the same transaction; if the budget no longer covers it,
+        the job fails with no output stored and nothing spent. Likewise a released score job records its
+        ``scored`` entities' uses here (``he_score.record_uses``), and a released query its cells.
         """
+        status, reason, scored = outcome.status, outcome.reason, outcome.scored
+        verdict = outcome.verdict.as_json() if outcome.verdict is not None else None
         with self.db.writing() as session:
             job = session.scalar(select(Job).where(*self._ours(claimed)).with_for_update())
             if job is None:
@@ -150,7 +143,7 @@ class Queue:
                 session.add(output)
             self._end(session, job, status, reason)
             if status is JobStatus.RELEASED:
-                record(session, job, cells)
+                record_cells(session, job, outcome.cells)
         return True
 
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ interrupts the engine when either comes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,23 +17,22 @@ import threading
 import time
 import uuid
 
-from flask import Flask
-
 from core.errors import SandboxError
+from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from policies.model import Policy
-from sandbox.db import get_db_of
-from sandbox.keys import KeyStore, get_keys_of
 from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.runtime import outputs
-from sandbox.runtime import pipeline as pipelines
-from sandbox.runtime.custodian import get_custodian_of
+from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Outcome, datasets_of
+from sandbox.runtime.executor import Executor
+from sandbox.runtime.instance import Instance
 from sandbox.runtime.queue import Claimed, Queue
-from sandbox.service.datasets import Datasets
+from sandbox.runtime.services import DatabaseServices
+from sandbox.service.budget import job_epsilon
 from sandbox.service.grants import active_policy
-from sandbox.service.ledger import Ledger
+from sandbox.service.jobs import plan_job
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,17 @@ class Stop(Exception):
 
 
 class Worker:
-    def __init__(self, app: Flask, engine: Engine | None = None, worker_id: str | None = None) -> None:
-        self.app = app
-        self.db = get_db_of(app)
-        self.keys: KeyStore = get_keys_of(app)
-        self.datasets: Datasets = app.extensions["sandbox.datasets"]
-        self.ledger: Ledger = app.extensions["sandbox.ledger"]
+    """Claims jobs and runs each through the ``Executor``; built from the instance's services, not from a web app."""
+
+    def __init__(self, instance: Instance, engine: Engine | None = None, worker_id: str | None = None) -> None:
+        self.instance = instance
+        self.db, self.keys, self.datasets, self.ledger = instance.db, instance.keys, instance.datasets, instance.ledger
         self.own_engine: DuckDBEngine | None = None
         if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
             self.own_engine = engine = DuckDBEngine(prepare_next=True)
         self.engine: Engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.lease_seconds = float(app.config["WORKER_LEASE_SECONDS"])
-        self.poll_seconds = float(app.config["WORKER_POLL_SECONDS"])
+        self.lease_seconds, self.poll_seconds = instance.lease_seconds, instance.poll_seconds
         self.queue = Queue(self.db, self.ledger, self.id, self.lease_seconds)
         self.stopping = threading.Event()
 
@@ -81,22 +79,18 @@ class Worker:
             signal.signal(sig, lambda *_: self.stopping.set())
 
     def process(self, claimed: Claimed) -> None:
-        interrupt, why = threading.Event(), []
+        interrupt, why = threading.Event(), list[str]()
         beat = threading.Thread(target=self._heartbeat, args=(claimed, interrupt, why), daemon=True)
         beat.start()
         try:
-            outcome = self._pipeline(claimed, interrupt, why)
+            outcome = self._execute(claimed, interrupt)
         except (Stop, QueryInterrupted):
-            outcome = pipelines.Outcome(
-                JobStatus.FAILED if why and why[0] == "timeout" else JobStatus.CANCELLED, _stop_reason(why), None, None, None
-            )
+            outcome = Outcome.ended(JobStatus.FAILED if why and why[0] == "timeout" else JobStatus.CANCELLED, _stop_reason(why))
         except SandboxError as exc:
-            outcome = pipelines.Outcome(JobStatus.FAILED, exc.message, None, None, None)
+            outcome = Outcome.ended(JobStatus.FAILED, exc.message)
         except Exception as exc:
             log_unexpected(log, f"job {claimed.job_id}", exc)
-            outcome = pipelines.Outcome(
-                JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details", None, None, None
-            )
+            outcome = Outcome.ended(JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details")
         finally:
             interrupt.set()
         if why and why[0] == "lease":
@@ -104,7 +98,7 @@ class Worker:
         output = None
         if outcome.raw is not None and outcome.released is not None:
             output = outputs.seal(self.keys, claimed.job_id, outcome.raw, outcome.released)
-        self.queue.finish(claimed, outcome.status, outcome.reason, outcome.verdict, output, outcome.cells, outcome.scored)
+        self.queue.finish(claimed, outcome, output)
 
     def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
         deadline = time.monotonic() + claimed.timeout_seconds
@@ -116,27 +110,18 @@ class Worker:
                 interrupt.set()
                 return
 
-    def _pipeline(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> pipelines.Outcome:
-        job, policy, versions = self._load_job(claimed)
-        he = pipelines.HEServices(self.ledger, self.keys, get_custodian_of(self.app), f"worker:{self.id}")
-        run = pipelines.Run(
-            job,
-            policy,
-            versions,
-            self.db,
-            self.engine,
-            lambda stage, progress: self._stage(claimed, stage, progress, interrupt),
-            interrupt,
-            he,
-        )
-        return run.execute({name: self.datasets.read(versions[name]) for name in run.datasets})
+    def _execute(self, claimed: Claimed, interrupt: threading.Event) -> Outcome:
+        definition, grant_id, versions = self._load_job(claimed)
+        tables = {name: self.datasets.read(versions[name]) for name in datasets_of(definition.plan)}
+        services = DatabaseServices(self.instance, definition, grant_id, f"worker:{self.id}")
+        return Executor(self.engine, interrupt).run(definition, tables, services, functools.partial(self._stage, claimed, interrupt))
 
-    def _stage(self, claimed: Claimed, stage: JobStage, progress: float, interrupt: threading.Event) -> None:
+    def _stage(self, claimed: Claimed, interrupt: threading.Event, stage: JobStage, progress: float) -> None:
         if interrupt.is_set() or not self.queue.stage(claimed, stage, progress):
             raise Stop
 
-    def _load_job(self, claimed: Claimed) -> tuple[Job, Policy, dict[str, DatasetVersion]]:
-        """The job, the policy version it was checked under (its grant still active), its pinned versions."""
+    def _load_job(self, claimed: Claimed) -> tuple[JobDefinition, str, dict[str, DatasetVersion]]:
+        """The job's definition under the policy version it was checked with (its grant still active), its grant, its pinned versions."""
         with self.db.sessions() as session:
             job = session.get(Job, claimed.job_id)
             grant = session.get(Grant, job.grant_id) if job else None
@@ -149,7 +134,22 @@ class Worker:
             missing = [name for name, v in versions.items() if v is None]
             if missing:
                 raise SandboxError(f"dataset versions are missing: {', '.join(missing)}")
-            return job, policy, {k: v for k, v in versions.items() if v is not None}
+            found = {k: v for k, v in versions.items() if v is not None}
+            return definition_of(job, policy, found, claimed.timeout_seconds), grant.id, found
+
+
+def definition_of(job: Job, policy: Policy, versions: dict[str, DatasetVersion], timeout_seconds: int) -> JobDefinition:
+    """A stored job as a definition: its spec planned again on its pinned versions under its pinned policy."""
+    refs = tuple(
+        DatasetRef(name, v.id, DatasetSchema.model_validate(v.schema), v.unit_count == v.row_count) for name, v in versions.items()
+    )
+    schemas = {ref.name: ref.schema for ref in refs}
+    unique = frozenset(ref.name for ref in refs if ref.unique_units)
+    kind = JobKind(job.kind)
+    plan = plan_job(kind, job.spec, policy, schemas, unique)
+    return JobDefinition(
+        job.id, job.org_id, kind, dict(job.spec), job.spec_sha256, plan, refs, policy, Limits(timeout_seconds), job_epsilon(job.spec)
+    )
 
 
 def _stop_reason(why: list[str]) -> str:

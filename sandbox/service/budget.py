@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
 from core.values import Role
-from policies.budget import Delta, Epsilon, delta_share
+from policies.budget import Delta, Epsilon, selection_delta
 from policies.model import DPSettings, Policy
 from sandbox.models import BudgetSpend, Dataset, DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.service.auth import Principal
@@ -41,11 +41,6 @@ def job_epsilon(spec: dict[str, Any]) -> Epsilon | None:
     """The ε a job states (only DP jobs state one)."""
     value = spec.get("epsilon")
     return None if value is None else Epsilon(float(value))
-
-
-def selection_delta(settings: DPSettings, epsilon: Epsilon) -> Delta:
-    """The δ a job spending ``epsilon`` selects keys with: its share of the grant's δ (0 when the policy has none)."""
-    return delta_share(Delta(settings.delta_total), epsilon, Epsilon(settings.epsilon_total))
 
 
 def spent_delta(job: Job, settings: DPSettings, epsilon: Epsilon) -> Delta:

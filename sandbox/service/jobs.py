@@ -29,7 +29,7 @@ from jobs.stats import StatsPlan
 from jobs.stats import plan as plan_stats
 from jobs.stats.dp import DPStats
 from jobs.stats.dp import plan_dp as plan_dp_stats
-from policies.budget import Delta
+from policies.budget import Delta, selection_delta
 from policies.model import Policy
 from sandbox.models import Grant, Job
 from sandbox.service import budget
@@ -221,7 +221,7 @@ def _precheck_budget(session: Session, ledger: Ledger, caller: Principal, grant:
     epsilon = budget.job_epsilon(checked.spec)
     if checked.policy.dp is None or epsilon is None:
         return
-    delta = budget.selection_delta(checked.policy.dp, epsilon) if selects_keys(checked.plan) else Delta(0.0)
+    delta = selection_delta(checked.policy.dp, epsilon) if selects_keys(checked.plan) else Delta(0.0)
     try:
         budget.precheck(session, grant, checked.datasets[0], checked.policy.dp, epsilon, delta)
     except BudgetExhausted as exc:

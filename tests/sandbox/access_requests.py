@@ -17,6 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from sandbox.app import instance_of
 from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth
 
@@ -98,7 +99,7 @@ class Setup:
         assert response.status_code == 202, response.json
         job_id = str(response.json["id"])
         if status != "queued":
-            assert Worker(self.request.getfixturevalue("app")).run(once=True) == 1
+            assert Worker(instance_of(self.request.getfixturevalue("app"))).run(once=True) == 1
         response = self.client.get(f"{API}/jobs/{job_id}", headers=auth(self.world.analyst))
         assert response.status_code == 200, response.json
         assert response.json["status"] == status, response.json

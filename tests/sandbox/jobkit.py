@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 
+from sandbox.app import instance_of
 from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth
 
@@ -36,7 +37,7 @@ def submit(world: World, grant_id: str, sql: str, token: str | None = None, **sp
 
 
 def run_worker(app: Flask, engine: Any = None) -> int:
-    return Worker(app, engine=engine).run(once=True)
+    return Worker(instance_of(app), engine=engine).run(once=True)
 
 
 def job_json(world: World, job_id: str, token: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from crypto import paillier
 from crypto.paillier import KeyPair
+from sandbox.app import instance_of
 from sandbox.client import ApiError, Client, scoring
 from sandbox.runtime.worker import Worker
 from tests.conftest import World, auth, data_file
@@ -146,7 +147,7 @@ class InProcess(Client):
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         if method == "GET" and path.startswith("/jobs/") and path.count("/") == 2:
-            Worker(self.app).run(once=True)
+            Worker(instance_of(self.app)).run(once=True)
         response = self.flask.open(
             API + path, method=method, headers=auth(self.token), json=kwargs.get("json"), query_string=kwargs.get("params")
         )

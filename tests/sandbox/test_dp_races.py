@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from sandbox.app import instance_of
 from sandbox.runtime.worker import Worker
 from sandbox.service import budget
 from tests.conftest import PG_URL, World, auth
@@ -48,7 +49,7 @@ def test_parallel_jobs_release_exactly_what_the_budget_affords(
         return spent
 
     monkeypatch.setattr(budget, "grant_spent", slow_read)
-    workers = [threading.Thread(target=Worker(app, worker_id=f"w{i}").run, kwargs={"once": True}) for i in range(3)]
+    workers = [threading.Thread(target=Worker(instance_of(app), worker_id=f"w{i}").run, kwargs={"once": True}) for i in range(3)]
     for thread in workers:
         thread.start()
     for thread in workers:

@@ -15,11 +15,12 @@ from crypto import ledger as ledger_crypto
 from crypto import paillier
 from jobs import he as he_jobs
 from jobs.he import AggregatePlan
+from jobs.he import run_aggregate as he_aggregate
 from policies.model import Policy
 from sandbox.db import get_db_of
 from sandbox.keys import get_keys_of
 from sandbox.models import JobOutput
-from sandbox.runtime import he_aggregate, outputs
+from sandbox.runtime import outputs
 from sandbox.runtime.custodian import Custodian
 from tests.conftest import World, auth
 from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, CustodianFixture, he_grant, he_meta, pums_frame, quick_encrypt, submit_he

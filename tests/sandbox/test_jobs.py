@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 
 from jobs.engine import DuckDBEngine
+from sandbox.app import instance_of
 from sandbox.db import get_db_of
 from sandbox.models import Job, JobOutput
 from sandbox.runtime.worker import Worker
@@ -264,7 +265,7 @@ def test_unexpected_failures_log_no_data(world: World, app: Flask, approved: str
             raise RuntimeError(f"could not convert value {value} in row 7")
 
     job_id = submit(world, approved, RACE_SQL).json["id"]
-    Worker(app, engine=Leaky()).run(once=True)
+    Worker(instance_of(app), engine=Leaky()).run(once=True)
     job = job_json(world, job_id)
     assert job["status"] == "failed"
     assert "56000" not in job["reason"]

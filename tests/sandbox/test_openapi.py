@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from sandbox.app import instance_of
 from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth, request_grant
 
@@ -140,7 +141,7 @@ def known_ids(app: Flask, world: World, grant: dict[str, Any]) -> tuple[dict[str
     approved = approved_grant(world, dataset_id, PUMS_POLICY)
     released = submit(world, approved)
     held = submit(world, approved_grant(world, dataset_id, {**PUMS_POLICY, "release_mode": "always_review"}))
-    assert Worker(app).run(once=True) == 2
+    assert Worker(instance_of(app)).run(once=True) == 2
     queued = submit(world, approved)
     for job_id, status in ((released, "released"), (held, "held"), (queued, "queued")):
         assert world.client.get(f"{API}/jobs/{job_id}", headers=auth(world.analyst)).json["status"] == status

@@ -20,12 +20,11 @@ from core.values import JobStatus
 from jobs.dp.answer import DPAnswer, answer
 from jobs.dp.plan import DPAggregate, DPPlan
 from jobs.engine import Engine
+from jobs.released import Released, rows_of
 from jobs.stats.dp import DPStats, shape
-from policies.budget import Delta, Epsilon
+from policies.budget import Delta, Epsilon, selection_delta
 from policies.dp import NoisyQuantile, NoisyValue
 from policies.model import Aggregate, Policy, ReleaseMode
-from sandbox.runtime import outputs
-from sandbox.service.budget import selection_delta
 
 RULE = "dp"
 _EXPONENTIAL = "exponential mechanism over evenly spaced candidates in the bounds, per cell"
@@ -46,7 +45,7 @@ class DPRelease:
     reason: str
     summary: dict[str, Any]
     raw: pa.Table  # the exact cells present in the data, for reviewers
-    released: dict[str, Any]  # {columns, rows, notes, summary}
+    released: Released
 
 
 def run(
@@ -121,7 +120,7 @@ def _release(
         for column, values in noisy.errors.items()
         for row, value in enumerate(values)
     ]
-    released = {"columns": columns, "rows": outputs.rows_of(noisy.table), "notes": notes, "summary": summary}
+    released: Released = {"columns": columns, "rows": rows_of(noisy.table), "notes": notes, "summary": summary}
     return DPRelease(status, reason, summary, exact, released)
 
 

@@ -5,7 +5,8 @@ Two aggregates over populations that differ by one person disclose that person (
 income of everyone, then of everyone but race 5). Each released cell is recorded with its size;
 populations are recomputed exactly, from the jobs' plans over the immutable dataset version, only
 when a new cell comes within k-1 units of an earlier one in size, and compared as roaring bitmaps
-of the units' 64-bit hashes.
+of the units' 64-bit hashes (``jobs.query.population`` computes them; the database lookups are the
+runtime's).
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-import sqlglot
 from pyroaring import BitMap64
-from sqlglot import exp
 
-from jobs.query import QueryPlan
-
-UNITS_ALIAS = "__units_0"
 Key = tuple[Any, ...]
 
 
@@ -43,23 +38,6 @@ class Finding:
     key: Key
     job_id: str
     difference: int
-
-
-def population_sql(plan: QueryPlan) -> str:
-    """The plan with its first unit count replaced by the list of the units' hashes (DuckDB's ``hash``)."""
-    tree = sqlglot.parse_one(plan.executable_sql, dialect="duckdb")
-    for alias in tree.find_all(exp.Alias):
-        if alias.alias == UNITS_ALIAS and isinstance(alias.this, exp.Count) and isinstance(alias.this.this, exp.Distinct):
-            unit = alias.this.this.expressions[0].copy()
-            alias.set("this", exp.ArrayAgg(this=exp.Distinct(expressions=[exp.func("hash", unit)])))
-            return tree.sql(dialect="duckdb")
-    raise ValueError("the plan has no distinct unit count to turn into a population")
-
-
-def populations(table: pa.Table, group_keys: Sequence[str]) -> dict[Key, BitMap64]:
-    keys = [table.column(k).to_pylist() for k in group_keys]
-    lists = table.column(UNITS_ALIAS).to_pylist()
-    return {tuple(col[i] for col in keys): BitMap64(lists[i] or []) for i in range(table.num_rows)}
 
 
 def candidates(cells: Iterable[Cell], earlier: Iterable[Earlier], k: int) -> list[tuple[Cell, Earlier]]:

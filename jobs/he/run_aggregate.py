@@ -1,4 +1,4 @@
-"""Running an ``he`` aggregate on a worker: group in plain, sum ciphertexts, control on counts, decrypt only what passed.
+"""Running an ``he`` aggregate: group in plain, sum ciphertexts, control on counts, decrypt only what passed.
 
 1. Group the rows by the plain dimensions (pyarrow/numpy): per group its rows, its distinct privacy
    units and, per encrypted column, how many rows have a value.
@@ -32,15 +32,15 @@ from core.values import JobStage, JobStatus
 from crypto import paillier, paillier_bulk
 from crypto.paillier import PublicKey
 from jobs.he import AggregatePlan
+from policies import release as releases
 from policies.evidence import Output, missing_column
 from policies.model import Aggregate, Policy
 from policies.output_control import TABLE_ROW, CellStatus, Controlled, Note, control
-from sandbox.runtime import releases
-from sandbox.runtime.custodian import Cell, Custodian, CustodianError
 
 UNITS = "__units_0"
 RULES = ("threshold", "values_threshold", "zeros", "missing")  # what counts (and, after decryption, values) decide
 NOT_EVALUATED = ("nk_dominance", "p_ratio", "negative")  # need per-unit values: not on ciphertexts
+Cell = tuple[int, str]  # (row, encrypted column)
 Decrypt = Callable[[PublicKey, dict[Cell, int]], tuple[dict[Cell, int], str]]  # -> (mantissas, decision digest)
 Stage = Callable[[JobStage, float], None]
 
@@ -166,7 +166,7 @@ def run(plan: AggregatePlan, policy: Policy, table: pa.Table, public: PublicKey 
     try:
         sums = {cell: paillier.decode(m, plan.scale(cell[1]), public) for cell, m in mantissas.items()}
     except OverflowError:
-        raise CustodianError("a decrypted sum overflowed the key's range: the column's values are too large for its scale") from None
+        raise SandboxError("a decrypted sum overflowed the key's range: the column's values are too large for its scale") from None
     stage(JobStage.RELEASE, 0.9)
     filled = control_table(groups, plan, sums)
     release = _decide(filled, plan, policy, groups)
@@ -203,28 +203,10 @@ def _withhold_raw(raw: pa.Table, release: releases.Release, plan: AggregatePlan)
     return raw
 
 
-def preview(plan: AggregatePlan, policy: Policy, table: pa.Table) -> Result:
+def dry_run(plan: AggregatePlan, policy: Policy, table: pa.Table) -> Result:
     """A dry run on mock rows: groups, counts and output control; sums are never computed (no real ciphertexts)."""
     groups = group(table, plan, values_known=False)
     release = _decide(control_table(groups, plan), plan, policy, groups)
     dry = Note(TABLE_ROW, "*", CellStatus.PASS, "he_dry_run", "sums and averages of encrypted columns are computed on the real data only")
     result = _result(release, plan, control_table(groups, plan), {})
     return Result(result.status, result.reason, result.summary, result.raw, result.columns, result.table, (*result.notes, dry))
-
-
-def with_custodian(
-    custodian: Custodian | None, job_id: str, signing_key: Callable[[], bytes], record: Callable[[PublicKey, int, str], None]
-) -> Decrypt:
-    """The decrypt step of ``run`` through ``custodian``, recorded by ``record(key, cells, digest)`` once done.
-
-    Fails cleanly (``CustodianError``) when no custodian is configured, or it is unreachable or refuses.
-    """
-
-    def decrypt(public: PublicKey, ciphertexts: dict[Cell, int]) -> tuple[dict[Cell, int], str]:
-        if custodian is None:
-            raise CustodianError("no key custodian is configured for this worker (SANDBOX_CUSTODIAN_URL)")
-        done = custodian.decrypt(job_id, public, ciphertexts, signing_key())
-        record(public, len(done.mantissas), done.decision_sha256)
-        return done.mantissas, done.decision_sha256
-
-    return decrypt

@@ -1,0 +1,255 @@
+"""The one pipeline of real and dry runs: plan -> execute -> output control -> release decision.
+
+``Executor.run(definition, tables, services, stage)`` dispatches once on the plan's type and returns
+a typed ``Outcome``. The worker calls it with the decrypted tables and database-backed ``Services``;
+a dry run with mock tables and ``DRY_RUN`` services, which record nothing and find nothing earlier.
+``stage`` reports progress and raises when the job must stop (cancelled, timed out, lease lost).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from core.errors import BadRequest, InternalError
+from core.values import JobStage, JobStatus
+from crypto.paillier import PublicKey
+from jobs.dp import release as dp_release
+from jobs.engine import Engine
+from jobs.he import AggregatePlan, HEPlan, ScorePlan
+from jobs.he import run_aggregate as he_aggregate
+from jobs.query import OutputKind, QueryPlan
+from jobs.query import validate as validate_query
+from jobs.query.population import population_sql, populations
+from jobs.released import form
+from jobs.stats import StatsPlan, StatsResult
+from jobs.stats import run as run_stats
+from jobs.stats.dp import DPStats
+from policies import differencing
+from policies.budget import Epsilon
+from policies.evidence import GROUPING_COLUMN, Output, is_evidence
+from policies.model import Policy, ReleaseMode
+from policies.output_control import CellStatus, Note, control
+from policies.release import decide, released_rows, row_keys, row_units
+from sandbox.runtime import he_score
+from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
+
+Stage = Callable[[JobStage, float], None]
+HELD_BY_POLICY = "the policy holds every output for review"
+
+
+class Services(Protocol):
+    """What a run needs of the instance while it runs: lookups and the recorded decryption of he sums."""
+
+    def earlier_cells(self, version_id: str, low: int, high: int) -> list[differencing.Earlier]:
+        """Cells released on ``version_id`` with ``low``..``high`` units by other queries (differencing)."""
+        ...
+
+    def earlier_query(self, job_id: str) -> tuple[str, Policy]:
+        """An earlier query job's SQL and the policy it ran under, to recompute its populations."""
+        ...
+
+    def public_key(self, fingerprint: str) -> PublicKey | None:
+        """A registered Paillier key of the domain."""
+        ...
+
+    def decrypt(self, public: PublicKey, ciphertexts: dict[he_aggregate.Cell, int]) -> tuple[dict[he_aggregate.Cell, int], str]:
+        """The key custodian's decryption of exactly ``ciphertexts``, recorded on the ledger: (mantissas, decision digest)."""
+        ...
+
+    def eligibility(self, plan: ScorePlan) -> he_score.Eligibility:
+        """Which of a score job's entities are over quota, and which of the rest consent now."""
+        ...
+
+
+class DryRunServices:
+    """A dry run's services: nothing was released before, nothing is decrypted, nothing is recorded."""
+
+    def earlier_cells(self, version_id: str, low: int, high: int) -> list[differencing.Earlier]:
+        return []
+
+    def earlier_query(self, job_id: str) -> tuple[str, Policy]:
+        raise InternalError("a dry run finds no earlier cells")
+
+    def public_key(self, fingerprint: str) -> PublicKey | None:
+        return None
+
+    def decrypt(self, public: PublicKey, ciphertexts: dict[he_aggregate.Cell, int]) -> tuple[dict[he_aggregate.Cell, int], str]:
+        raise InternalError("a dry run decrypts nothing")
+
+    def eligibility(self, plan: ScorePlan) -> he_score.Eligibility:
+        raise InternalError("score jobs have no dry run")
+
+
+DRY_RUN = DryRunServices()
+
+
+class Executor:
+    """Runs job definitions on an engine; ``interrupt`` stops the engine's current query."""
+
+    def __init__(self, engine: Engine, interrupt: threading.Event | None = None) -> None:
+        self.engine, self.interrupt = engine, interrupt
+
+    def run(self, definition: JobDefinition, tables: Mapping[str, pa.Table], services: Services, stage: Stage) -> Outcome:
+        return _Run(self, definition, dict(tables), services, stage).execute()
+
+
+class _Run:
+    def __init__(
+        self, executor: Executor, definition: JobDefinition, tables: dict[str, pa.Table], services: Services, stage: Stage
+    ) -> None:
+        self.engine, self.interrupt = executor.engine, executor.interrupt
+        self.definition, self.tables, self.services, self.stage = definition, tables, services, stage
+        self.policy = definition.policy
+
+    def execute(self) -> Outcome:
+        plan = self.definition.plan
+        self.stage(JobStage.EXECUTE, 0.3)
+        if isinstance(plan, QueryPlan):
+            return self._dp_query(plan) if plan.dp is not None else self._query(plan)
+        if isinstance(plan, DPStats):
+            return self._dp_stats(plan)
+        if isinstance(plan, AggregatePlan):
+            return self._he_aggregate(plan)
+        if isinstance(plan, ScorePlan):
+            return self._score(plan)
+        if isinstance(plan, HEPlan):
+            raise InternalError(f"no runner for he op {plan.op}")
+        return self._stats(plan)
+
+    def _query(self, plan: QueryPlan) -> Outcome:
+        raw = self.engine.run(plan.executable_sql, self.tables, self.interrupt)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        outs = [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
+        controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
+        aggregates = [o.name for o in outs]
+        keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
+        candidates = [differencing.Cell(keys[i], units[i]) for i in released_rows(controlled.notes, raw.num_rows, aggregates)]
+        extra = [
+            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, self.policy))
+            for f in self._differencing(plan, candidates)
+            for column in aggregates
+        ]
+        self.stage(JobStage.RELEASE, 0.95)
+        release = decide(controlled, extra, aggregates, self.policy, keys, units)
+        columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
+        released = form(columns, release.table, release.notes, release.summary)
+        return Outcome(release.status, release.reason, Verdict.of(release.summary), raw, released, tuple(release.cells))
+
+    def _differencing(self, plan: QueryPlan, cells: list[differencing.Cell]) -> list[differencing.Finding]:
+        """Cells whose population differs from an earlier released one by 1..k-1 units (single-table queries)."""
+        if len(plan.datasets) != 1 or len(plan.unit_columns) != 1 or not cells:
+            return []
+        k = self.policy.disclosure.threshold
+        version_id = self.definition.dataset(plan.datasets[0]).version_id
+        low, high = min(c.units for c in cells) - (k - 1), max(c.units for c in cells) + (k - 1)
+        pairs = differencing.candidates(cells, self.services.earlier_cells(version_id, low, high), k)
+        if not pairs:
+            return []
+        mine = self._populations(str(self.definition.spec["sql"]), self.policy)
+        return differencing.find(pairs, mine, lambda job_id: self._populations(*self.services.earlier_query(job_id)), k)
+
+    def _populations(self, sql: str, policy: Policy) -> dict[differencing.Key, Any]:
+        plan = validate_query(sql, policy, self.definition.schemas)
+        return populations(self.engine.run(population_sql(plan), self.tables), plan.group_keys)
+
+    def _dp_query(self, plan: QueryPlan) -> Outcome:
+        """Noisy answers; the budget is charged when the output is released (``Queue.finish`` or a review)."""
+        assert plan.dp is not None
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        result = dp_release.run(plan.dp, self.policy, self._epsilon(), self.tables, self.engine, self.interrupt, mock=self.definition.mock)
+        self.stage(JobStage.RELEASE, 0.95)
+        return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, result.released)
+
+    def _dp_stats(self, plan: DPStats) -> Outcome:
+        """A statistics op's noisy table, charged like a DP query when released."""
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        epsilon = self._epsilon()
+        result = dp_release.run_stats(plan, self.policy, epsilon, self.tables, self.engine, self.interrupt, mock=self.definition.mock)
+        self.stage(JobStage.RELEASE, 0.95)
+        return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, result.released)
+
+    def _epsilon(self) -> Epsilon:
+        epsilon = self.definition.epsilon
+        assert epsilon is not None, "a DP job states its epsilon (checked at submission)"
+        return epsilon
+
+    def _stats(self, plan: StatsPlan) -> Outcome:
+        result = run_stats(plan, self.tables, self.engine, self.policy.disclosure)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        if result.refused:
+            return Outcome(JobStatus.BLOCKED, result.refused, Verdict(CellStatus.BLOCK, result.refused), result.table)
+        if plan.model is not None:
+            return self._model(result)
+        outs = [Output(name, aggregate) for name, aggregate in result.outputs]
+        controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure)
+        self.stage(JobStage.RELEASE, 0.95)
+        keys, units = row_keys(result.table, result.dimensions), row_units(result.table, result.unit_columns)
+        release = decide(controlled, [], [o.name for o in outs], self.policy, keys, units)
+        table = with_margins(release.table, result)
+        released = form(_stats_columns(table, result), table, release.notes, release.summary)
+        return Outcome(release.status, release.reason, Verdict.of(release.summary), result.table, released)
+
+    def _model(self, result: StatsResult) -> Outcome:
+        """Coefficients, standard errors and fit statistics, already refused by the op when unsafe."""
+        table = pa.table({n: result.table.column(n) for n in result.table.column_names if not is_evidence(n)})
+        verdict = Verdict(CellStatus.PASS, "", {"rows": table.num_rows, "fit": result.summary})
+        columns = [
+            {"name": n, "kind": "group_key" if n == "term" else "aggregate", "type": str(table.schema.field(n).type)}
+            for n in table.column_names
+        ]
+        status, reason = self._release_mode()
+        return Outcome(status, reason, verdict, result.table, form(columns, table, (), verdict.as_json()))
+
+    def _he_aggregate(self, plan: AggregatePlan) -> Outcome:
+        """Counts in plain, sums decrypted by the custodian; a dry run counts only (mock rows have no ciphertexts)."""
+        table = self.tables[plan.dataset]
+        if self.definition.mock:
+            result = he_aggregate.dry_run(plan, self.policy, table)
+        else:
+            public = self.services.public_key(plan.key)
+            result = he_aggregate.run(plan, self.policy, table, public, self.services.decrypt, self.stage)
+        released = form(result.columns, result.table, result.notes, result.summary)
+        return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, released)
+
+    def _score(self, plan: ScorePlan) -> Outcome:
+        """Encrypted scores of the eligible entities; there is no cell to check, only the release mode to obey."""
+        if self.definition.mock:
+            raise BadRequest("score jobs have no dry run: mock rows have no consents and no scores", details={"field": "kind"})
+        scored = he_score.score(plan, self.tables[plan.dataset], self.services.eligibility(plan), self.stage)
+        self.stage(JobStage.OUTPUT_CONTROL, 0.8)
+        self.stage(JobStage.RELEASE, 0.95)
+        status, reason = self._release_mode()
+        released = form(he_score.COLUMNS, scored.table, (), scored.summary)
+        return Outcome(status, reason, Verdict.of(scored.summary), scored.table, released, scored=scored.entities)
+
+    def _release_mode(self) -> tuple[JobStatus, str]:
+        """The release of an answer output control has nothing to check in: the release mode alone decides."""
+        if self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW:
+            return JobStatus.HELD, HELD_BY_POLICY
+        return JobStatus.RELEASED, ""
+
+
+def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
+    """Add ``total_over``: the dimensions a margin row totals over ("" for an inner cell)."""
+    if GROUPING_COLUMN not in result.table.column_names:
+        return table
+    dims = list(result.dimensions)
+    masks = result.table.column(GROUPING_COLUMN).to_pylist()
+    labels = [",".join(d for j, d in enumerate(dims) if (mask or 0) >> (len(dims) - 1 - j) & 1) for mask in masks]
+    return table.append_column("total_over", pa.array(labels, pa.string()))
+
+
+def _stats_columns(table: pa.Table, result: StatsResult) -> list[dict[str, str]]:
+    kinds = dict.fromkeys(result.dimensions, "group_key") | {"total_over": "margin"} | {name: "aggregate" for name, _ in result.outputs}
+    return [{"name": n, "kind": kinds.get(n, "aggregate"), "type": str(table.schema.field(n).type)} for n in table.column_names]
+
+
+def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
+    return (
+        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
+        f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
+    )

@@ -1,0 +1,91 @@
+"""The typed boundary between the worker and the work: definitions and outcomes, one pipeline, no Flask."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+from flask import Flask
+
+from core.values import JobStage, JobStatus
+from jobs.engine import DuckDBEngine
+from policies.model import Policy
+from policies.rules import CellStatus
+from sandbox.app import instance_of
+from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
+from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
+from sandbox.runtime.executor import DRY_RUN, Executor
+from sandbox.runtime.services import DatabaseServices
+from sandbox.runtime.worker import definition_of
+from tests.conftest import World
+from tests.sandbox.jobkit import RACE_SQL, submit
+
+
+def _definition(app: Flask, world: World, grant_id: str, sql: str = RACE_SQL) -> tuple[JobDefinition, dict[str, DatasetVersion], str]:
+    job_id = submit(world, grant_id, sql).json["id"]
+    with instance_of(app).db.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        grant = session.get(Grant, job.grant_id)
+        assert grant is not None
+        pinned = session.query(GrantPolicy).filter_by(grant_id=grant.id, version=job.policy_version).one()
+        versions = {name: session.get(DatasetVersion, ref["version_id"]) for name, ref in job.dataset_versions.items()}
+        found = {k: v for k, v in versions.items() if v is not None}
+        return definition_of(job, Policy.model_validate(pinned.policy), found, 60), found, grant.id
+
+
+def _no_stages(stage: JobStage, progress: float) -> None:
+    pass
+
+
+def test_definition_and_outcome_survive_a_pickle_round_trip(app: Flask, world: World, approved: str) -> None:
+    definition, versions, grant_id = _definition(app, world, approved)
+    copy = pickle.loads(pickle.dumps(definition))  # noqa: S301 - our own bytes: the child-process hand-over
+    assert copy == definition
+    instance = instance_of(app)
+    tables = {name: instance.datasets.read(v) for name, v in versions.items()}
+    outcome = Executor(DuckDBEngine()).run(copy, tables, DatabaseServices(instance, copy, grant_id, "test"), _no_stages)
+    back: Outcome = pickle.loads(pickle.dumps(outcome))  # noqa: S301 - as above
+    assert (back.status, back.reason, back.verdict, back.released, back.cells) == (
+        outcome.status,
+        outcome.reason,
+        outcome.verdict,
+        outcome.released,
+        outcome.cells,
+    )
+    assert back.raw is not None
+    assert outcome.raw is not None
+    assert back.raw.equals(outcome.raw)
+    assert isinstance(back.verdict, Verdict)
+    assert back.verdict.status is CellStatus.SUPPRESS  # races 5 and 6 are too small
+
+
+def test_a_dry_run_and_a_real_run_of_one_plan_release_the_same_form(app: Flask, world: World, approved: str) -> None:
+    definition, versions, grant_id = _definition(app, world, approved)
+    instance = instance_of(app)
+    tables = {name: instance.datasets.read(v) for name, v in versions.items()}
+    executor = Executor(DuckDBEngine())
+    real = executor.run(definition, tables, DatabaseServices(instance, definition, grant_id, "test"), _no_stages)
+    dry = executor.run(dataclasses.replace(definition, mock=True), tables, DRY_RUN, _no_stages)
+    assert real.status is JobStatus.RELEASED
+    assert real.released is not None
+    assert real.released["rows"]
+    assert dry.released == real.released
+    assert dry.verdict == real.verdict
+
+
+def test_a_verdict_becomes_json_in_one_place() -> None:
+    summary: dict[str, Any] = {"status": "review", "reason": "cells flagged for review", "rows": 3, "flagged": 1}
+    verdict = Verdict.of(summary)
+    assert verdict.status is CellStatus.REVIEW
+    assert verdict.as_json() == summary
+    assert list(verdict.as_json()) == list(summary)
+
+
+def test_the_worker_module_imports_no_flask() -> None:
+    code = "import sandbox.runtime.worker, sandbox.runtime.executor, sys; assert 'flask' not in sys.modules, 'flask imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
