@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 from core.schema import DatasetMeta  # noqa: E402
 from core.values import OrgKind, Role  # noqa: E402
 from crypto import envelope  # noqa: E402
+from sandbox import bootstrap as setup  # noqa: E402
 from sandbox import create_app  # noqa: E402
-from sandbox import instance as setup  # noqa: E402
 from sandbox.client import Client  # noqa: E402
 from sandbox.db import get_db_of  # noqa: E402
 from sandbox.demo.seed import PUMS_META, PUMS_POLICY  # noqa: E402

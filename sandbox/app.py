@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 from flask import Flask, Request
 
 if TYPE_CHECKING:
-    from sandbox.runtime.instance import Instance
+    from sandbox.instance import Instance
     from sandbox.service.datasets import Datasets
     from sandbox.service.ledger import Ledger
 
@@ -28,7 +28,7 @@ class InMemoryRequest(Request):
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from sandbox import api, config, db
-    from sandbox.runtime.instance import Instance
+    from sandbox.instance import Instance
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest
@@ -53,6 +53,6 @@ def get_datasets_of(app: Flask) -> Datasets:
 
 def instance_of(app: Flask) -> Instance:
     """The services ``app`` holds now, for a ``Worker`` in the same process (the command line, tests)."""
-    from sandbox.runtime.instance import Instance
+    from sandbox.instance import Instance
 
     return Instance.of_extensions(app.extensions, app.config)

@@ -24,8 +24,8 @@ from core.errors import BadRequest, Conflict
 from crypto import ledger as ledger_crypto
 from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
+from sandbox import bootstrap as setup
 from sandbox import create_app, keys
-from sandbox import instance as setup
 from sandbox.app import get_ledger_of, instance_of
 from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of

@@ -1,4 +1,4 @@
-"""The metadata database: engine and sessions (``sandbox.runtime.instance`` creates them from the configuration).
+"""The metadata database: engine and sessions (``sandbox.instance`` creates them from the configuration).
 
 Reads use the request's session. Every change goes through ``writing()``, one unit of work that
 commits or rolls back as a whole; on SQLite it starts with ``BEGIN IMMEDIATE`` so that two writers

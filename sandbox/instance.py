@@ -1,70 +1,78 @@
-"""Creating an instance: folder, master key, schema, signing key, operator organisation and admin.
+"""The instance's services as one typed value, built from the configuration mapping without Flask.
 
-Idempotent, so that ``python -m sandbox init`` can run on every start.
+``create_app`` builds one and hands its parts to the app; ``python -m sandbox worker`` builds one
+from the same configuration and gives it to a ``Worker``. Nothing here is created at import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flask import Flask
-from sqlalchemy import select
-
-from core.values import OrgKind, Role
-from sandbox import keys, migrate
-from sandbox.app import get_ledger_of
-from sandbox.db import get_db_of
-from sandbox.models import Org, Token, User
-from sandbox.service import identity
-from sandbox.service.auth import issue_token, token_hash
-
-SYSTEM = "system:cli"
-OPERATOR_ORG = "Domain operator"
+from crypto.keyring import KeyStore
+from sandbox.db import Database, make_engine
+from sandbox.runtime.custodian import DEFAULT_TIMEOUT, Custodian
+from sandbox.service.datasets import Datasets
+from sandbox.service.ledger import Ledger
+from sandbox.storage import EncryptedStore
 
 
 @dataclass(frozen=True)
-class Initialised:
-    admin_id: str
-    admin_token: str | None  # set when a new admin token was issued
+class Instance:
+    """The database, key store, encrypted store, ledger, datasets and key custodian of one instance."""
 
+    db: Database
+    keys: KeyStore
+    store: EncryptedStore
+    ledger: Ledger
+    datasets: Datasets
+    custodian: Custodian | None  # None: SANDBOX_CUSTODIAN_URL is not set; he aggregates fail with that reason
+    lease_seconds: float  # WORKER_LEASE_SECONDS
+    poll_seconds: float  # WORKER_POLL_SECONDS
 
-def initialise(app: Flask, admin_token: str | None = None) -> Initialised:
-    Path(app.config["INSTANCE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = keys.get_keys_of(app)
-    if not store.exists():
-        store.create()
-    db = get_db_of(app)
-    migrate.upgrade(db.engine)
-    ledger = get_ledger_of(app)
-    with db.writing() as session:
-        keys.ensure_signing_key(session, store)
-        org = session.scalar(select(Org).where(Org.kind == OrgKind.OPERATOR.value))
-        if org is None:
-            org = Org(name=OPERATOR_ORG, kind=OrgKind.OPERATOR.value)
-            session.add(org)
-            session.flush()
-            ledger.append(
-                session,
-                actor=SYSTEM,
-                action="org.create",
-                object_type="org",
-                object_id=org.id,
-                details={"name": org.name, "kind": org.kind},
-            )
-        admin = session.scalar(select(User).where(User.org_id == org.id, User.role == Role.ADMIN.value))
-        if admin is None:
-            admin, _, token = identity.create_user(session, ledger, SYSTEM, "admin", org.id, Role.ADMIN, admin_token)
-            return Initialised(admin.id, token)
-        if admin_token and session.scalar(select(Token.id).where(Token.token_hash == token_hash(admin_token))) is None:
-            row, token = issue_token(session, admin, admin_token)
-            ledger.append(
-                session,
-                actor=SYSTEM,
-                action="token.issue",
-                object_type="token",
-                object_id=row.id,
-                details={"user_id": admin.id, "source": "SANDBOX_ADMIN_TOKEN"},
-            )
-            return Initialised(admin.id, token)
-        return Initialised(admin.id, None)
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Instance:
+        """Build every service from ``config`` (``sandbox.config`` has filled in the defaults)."""
+        db = Database(make_engine(str(config["DATABASE_URL"])))
+        keys = KeyStore(Path(config["MASTER_KEY_FILE"]))
+        store = EncryptedStore(Path(config["INSTANCE_PATH"]) / "data")
+        ledger = Ledger(keys, int(config["LEDGER_CHECKPOINT_EVERY"]))
+        url = config.get("CUSTODIAN_URL")
+        custodian = Custodian(str(url), timeout=float(config.get("CUSTODIAN_TIMEOUT_SECONDS", DEFAULT_TIMEOUT))) if url else None
+        return cls(
+            db,
+            keys,
+            store,
+            ledger,
+            Datasets(db, keys, store, ledger),
+            custodian,
+            float(config["WORKER_LEASE_SECONDS"]),
+            float(config["WORKER_POLL_SECONDS"]),
+        )
+
+    def extensions(self) -> dict[str, Any]:
+        """The services under the names the web app's ``extensions`` keep them by."""
+        return {
+            "sandbox.db": self.db,
+            "sandbox.keys": self.keys,
+            "sandbox.store": self.store,
+            "sandbox.ledger": self.ledger,
+            "sandbox.datasets": self.datasets,
+            "sandbox.custodian": self.custodian,
+        }
+
+    @classmethod
+    def of_extensions(cls, extensions: Mapping[str, Any], config: Mapping[str, Any]) -> Instance:
+        """The services a web app holds now (tests replace some, e.g. the custodian's transport)."""
+        return cls(
+            extensions["sandbox.db"],
+            extensions["sandbox.keys"],
+            extensions["sandbox.store"],
+            extensions["sandbox.ledger"],
+            extensions["sandbox.datasets"],
+            extensions.get("sandbox.custodian"),
+            float(config["WORKER_LEASE_SECONDS"]),
+            float(config["WORKER_POLL_SECONDS"]),
+        )

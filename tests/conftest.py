@@ -24,8 +24,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from sandbox import bootstrap as setup
 from sandbox import create_app, migrate
-from sandbox import instance as setup
 from sandbox.db import get_db_of, make_engine
 from sandbox.demo.seed import PUMS_META as DEMO_PUMS_META
 

@@ -19,11 +19,11 @@ from jobs.he.run_aggregate import Cell
 from policies import differencing
 from policies.model import Policy
 from sandbox import keys
+from sandbox.instance import Instance
 from sandbox.models import GrantPolicy, Job, ReleasedCell
 from sandbox.runtime import he_score
 from sandbox.runtime.custodian import CustodianError
 from sandbox.runtime.definition import JobDefinition
-from sandbox.runtime.instance import Instance
 from sandbox.service import he_keys
 from sandbox.service.jobs import QuerySpec
 

@@ -22,12 +22,12 @@ from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
 from policies.model import Policy
+from sandbox.instance import Instance
 from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.runtime import outputs
 from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Outcome, datasets_of
 from sandbox.runtime.executor import Executor
-from sandbox.runtime.instance import Instance
 from sandbox.runtime.queue import Claimed, Queue
 from sandbox.runtime.services import DatabaseServices
 from sandbox.service.budget import job_epsilon
