@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help venv lint test run pg-start pg-stop clean-instance
 
 help:
-	@echo "make venv            create $(VENV) and install requirements-dev.txt"
+	@echo "make venv            create $(VENV), install requirements-dev.txt and this project (editable)"
 	@echo "make lint            ruff + mypy"
 	@echo "make test            lint, then pytest on SQLite and on PostgreSQL (PYTEST_ARGS=...)"
 	@echo "make run             init the instance (demo data) and serve on 127.0.0.1:8000"
@@ -29,9 +29,12 @@ $(PYTHON):
 	    && python3 -m venv $(VENV); \
 	} || { rm -rf $(VENV); exit 1; }
 
-# Reinstall only when a requirements file is newer than the stamp.
-$(STAMP): requirements.txt requirements-dev.txt | $(PYTHON)
+# Reinstall only when a requirements file or pyproject.toml is newer than the stamp. The project is
+# installed editable, without dependencies (the requirement files brought them), so that `sandbox`,
+# `sandbox.client` and `python -m sandbox` import from any directory, not only from the checkout.
+$(STAMP): requirements.txt requirements-client.txt requirements-dev.txt pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 lint: venv

@@ -20,6 +20,10 @@ if [[ -z $pg_url ]]; then
     # Empty output means: no PostgreSQL here, SQLite only (never under CI=true).
     pg_url=$(bash scripts/postgres-test.sh)
 fi
+if [[ -z $pg_url && ${CI:-} == true ]]; then
+    echo "test.sh: CI must test PostgreSQL, and no PostgreSQL URL was found" >&2
+    exit 1
+fi
 
 # Any non-zero pytest status is a failure, including 5 (no tests collected).
 sqlite_rc=0

@@ -28,26 +28,16 @@ from sandbox import bootstrap as setup
 from sandbox import create_app, migrate
 from sandbox.db import get_db_of, make_engine
 from sandbox.demo.seed import PUMS_META as DEMO_PUMS_META
+from tests.datafiles import data_file
+
+__all__ = ["data_file"]  # re-exported: the service tests import it from here
 
 # No example database in the working tree: tests never write outside their temporary folders.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sandbox-hypothesis")
 settings.register_profile("sandbox", database=None, deadline=None)
 settings.load_profile("sandbox")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEMO_DATA = Path(__file__).resolve().parents[1] / "sandbox" / "demo" / "data"
 PG_URL = os.environ.get("SANDBOX_TEST_DATABASE_URL")
-
-
-def data_file(relative: str) -> Path:
-    """A file of the shared real data; falls back to the project's demo copy where there is one."""
-    path = SHARED_DATA / relative
-    if path.exists():
-        return path
-    fallback = {"smartnoise-sdk/PUMS_pid.csv": DEMO_DATA / "pums.csv"}.get(relative)
-    if fallback is None:
-        pytest.fail(f"shared data file missing: {path}")
-    return fallback
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +144,11 @@ def make_user(client: FlaskClient, admin: str, org_id: str, role: str, name: str
 
 @pytest.fixture
 def world(app: Flask, client: FlaskClient) -> World:
+    return make_world(app, client)
+
+
+def make_world(app: Flask, client: FlaskClient) -> World:
+    """The organisations and users of ``World`` on an initialised app."""
     admin = app.config["ADMIN_TOKEN"]
     bureau = make_org(client, admin, "City Data Bureau", "bureau")
     bureau2 = make_org(client, admin, "Province Data Bureau", "bureau")

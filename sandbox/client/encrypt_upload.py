@@ -1,7 +1,9 @@
-"""``python -m sandbox encrypt-upload``: a provider encrypts sensitive columns locally and uploads the dataset.
+"""``encrypt-upload``: a provider encrypts sensitive columns locally and uploads the dataset.
 
-The API token comes from ``SANDBOX_TOKEN`` or ``--token-file``, never from the command line (argv is
-visible to every user of the machine in ``ps``).
+Reached as ``python -m sandbox.client encrypt-upload`` where only the client is installed, and as
+``python -m sandbox encrypt-upload`` beside the server's commands. The API token comes from
+``SANDBOX_TOKEN`` or ``--token-file``, never from the command line (argv is visible to every user of
+the machine in ``ps``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 
 import click
 
-from core.errors import BadRequest
 from sandbox.client import ApiError, Client
 from sandbox.client.provider import EncryptionError, parse_column_option
 
@@ -28,7 +29,7 @@ def encrypt_upload(url: str, file: Path, meta: Path, columns: tuple[str, ...], k
     """Encrypt columns of FILE under the domain's Paillier key on this machine, then upload it as a new dataset."""
     token = token_file.read_text().strip() if token_file is not None else os.environ.get("SANDBOX_TOKEN", "")
     if not token:
-        raise BadRequest("no API token: set SANDBOX_TOKEN or pass --token-file")
+        raise click.UsageError("no API token: set SANDBOX_TOKEN or pass --token-file")
     try:
         chosen = dict(parse_column_option(c) for c in columns)
         dataset = Client(url, token).upload_encrypted(file, json.loads(meta.read_text()), chosen, key)

@@ -19,7 +19,8 @@ from werkzeug import formparser
 from sandbox.cli import main
 from sandbox.demo.seed import TEACHER_META
 from sandbox.models import DatasetVersion
-from tests.conftest import DEMO_DATA, World, auth
+from tests.conftest import World, auth
+from tests.datafiles import DEMO_DATA
 
 
 @pytest.fixture

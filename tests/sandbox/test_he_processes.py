@@ -182,4 +182,5 @@ def test_encrypt_upload_reads_its_token_from_the_environment(deployment: Deploym
     out = json.loads(result.output)
     assert out["rows"] == 30
     assert out["encrypted"]["income"]["scale"] == 2
-    assert CliRunner(env={"SANDBOX_TOKEN": ""}).invoke(encrypt_upload, args).exit_code != 0
+    refused = CliRunner(env={"SANDBOX_TOKEN": ""}).invoke(encrypt_upload, args)
+    assert (refused.exit_code, "no API token" in refused.output) == (2, True)

@@ -1,0 +1,64 @@
+"""The Python client against a real server (gunicorn) and a real worker process."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sandbox.client import ApiError, Client, JobNotReleased
+from tests.client.conftest import Deployment
+from tests.datafiles import data_file
+
+# The served instance is SQLite whatever the run's database: the client is what these tests check.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
+
+
+def test_submit_and_wait_give_a_dataframe(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    client = Client(deployment.url, deployment.analyst)
+    job_id = client.submit_query(
+        deployment.grant, "SELECT educ, COUNT(*) AS n, AVG(income) AS mean_income FROM pums GROUP BY educ ORDER BY educ"
+    )
+    frame = client.wait(job_id, poll=0.05, timeout=60, progress=True)
+    pums = pd.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv"))
+    counts = pums.groupby("educ").size()
+    assert list(frame.columns) == ["educ", "n", "mean_income"]
+    for _, row in frame.iterrows():
+        if counts[row["educ"]] >= 10:
+            assert row["n"] == counts[row["educ"]]
+        else:
+            assert pd.isna(row["n"])
+    assert frame.attrs["summary"]["suppressed"] == 2 * int((counts < 10).sum())
+    assert all(note["rule"] == "threshold" for note in frame.attrs["notes"])
+    assert f"job {job_id[:8]}" in capsys.readouterr().err  # the progress bar
+
+
+def test_client_errors_carry_the_api_code(deployment: Deployment) -> None:
+    client = Client(deployment.url, deployment.analyst)
+    with pytest.raises(ApiError) as refused:
+        client.submit_query(deployment.grant, "SELECT pid, income FROM pums")
+    assert refused.value.status == 422
+    assert refused.value.code == "policy_violation"
+    blocked = client.submit_query(deployment.grant, "SELECT race, COUNT(*) AS n FROM pums WHERE race = 6 GROUP BY race")
+    with pytest.raises(JobNotReleased) as not_released:
+        client.wait(blocked, poll=0.05, timeout=60)
+    assert not_released.value.code == "blocked"
+    with pytest.raises(ApiError) as unknown:
+        Client(deployment.url, "sbx_not-a-token").me()
+    assert unknown.value.status == 401
+
+
+def test_client_states_epsilon_on_a_dp_grant(deployment: Deployment) -> None:
+    client, grant = Client(deployment.url, deployment.analyst), deployment.dp_grant
+    with pytest.raises(ApiError) as missing:
+        client.submit_query(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race")
+    assert missing.value.status == 400
+    preview = client.dry_run(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", rows=200, seed=1, epsilon=0.5)
+    assert sorted(preview["race"]) == [1, 2, 3, 4, 5, 6]  # the declared domain, noised on mock rows
+    counts = client.wait(client.submit_query(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5), timeout=60)
+    assert float(counts.attrs["summary"]["dp"]["epsilon"]) == 0.5
+    spec = {"op": "histogram", "dataset": "pums", "column": "age", "bins": 4}
+    histogram = client.wait(client.submit_stats(grant, spec, epsilon=0.5))
+    assert len(histogram) == 4
+    with pytest.raises(ApiError) as spent:  # 0.5 + 0.5 of 1.0 are spent
+        client.submit_query(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5)
+    assert (spent.value.status, spent.value.code) == (429, "budget_exhausted")
