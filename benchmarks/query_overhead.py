@@ -55,10 +55,9 @@ from core.values import OrgKind, Role  # noqa: E402
 from crypto import envelope  # noqa: E402
 from sandbox import create_app  # noqa: E402
 from sandbox import instance as setup  # noqa: E402
-from sandbox.client import Client  # noqa: E402
+from sandbox.client import Client, JobNotReleased  # noqa: E402
 from sandbox.db import get_db_of  # noqa: E402
 from sandbox.demo.seed import PUMS_META, PUMS_POLICY  # noqa: E402
-from sandbox.client import JobNotReleased  # noqa: E402
 from sandbox.keys import get_keys_of, version_context  # noqa: E402
 from sandbox.models import JobOutput  # noqa: E402
 from sandbox.runtime import outputs  # noqa: E402
