@@ -32,8 +32,10 @@ Answer = Mapping[int, tuple[float, NoisyValue | NoisyQuantile]]
 
 
 def binomial_tail(n: int, k: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    """P(X >= k) for X ~ Binomial(n, p), 0 < p < 1; terms in log space (math.comb overflows a float past n ~ 1,000)."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_terms = (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k, n + 1))
+    return min(1.0, sum(math.exp(t) for t in log_terms))
 
 
 def check_answers(checks: Checks, name: str, runs: Sequence[Answer], exact: Mapping[int, float], df: pd.DataFrame, hard_only: bool) -> None:

@@ -78,6 +78,8 @@ def test_query_released_values_must_equal_duckdb() -> None:
 
 def test_stated_bound_fails_only_on_too_many_misses() -> None:
     assert dp_checks.binomial_tail(100, 0, 0.05) == pytest.approx(1.0)
+    assert dp_checks.binomial_tail(2, 1, 0.5) == pytest.approx(0.75)
+    assert dp_checks.binomial_tail(3200, 200, 0.05) == pytest.approx(9.6e-4, rel=0.01)  # large n: no overflow (3.2 s.d. above the mean)
     checks = Checks(smoke=True)
     dp_checks._check_bound(checks, "ok", 200, 12)  # 6% misses: plausible for a 95% bound
     dp_checks._check_bound(checks, "wrong", 200, 60)  # 30%: not a 95% bound
