@@ -189,7 +189,7 @@ def check_released(checks: Checks, frame: pd.DataFrame | None, raw: pa.Table) ->
 
 def check_near_duplicates(checks: Checks, app: object, runs: list[tuple[float, str, pd.DataFrame | None]], planted: set[int]) -> None:
     """Each near-duplicate is held, flagged by the differencing check on exactly the planted people's races."""
-    held = [client_status for client_status in runs if client_status[2] is None]
+    held = [job_id for _, job_id, frame in runs if frame is None]
     checks.check(f"(d) every near-duplicate is held for review ({len(held)} of {len(runs)})", len(held) == len(runs))
     flagged = [differencing_flags(app, job_id) for _, job_id, _ in runs]
     checks.check(
@@ -255,10 +255,11 @@ def run(rows: int, repeats: int, checks: Checks) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable); default 1M and 10M")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs of each query (median; default {REPEATS})")
     add_smoke_flag(parser)
     args = parser.parse_args()
     checks = Checks(args.smoke)
-    sizes, repeats = ([SMOKE_ROWS], SMOKE_REPEATS) if args.smoke else (args.rows or [1_000_000, 10_000_000], REPEATS)
+    sizes, repeats = ([SMOKE_ROWS], SMOKE_REPEATS) if args.smoke else (args.rows or [1_000_000, 10_000_000], args.repeats)
     print(f"SQL: {SQL}\nnear-duplicate (d): {NEAR_DUPLICATE}\nmedian of {repeats} runs each\n")
     results = []
     for rows in sizes:
