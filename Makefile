@@ -6,12 +6,13 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lint test run pg-start pg-stop clean-instance
+.PHONY: help venv lint test bench-smoke run pg-start pg-stop clean-instance
 
 help:
 	@echo "make venv            create $(VENV), install requirements-dev.txt and this project (editable)"
 	@echo "make lint            ruff + mypy"
 	@echo "make test            lint, then pytest on SQLite and on PostgreSQL (PYTEST_ARGS=...)"
+	@echo "make bench-smoke     every benchmark on small data: result checks, exit 1 if one fails (CI)"
 	@echo "make run             init the instance (demo data) and serve on 127.0.0.1:8000"
 	@echo "make pg-start        start the PostgreSQL test cluster (port 54329)"
 	@echo "make pg-stop         stop it"
@@ -43,6 +44,19 @@ lint: venv
 
 test: lint
 	bash scripts/test.sh
+
+# Each benchmark with --smoke: small data, every result check, targets skipped. All four run even
+# when one fails; the target fails if any did. The SmartNoise venv (PyPI, ~15 s) is made if missing.
+BENCHMARKS := sdc_vs_acro query_overhead dp_vs_smartnoise he_throughput
+
+bench-smoke: venv
+	bash benchmarks/smartnoise_env.sh
+	@failed=""; for b in $(BENCHMARKS); do \
+	  echo "== benchmarks/$$b.py --smoke"; \
+	  $(PYTHON) benchmarks/$$b.py --smoke || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "bench-smoke FAILED:$$failed"; exit 1; fi; \
+	echo "bench-smoke: all benchmarks' checks passed"
 
 run: venv
 	bash scripts/run.sh

@@ -18,7 +18,13 @@ On one 2048-bit key (``crypto.paillier.generate``), in one run:
       Verified: ``--check`` (500) entities decrypted against the exact plaintext computation.
 The load average is printed before and after: the machine may be shared.
 
+Checked at every run (exit status 1 if any fails): bulk ciphertexts decrypt to their values; every
+group sum and every checked score decrypts to the plaintext computation; pool and one process give
+the same ciphertexts. Targets (full size only; scaled linearly with --rows and --entities):
+bulk encryption >= 10x phe per core; group sums of 1M rows <= 20 s; scores of 10,000 entities <= 10 s.
+
     .venv/bin/python benchmarks/he_throughput.py
+    .venv/bin/python benchmarks/he_throughput.py --smoke     # a few thousand values: seconds
     .venv/bin/python benchmarks/he_throughput.py --rows 100000 --entities 1000 --samples 50
     .venv/bin/python benchmarks/he_throughput.py --parts ac      # skip the 1M-row setup
 """
@@ -42,6 +48,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.checks import Checks, add_smoke_flag  # noqa: E402
 from crypto import paillier, paillier_bulk  # noqa: E402
 from crypto.paillier_kernels import available_cores  # noqa: E402
 
@@ -49,6 +56,10 @@ T = TypeVar("T")
 SCALE = 2
 N_GROUPS = 100
 N_FEATURES = 10
+PER_CORE_TARGET = 10  # bulk encryption vs phe, per core
+SUMS_TARGET = (1_000_000, 20.0)  # rows, seconds on 2 cores
+SCORES_TARGET = (10_000, 10.0)  # entities, seconds
+SMOKE = {"samples": 20, "bulk": 400, "rows": 4_000, "entities": 200, "check": 50}
 
 
 def load() -> str:
@@ -61,7 +72,7 @@ def timed(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[float,
     return time.perf_counter() - start, result
 
 
-def encryption(pair: paillier.KeyPair, samples: int, bulk: int, processes: int) -> None:
+def encryption(pair: paillier.KeyPair, samples: int, bulk: int, processes: int, checks: Checks) -> None:
     public, private = pair.public, pair.private
     before = load()
     values = list(range(1, samples + 1))
@@ -93,10 +104,12 @@ def encryption(pair: paillier.KeyPair, samples: int, bulk: int, processes: int) 
     for name, count, seconds, cores in rows:
         rate = count / seconds
         print(f"  {name:34}{count:>9,}{1000 / rate:>10.3f}{rate:>10,.0f}{rate / base:>8.1f}x{rate / base / cores:>9.1f}x")
-    print(f"  bulk ciphertexts decrypt with phe's raw_decrypt: {ok}   (target: >= 10x per core)\n")
+    checks.check("(a) bulk ciphertexts (1 process, pool, l=1024) decrypt to their values with phe's raw_decrypt", ok)
+    checks.at_least("(a) bulk encryption, 1 process, vs phe", bulk / single_time / base, PER_CORE_TARGET, "x per core")
+    print()
 
 
-def group_sums(pair: paillier.KeyPair, rows: int, processes: int) -> None:
+def group_sums(pair: paillier.KeyPair, rows: int, processes: int, checks: Checks) -> None:
     public, private = pair.public, pair.private
     rng = np.random.default_rng(2024)
     cents = rng.integers(-100_000, 10_000_000, size=rows)
@@ -124,10 +137,13 @@ def group_sums(pair: paillier.KeyPair, rows: int, processes: int) -> None:
     print(f"(b) group sums: {rows:,} rows into {N_GROUPS} groups (load average before the timed sums: {before})")
     print(f"  setup: encrypt_column (pool of {processes}) {encrypt_time:8.2f} s   ({rows / encrypt_time:,.0f} values/s)")
     print(f"  setup: write Arrow IPC file             {write_time:8.2f} s")
-    print(f"  read + group_sums, pool of {processes}           {pool_time:8.2f} s   (target <= 20 s on 2 cores)")
+    print(f"  read + group_sums, pool of {processes}           {pool_time:8.2f} s")
     print(f"  read + group_sums, 1 process            {single_time:8.2f} s")
     print(f"  decrypt {N_GROUPS} sums                         {decrypt_time:8.2f} s")
-    print(f"  sums equal numpy's: {decrypted == expected.tolist()}   pool == one process: {pooled == single}\n")
+    checks.check(f"(b) all {N_GROUPS} decrypted group sums equal numpy's sums of the plaintext", decrypted == expected.tolist())
+    checks.check("(b) pool and one process give the same ciphertexts", pooled == single)
+    checks.at_most(f"(b) read + group_sums of {rows:,} rows, pool of {processes}", pool_time, SUMS_TARGET[1] * rows / SUMS_TARGET[0], " s")
+    print()
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -135,7 +151,7 @@ def _write(table: pa.Table, path: Path) -> None:
         writer.write_table(table)
 
 
-def scores(pair: paillier.KeyPair, entities: int, check: int, processes: int) -> None:
+def scores(pair: paillier.KeyPair, entities: int, check: int, processes: int, checks: Checks) -> None:
     public, private = pair.public, pair.private
     rng = np.random.default_rng(2024)
     weights = rng.integers(-(10**6), 10**6, size=N_FEATURES)
@@ -151,9 +167,12 @@ def scores(pair: paillier.KeyPair, entities: int, check: int, processes: int) ->
     exact = features.astype(object) @ weights.astype(object) + intercept
     ok = all(paillier.signed(private.raw_decrypt(pooled[i]), public) == exact[i] for i in sample)
     print(f"(c) linear scores: {entities:,} entities x {N_FEATURES} features (load average before: {before})")
-    print(f"  linear_scores, pool of {processes}              {pool_time:8.2f} s   (target <= 10 s)")
+    print(f"  linear_scores, pool of {processes}              {pool_time:8.2f} s")
     print(f"  linear_scores, 1 process               {single_time:8.2f} s")
-    print(f"  {len(sample)} decrypted scores equal the plaintext computation: {ok}   pool == one process: {pooled == single}")
+    checks.check(f"(c) {len(sample)} decrypted scores equal the plaintext computation", ok)
+    checks.check("(c) pool and one process give the same ciphertexts", pooled == single)
+    bound = SCORES_TARGET[1] * entities / SCORES_TARGET[0]
+    checks.at_most(f"(c) linear_scores of {entities:,} entities, pool of {processes}", pool_time, bound, " s")
 
 
 def main() -> None:
@@ -165,16 +184,22 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=500, help="scores decrypted to verify")
     parser.add_argument("--processes", type=int, default=available_cores(), help="pool size (default: the cores available)")
     parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'ac' (default: all)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
+    checks = Checks(args.smoke)
     print(f"load average (1/5/15 min) at start: {load()}   cores: {available_cores()}\n")
     pair = paillier.generate(2048)
     if "a" in args.parts:
-        encryption(pair, args.samples, args.bulk, args.processes)
+        encryption(pair, args.samples, args.bulk, args.processes, checks)
     if "b" in args.parts:
-        group_sums(pair, args.rows, args.processes)
+        group_sums(pair, args.rows, args.processes, checks)
     if "c" in args.parts:
-        scores(pair, args.entities, args.check, args.processes)
+        scores(pair, args.entities, args.check, args.processes, checks)
     print(f"\nload average at end: {load()}")
+    sys.exit(checks.finish())
 
 
 if __name__ == "__main__":
