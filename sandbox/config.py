@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "JOB_MAX_ATTEMPTS": 3,
     "JOB_TIMEOUT_SECONDS": 600,
     "JSON_SORT_KEYS": False,
+    # The catalogue's row and unit counts, as analysts see them, are rounded to a multiple of this: an
+    # exact count would answer "is this person in the data?" beside COUNT(*) WHERE <everyone else>.
+    # The owning bureau's stewards and auditors see exact counts.
+    "CATALOGUE_COUNT_BASE": 10,
 }
 
 

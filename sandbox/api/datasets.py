@@ -53,7 +53,7 @@ def register(bp: Blueprint) -> None:
     def create_dataset(caller: Principal) -> DatasetOut:
         filename, data = _upload()
         meta = parse_meta(request.form.get("meta"))
-        return dataset_out(datasets().create(caller, meta, filename, data))
+        return dataset_out(datasets().create(caller, meta, filename, data), caller)
 
     @endpoint(
         bp,
@@ -70,7 +70,7 @@ def register(bp: Blueprint) -> None:
         filename, data = _upload()
         raw = request.form.get("meta")
         meta = parse_meta(raw) if raw is not None else None
-        return dataset_out(datasets().add_version(caller, dataset_id, meta, filename, data))
+        return dataset_out(datasets().add_version(caller, dataset_id, meta, filename, data), caller)
 
     @endpoint(
         bp,
@@ -89,14 +89,14 @@ def register(bp: Blueprint) -> None:
     @endpoint(bp, "/datasets", "GET", summary="The catalogue: metadata only", roles=ANY_ROLE, response=DatasetList, errors=(401,))
     def list_datasets(caller: Principal) -> DatasetList:
         rows = read_session().scalars(select(Dataset).order_by(Dataset.name))
-        return DatasetList(items=[dataset_out(d) for d in rows])
+        return DatasetList(items=[dataset_out(d, caller) for d in rows])
 
     @endpoint(bp, "/datasets/<dataset_id>", "GET", summary="One dataset's metadata", roles=ANY_ROLE, response=DatasetOut, errors=(401, 404))
     def get_dataset(caller: Principal, dataset_id: str) -> DatasetOut:
         dataset = read_session().get(Dataset, dataset_id)
         if dataset is None:
             raise NotFound("no such dataset")
-        return dataset_out(dataset)
+        return dataset_out(dataset, caller)
 
     @endpoint(
         bp,

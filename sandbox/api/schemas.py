@@ -83,7 +83,7 @@ class VersionOut(BaseModel):
     number: int
     row_count: int
     unit_count: int
-    stored_bytes: int
+    stored_bytes: int | None = Field(default=None, description="the encrypted file's size; for the owning bureau and auditors only")
     columns: dict[str, ColumnSpec]
     privacy_unit: str
     created_at: datetime

@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import current_app
 
 from core.schema import DatasetSchema
+from core.values import Role
 from policies.model import Policy
 from sandbox.api.schemas import DatasetOut, GrantOut, Requested, VersionOut
 from sandbox.models import Dataset, DatasetVersion, Grant
+from sandbox.service.auth import Principal
 from sandbox.service.datasets import Datasets
 from sandbox.service.grants import effective_status
 from sandbox.service.ledger import Ledger
@@ -23,23 +25,38 @@ def datasets() -> Datasets:
     return service
 
 
-def version_out(version: DatasetVersion) -> VersionOut:
+def sees_exact_counts(caller: Principal, dataset: Dataset) -> bool:
+    """The owning bureau's stewards and auditors see exact sizes; everyone else a rounded catalogue."""
+    return caller.role is Role.AUDITOR or (caller.role is Role.STEWARD and caller.org_id == dataset.org_id)
+
+
+def catalogue_count(count: int, base: int) -> int:
+    """``count`` to the nearest multiple of ``base``; a non-empty table never shows 0."""
+    rounded = (count + base // 2) // base * base
+    return max(rounded, base) if count > 0 else 0
+
+
+def version_out(version: DatasetVersion, exact: bool) -> VersionOut:
     schema = DatasetSchema.model_validate(version.schema)
+    base = int(current_app.config["CATALOGUE_COUNT_BASE"])
     return VersionOut(
         id=version.id,
         number=version.number,
-        row_count=version.row_count,
-        unit_count=version.unit_count,
-        stored_bytes=version.stored_bytes,
+        row_count=version.row_count if exact else catalogue_count(version.row_count, base),
+        unit_count=version.unit_count if exact else catalogue_count(version.unit_count, base),
+        stored_bytes=version.stored_bytes if exact else None,
         columns=schema.columns,
         privacy_unit=schema.privacy_unit,
         created_at=version.created_at,
     )
 
 
-def dataset_out(dataset: Dataset) -> DatasetOut:
+def dataset_out(dataset: Dataset, caller: Principal) -> DatasetOut:
+    """The catalogue entry: metadata, never a value; counts rounded unless ``caller`` sees exact ones."""
     current = dataset.current
     schema = DatasetSchema.model_validate(current.schema)
+    exact = sees_exact_counts(caller, dataset)
+    versions = [version_out(v, exact) for v in dataset.versions]
     return DatasetOut(
         id=dataset.id,
         name=dataset.name,
@@ -49,10 +66,10 @@ def dataset_out(dataset: Dataset) -> DatasetOut:
         org_id=dataset.org_id,
         privacy_unit=schema.privacy_unit,
         columns=schema.columns,
-        row_count=current.row_count,
-        unit_count=current.unit_count,
+        row_count=next(v.row_count for v in versions if v.id == current.id),
+        unit_count=next(v.unit_count for v in versions if v.id == current.id),
         current_version=current.number,
-        versions=[version_out(v) for v in dataset.versions],
+        versions=versions,
         created_at=dataset.created_at,
     )
 

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from flask import Flask
 
+from sandbox.api.services import catalogue_count
 from sandbox.models import Dataset
 from tests.conftest import PUMS_META, World, auth, data_file
 
@@ -274,3 +275,25 @@ def test_mock_rows_are_synthetic_and_follow_the_schema(world: World, pums: dict[
     assert again.json["rows"] == body["rows"]
     too_many = world.client.get(f"/api/v1/datasets/{pums['id']}/mock?rows=100000", headers=auth(world.analyst))
     assert too_many.status_code == 400
+
+
+def test_the_catalogue_rounds_counts_for_everyone_but_the_owner_and_auditors(world: World, pums: dict[str, Any]) -> None:
+    """COUNT(*) WHERE race <> 5 (999) beside an exact catalogue count (1000) would say the race-5 person is there."""
+    dup = world.upload(world.steward, {**PUMS_META, "name": "pums_dup"}, data_file("smartnoise-sdk/PUMS_dup.csv"))
+    assert dup.status_code == 201, dup.json
+    assert (dup.json["row_count"], dup.json["unit_count"]) == (1948, 1000)  # the owning steward: exact
+    for token in (world.analyst, world.other_steward):
+        seen = world.client.get(f"/api/v1/datasets/{dup.json['id']}", headers=auth(token)).json
+        assert (seen["row_count"], seen["unit_count"]) == (1950, 1000)
+        assert [v["row_count"] for v in seen["versions"]] == [1950]
+        assert seen["versions"][0]["stored_bytes"] is None
+        listed = world.client.get("/api/v1/datasets", headers=auth(token)).json["items"]
+        assert {d["row_count"] for d in listed} == {1000, 1950}
+    audit = world.client.get(f"/api/v1/datasets/{dup.json['id']}", headers=auth(world.auditor)).json
+    assert audit["row_count"] == 1948
+    assert audit["versions"][0]["stored_bytes"] > 0
+
+
+@pytest.mark.parametrize(("count", "rounded"), [(0, 0), (1, 10), (4, 10), (5, 10), (14, 10), (15, 20), (999, 1000), (1948, 1950)])
+def test_catalogue_counts_round_to_the_nearest_multiple(count: int, rounded: int) -> None:
+    assert catalogue_count(count, 10) == rounded
