@@ -150,9 +150,11 @@ class Run:
         aggregates = [o.name for o in outs]
         keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
         candidates = [differencing.Cell(keys[i], units[i]) for i in releases.released_rows(controlled.notes, raw.num_rows, aggregates)]
-        findings = releases.Differencing(self.db, self.engine).flags(self.job, plan, self.policy, self.schemas, tables, candidates)
+        checker = releases.Differencing(self.db, self.engine)
+        findings = checker.flags(self.job, plan, self.policy, self.schemas, tables, candidates)
+        own = checker.own_jobs(self.job, findings)
         extra = [
-            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, self.policy))
+            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, self.policy, f.job_id in own))
             for f in findings
             for column in aggregates
         ]
@@ -254,9 +256,14 @@ def form(columns: list[dict[str, str]], table: pa.Table, notes: Sequence[Note], 
     return {"columns": columns, "rows": outputs.rows_of(table), "notes": [n.as_dict() for n in notes], "summary": summary}
 
 
-def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
+def _differencing_reason(finding: differencing.Finding, policy: Policy, own: bool) -> str:
+    """The note's reason; it names the earlier job only if it is the caller's organisation's (``own``).
+
+    Another organisation's job is never named: its id would tell the analyst that it exists.
+    """
+    earlier = f" (job {finding.job_id[:8]})" if own else ""
     return (
-        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
+        f"its population differs from a cell released earlier{earlier} by {finding.difference} "
         f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
     )
 

@@ -100,7 +100,11 @@ def _withhold(table: pa.Table, notes: Sequence[Note]) -> pa.Table:
 
 
 class Differencing:
-    """Looks for earlier released cells of the same version and organisation within k-1 units in size."""
+    """Looks for earlier released cells of the same dataset version within k-1 units in size.
+
+    Earlier releases to *every* organisation count: two enterprises could otherwise split a
+    differencing attack between them (one asks the total, the other the total but one person).
+    """
 
     def __init__(self, db: Database, engine: Engine) -> None:
         self.db, self.engine = db, engine
@@ -134,13 +138,20 @@ class Differencing:
                 .join(Job, Job.id == ReleasedCell.job_id)
                 .where(
                     ReleasedCell.dataset_version_id == version_id,
-                    ReleasedCell.org_id == job.org_id,
                     ReleasedCell.units.between(low, high),
                     ReleasedCell.job_id != job.id,
                     Job.spec_sha256 != job.spec_sha256,  # the same query over the same version covers the same people
                 )
             ).all()
         return [differencing.Earlier(job_id, tuple(key), units) for job_id, key, units in rows]
+
+    def own_jobs(self, job: Job, findings: Sequence[differencing.Finding]) -> set[str]:
+        """The findings' earlier jobs that belong to ``job``'s organisation: only those may be named to it."""
+        ids = {f.job_id for f in findings}
+        if not ids:
+            return set()
+        with self.db.sessions() as session:
+            return set(session.scalars(select(Job.id).where(Job.id.in_(ids), Job.org_id == job.org_id)))
 
     def _populations(self, plan: QueryPlan, tables: Mapping[str, pa.Table]) -> dict[differencing.Key, Any]:
         return differencing.populations(self.engine.run(differencing.population_sql(plan), tables), plan.group_keys)
