@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow.csv as pacsv
+import pytest
 from flask import Flask
 
+from sandbox.db import get_db_of
+from sandbox.models import User
+from sandbox.service.auth import issue_token
 from tests.conftest import PUMS_POLICY, World, auth, data_file, request_grant
 from tests.sandbox.jobkit import RACE_SQL, approve, events, job_json, run_worker, submit
 
@@ -164,17 +168,52 @@ def test_two_person_rule(world: World, app: Flask, grant: dict[str, Any]) -> Non
     assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 200
 
 
-def test_nobody_reviews_their_own_organisation(world: World, app: Flask, grant: dict[str, Any]) -> None:
+def test_the_bureaus_own_auditor_may_review(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    """The job is the enterprise's, not the bureau's: a supervisor inside the data bureau may decide."""
     from tests.conftest import make_user
 
     approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
     job_id = submit(world, grant["id"], RACE_SQL).json["id"]
     run_worker(app)
-    _, insider = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
-    # the bureau's own auditor may review (the job is the enterprise's), an auditor inside the enterprise cannot exist
-    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(insider), json={"decision": "reject", "reason": "not in scope"})
+    _, supervisor = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
+    decision = {"decision": "reject", "reason": "not in scope"}
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(supervisor), json=decision)
     assert response.status_code == 200
     assert response.json["status"] == "rejected"
+
+
+def _insider(app: Flask, org_id: str, role: str) -> str:
+    """A user written straight into the database, bypassing the API's rule of who may be what.
+
+    The API never makes an analyst of a bureau or of an audit office, so a job and its reviewer
+    cannot share an organisation through it; a legacy row or a loosened membership rule could
+    still produce one, and the review guard must hold anyway. Returns the user's token.
+    """
+    with get_db_of(app).writing() as session:
+        user = User(name=f"insider {role}", org_id=org_id, role=role)
+        session.add(user)
+        session.flush()
+        return issue_token(session, user)[1]
+
+
+@pytest.mark.parametrize("decision", ["release", "reject"])
+@pytest.mark.parametrize("org", ["bureau", "audit"])
+def test_nobody_reviews_a_job_of_their_own_organisation(world: World, app: Flask, pums: dict[str, Any], org: str, decision: str) -> None:
+    """An analyst inside the bureau (or the audit office) runs a job: that organisation's auditor may not decide on it."""
+    from tests.conftest import make_user
+
+    analyst = _insider(app, world.ids[org], "analyst")
+    grant_id = request_grant(world, [pums["id"]], token=analyst).json["id"]
+    approve(world, grant_id, {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant_id, RACE_SQL, token=analyst).json["id"]
+    run_worker(app)
+    assert job_json(world, job_id, token=analyst)["status"] == "held"
+    auditor = world.auditor if org == "audit" else make_user(world.client, world.admin, world.ids[org], "auditor")[1]
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(auditor), json={"decision": decision, "reason": "ours"})
+    assert response.status_code == 403, response.json
+    assert response.json["error"]["code"] == "forbidden"
+    assert job_json(world, job_id, token=analyst)["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(analyst)).status_code == 409
 
 
 def test_review_release_records_cells_for_differencing(world: World, app: Flask, grant: dict[str, Any]) -> None:
