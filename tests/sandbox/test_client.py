@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from flask import Flask
 
 from sandbox.client import ApiError, Client, JobNotReleased
 from tests.conftest import PUMS_POLICY, World, auth, data_file
+from tests.processes import running
 from tests.sandbox.test_dp_stats import DP_STATS_POLICY, stats_grant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,21 +31,14 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
-    """gunicorn and one worker on the test's instance; yields the base URL."""
+    """gunicorn and one worker on the test's instance; yields the base URL. Both are stopped (killed if need be) at teardown."""
     env = {**os.environ, "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"], "SANDBOX_DATABASE_URL": app.config["DATABASE_URL"]}
     port = _free_port()
     log = Path(app.config["INSTANCE_PATH"]).parent / "server.log"
-    with open(log, "ab") as out:
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-        worker = subprocess.Popen([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "wsgi:app"]
+    with ExitStack() as stack:
+        stack.enter_context(running(gunicorn, cwd=ROOT, env=env, log=log))
+        stack.enter_context(running([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, log=log))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -52,11 +46,7 @@ def server(app: Flask) -> Iterator[str]:
                     break
             except OSError:
                 time.sleep(0.1)
-        yield url
-    finally:
-        for process in (web, worker):
-            process.terminate()
-            process.wait(10)
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
