@@ -1,5 +1,5 @@
 """Differencing across releases: a new cell whose population differs from an earlier released cell
-of the same dataset version, for the same organisation, by 1..k-1 privacy units is held for review.
+of the same dataset version, released to any organisation, by 1..k-1 privacy units is held for review.
 
 Two aggregates over populations that differ by one person disclose that person (e.g. the total
 income of everyone, then of everyone but race 5). Each released cell is recorded with its size;

@@ -96,7 +96,7 @@ def endpoint(
             if _has_nul(request.args.to_dict()):
                 raise BadRequest("query parameters may not contain NUL characters")
             if roles is not None:
-                caller: Principal = authenticate(read_session(), request)
+                caller: Principal = authenticate(read_session(), request.headers.get("Authorization", ""))
                 if caller.role not in roles:
                     raise Forbidden(f"the {caller.role.value} role may not do this")
                 kwargs["caller"] = caller

@@ -1,7 +1,7 @@
 """What a running job needs of the instance: the database-backed ``Services`` of ``sandbox.runtime.executor``.
 
 Bound to one job: the differencing check's lookups of earlier released cells (same dataset version,
-same organisation, another query), the domain's registered Paillier keys, the key custodian's
+every organisation, another query), the domain's registered Paillier keys, the key custodian's
 decryption with its ``he.decrypted`` ledger record, and a score job's quotas and consents. Released
 query cells are recorded here too (``record_cells``), in the transaction that releases the job.
 """
@@ -42,7 +42,6 @@ class DatabaseServices:
                 .join(Job, Job.id == ReleasedCell.job_id)
                 .where(
                     ReleasedCell.dataset_version_id == version_id,
-                    ReleasedCell.org_id == job.org_id,
                     ReleasedCell.units.between(low, high),
                     ReleasedCell.job_id != job.job_id,
                     Job.spec_sha256 != job.spec_sha256,  # the same query over the same version covers the same people

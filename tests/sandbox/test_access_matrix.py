@@ -223,3 +223,38 @@ def test_job_list_shows_a_job_to_its_parties_only(world: World, request: pytest.
     response = world.client.get(f"{API}/jobs", headers=auth(world.token(caller)))
     assert response.status_code == 200, response.json
     assert [job["id"] for job in response.json["items"]] == ([job_id] if sees else [])
+
+
+# --- who may be what: a role belongs to organisations of given kinds -----------------------------
+
+# The contract, stated here rather than read from core.values, so that loosening it fails a test.
+MEMBERSHIP = {
+    "admin": {"operator"},
+    "steward": {"bureau"},
+    "analyst": {"enterprise"},
+    "auditor": {"audit", "bureau"},
+}
+ORG_KINDS = ("bureau", "enterprise", "audit", "operator")
+
+
+def _org_of_kind(world: World, kind: str) -> str:
+    if kind == "operator":
+        return str(world.client.get(f"{API}/me", headers=auth(world.admin)).json["org_id"])
+    return world.ids[{"bureau": "bureau", "enterprise": "bank", "audit": "audit"}[kind]]
+
+
+@pytest.mark.parametrize("kind", ORG_KINDS)
+@pytest.mark.parametrize("role", sorted(MEMBERSHIP))
+def test_a_role_belongs_only_to_its_kinds_of_organisation(world: World, role: str, kind: str) -> None:
+    """An analyst of a bureau, a steward of an enterprise, an auditor of an enterprise... are refused."""
+    org_id = _org_of_kind(world, kind)
+    body = {"name": f"{role} of a {kind}", "org_id": org_id, "role": role}
+    response = world.client.post(f"{API}/users", headers=auth(world.admin), json=body)
+    if kind in MEMBERSHIP[role]:
+        assert response.status_code == 201, response.json
+        me = world.client.get(f"{API}/me", headers=auth(response.json["token"])).json
+        assert (me["role"], me["org_kind"]) == (role, kind)
+    else:
+        assert response.status_code == 400, response.json
+        assert response.json["error"]["code"] == "validation_error"
+        assert response.json["error"]["details"] == {"field": "role"}

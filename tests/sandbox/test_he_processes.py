@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from custodian.vault import Vault
 from sandbox.client import Client
 from sandbox.client.encrypt_upload import encrypt_upload
 from tests.conftest import PUMS_META
+from tests.processes import running
 from tests.sandbox.hekit import HE_POLICY, RACE_SPEC, pums_frame
 
 pytestmark = pytest.mark.slow
@@ -95,25 +97,20 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     settings = Settings.from_env(custodian_env)
     settings.domain_key_file.write_text(sandbox("keys", "export-public"))  # the domain's public key, handed over
     custodian_port, api_port = _free_port(), _free_port()
-    log = open(tmp_path / "processes.log", "ab")  # noqa: SIM115 - closed after the processes
+    log = tmp_path / "processes.log"
     serve = [*python, "custodian", "serve", "--port", str(custodian_port)]
-    processes = [subprocess.Popen(serve, cwd=ROOT, env=custodian_env, stdout=log, stderr=log)]
-    try:
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)  # after every process is stopped
+        stack.enter_context(running(serve, cwd=ROOT, env=custodian_env, log=log))
         _wait_for(custodian_port)
         custodian_url = f"http://127.0.0.1:{custodian_port}"
         sandbox("he", "register-key", "--from", custodian_url)
         worker_env = sandbox_env | {"SANDBOX_CUSTODIAN_URL": custodian_url}
         gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{api_port}", "--workers", "1", "wsgi:app"]
-        processes.append(subprocess.Popen([*prefix, *gunicorn], cwd=ROOT, env=sandbox_env, stdout=log, stderr=log))
-        processes.append(subprocess.Popen([*prefix, *python, "worker"], cwd=ROOT, env=worker_env, stdout=log, stderr=log))
+        stack.enter_context(running([*prefix, *gunicorn], cwd=ROOT, env=sandbox_env, log=log))
+        stack.enter_context(running([*prefix, *python, "worker"], cwd=ROOT, env=worker_env, log=log))
         _wait_for(api_port)
         yield Deployment(f"http://127.0.0.1:{api_port}", custodian_url, settings, base, prefix, worker_env)
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(15)
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _post(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:

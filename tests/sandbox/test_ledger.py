@@ -18,7 +18,7 @@ from crypto.keyring import KeyStore
 from sandbox import keys
 from sandbox.cli import main
 from sandbox.db import get_db_of
-from sandbox.service.ledger import Ledger
+from sandbox.service.ledger import Ledger, verify
 from tests.conftest import PUMS_POLICY, World, auth, data_file, make_org
 
 
@@ -154,6 +154,47 @@ def _tamper_checkpoint_signature(session: Session) -> None:
     session.execute(text("UPDATE ledger_checkpoints SET head_hash = :h WHERE seq = 2"), {"h": "f" * 64})
 
 
+def _tamper_rewrite_and_resign(session: Session) -> None:
+    _rewrite_and_resign(session, *ledger_crypto.generate_signing_key())
+
+
+def _rewrite_and_resign(session: Session, private: bytes, public: bytes) -> None:
+    """Rewrite the whole chain consistently and re-sign every checkpoint with another key (``private``).
+
+    Every hash, every ``prev_hash``, the head row and every checkpoint's head agree with the forged
+    chain; only the signatures betray it, as they were not made with the domain's key.
+    """
+    rows = session.execute(text("SELECT * FROM ledger_events ORDER BY seq")).mappings().all()
+    prev = ledger_crypto.GENESIS_HASH
+    for row in rows:
+        action = "org.delete" if row["seq"] == 3 else row["action"]
+        body = {
+            "seq": row["seq"],
+            "ts": row["ts"],
+            "actor": row["actor"],
+            "action": action,
+            "object_type": row["object_type"],
+            "object_id": row["object_id"],
+            "details": json.loads(row["details"]),
+        }
+        forged = ledger_crypto.event_hash(prev, body)
+        session.execute(
+            text("UPDATE ledger_events SET action = :a, prev_hash = :p, hash = :h WHERE seq = :s"),
+            {"a": action, "p": prev, "h": forged, "s": row["seq"]},
+        )
+        session.execute(
+            text("UPDATE ledger_checkpoints SET head_hash = :h, signature = :g, key_fingerprint = :f WHERE seq = :s"),
+            {
+                "h": forged,
+                "g": ledger_crypto.sign(private, ledger_crypto.checkpoint_message(row["seq"], forged)),
+                "f": ledger_crypto.fingerprint(public),
+                "s": row["seq"],
+            },
+        )
+        prev = forged
+    session.execute(text("UPDATE ledger_head SET seq = :s, hash = :h"), {"s": rows[-1]["seq"], "h": prev})
+
+
 TAMPERS: list[tuple[str, Callable[[Session], None], int | None]] = [
     ("edit-details", _tamper_edit, 3),
     ("edit-actor", _tamper_edit_actor, 4),
@@ -164,6 +205,7 @@ TAMPERS: list[tuple[str, Callable[[Session], None], int | None]] = [
     ("insert", _tamper_insert, 7),
     ("reorder", _tamper_reorder, 8),
     ("forge-checkpoint", _tamper_checkpoint_signature, 2),
+    ("rewrite-chain-and-resign-with-another-key", _tamper_rewrite_and_resign, 1),
 ]
 
 
@@ -182,6 +224,18 @@ def test_tampering_is_detected(history: World, app: Flask, tamper: Callable[[Ses
     result = runner.invoke(main, ["audit", "verify"], env=env)
     assert result.exit_code == 1
     assert json.loads(result.output)["first_bad_seq"] == report["first_bad_seq"]
+
+
+def test_a_consistent_rewrite_signed_with_another_key_is_refused(history: World, app: Flask) -> None:
+    """The forgery is perfect but for its signer: under the attacker's key it verifies, under the domain's it does not."""
+    private, public = ledger_crypto.generate_signing_key()
+    with get_db_of(app).sessions() as session:
+        domain_public = bytes(session.execute(text("SELECT public_der FROM domain_keys")).scalar_one())
+        _rewrite_and_resign(session, private, public)
+        session.commit()
+        assert verify(session, public).ok is True
+        report = verify(session, domain_public)
+    assert (report.ok, report.first_bad_seq, report.problem) == (False, 1, "checkpoint signature is not valid")
 
 
 def test_cli_verify_exits_zero_when_intact(history: World, app: Flask) -> None:
@@ -242,8 +296,6 @@ def test_concurrent_appends_keep_one_chain(app: Flask) -> None:
     assert len(set(seqs)) == 40
     assert seqs == list(range(seqs[0], seqs[0] + 40))
     with db.sessions() as session:
-        from sandbox.service.ledger import verify
-
         public = session.execute(text("SELECT public_der FROM domain_keys")).scalar_one()
         assert verify(session, bytes(public)).ok
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow.csv as pacsv
+import pytest
 from flask import Flask
 
-from tests.conftest import PUMS_POLICY, World, auth
+from sandbox.db import get_db_of
+from sandbox.models import User
+from sandbox.service.auth import issue_token
+from tests.conftest import PUMS_POLICY, World, auth, data_file, request_grant
 from tests.sandbox.jobkit import RACE_SQL, approve, events, job_json, run_worker, submit
 
 
@@ -75,7 +80,7 @@ def test_two_query_differencing_attack_is_held(world: World, app: Flask, approve
     assert first[:8] in notes[0]["reason"]
 
 
-def test_differencing_spans_analysts_of_one_organisation_only(world: World, app: Flask, approved: str) -> None:
+def test_differencing_spans_the_analysts_of_an_organisation(world: World, app: Flask, approved: str) -> None:
     from tests.conftest import make_user
 
     _, colleague = make_user(world.client, world.admin, world.analyst_org, "analyst", "colleague")
@@ -84,6 +89,43 @@ def test_differencing_spans_analysts_of_one_organisation_only(world: World, app:
     second = submit(world, approved, "SELECT COUNT(*) AS n FROM pums WHERE race <> 6", token=colleague).json["id"]
     run_worker(app)
     assert job_json(world, second, token=colleague)["status"] == "held"  # race 6 has 5 people: 1 <= 5 <= 9
+
+
+def _the_race_5_person() -> dict[str, Any]:
+    """The one person of race 5 in the demo PUMS (the differencing attacks' target), read from the data."""
+    people = [row for row in pacsv.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv")).to_pylist() if row["race"] == 5]
+    assert len(people) == 1
+    return people[0]
+
+
+def _result(world: World, job_id: str, token: str) -> dict[str, Any]:
+    response = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(token))
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def test_differencing_spans_organisations(world: World, app: Flask, pums: dict[str, Any], grant: dict[str, Any]) -> None:
+    """Enterprise A asks income by sex, enterprise B the same but race 5: B's cell that differs by one person is withheld."""
+    auto = {**PUMS_POLICY, "release_mode": "auto"}
+    approve(world, grant["id"], auto)
+    rival_grant = request_grant(world, [pums["id"]], token=world.other_analyst).json["id"]
+    approve(world, rival_grant, auto)
+    sql = "SELECT sex, COUNT(*) AS n, SUM(income) AS total FROM pums {where} GROUP BY sex ORDER BY sex"
+    first = submit(world, grant["id"], sql.format(where="")).json["id"]
+    run_worker(app)
+    second = submit(world, rival_grant, sql.format(where="WHERE race <> 5"), token=world.other_analyst).json["id"]
+    run_worker(app)
+    assert job_json(world, second, token=world.other_analyst)["status"] == "released"  # the other sex is released
+    a, b = _result(world, first, world.analyst), _result(world, second, world.other_analyst)
+    target = _the_race_5_person()
+    b_rows = {row["sex"]: row for row in b["rows"]}
+    assert (b_rows[target["sex"]]["n"], b_rows[target["sex"]]["total"]) == (None, None)
+    assert {row["sex"]: row for row in a["rows"]}[1 - target["sex"]] == b_rows[1 - target["sex"]]
+    flagged = [n for n in b["notes"] if n["rule"] == "differencing"]
+    assert flagged
+    assert all(first[:8] not in n["reason"] for n in flagged)  # another organisation's job is never named
+    totals = [row["total"] for result in (a, b) for row in result["rows"] if row["total"] is not None]
+    assert target["income"] not in {abs(x - y) for x in totals for y in totals}, "the race-5 income is derivable"
 
 
 def test_auto_mode_withholds_flagged_cells_and_releases_the_rest(world: World, app: Flask, grant: dict[str, Any]) -> None:
@@ -126,17 +168,52 @@ def test_two_person_rule(world: World, app: Flask, grant: dict[str, Any]) -> Non
     assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 200
 
 
-def test_nobody_reviews_their_own_organisation(world: World, app: Flask, grant: dict[str, Any]) -> None:
+def test_the_bureaus_own_auditor_may_review(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    """The job is the enterprise's, not the bureau's: a supervisor inside the data bureau may decide."""
     from tests.conftest import make_user
 
     approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
     job_id = submit(world, grant["id"], RACE_SQL).json["id"]
     run_worker(app)
-    _, insider = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
-    # the bureau's own auditor may review (the job is the enterprise's), an auditor inside the enterprise cannot exist
-    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(insider), json={"decision": "reject", "reason": "not in scope"})
+    _, supervisor = make_user(world.client, world.admin, world.steward_org, "auditor", "bureau supervisor")
+    decision = {"decision": "reject", "reason": "not in scope"}
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(supervisor), json=decision)
     assert response.status_code == 200
     assert response.json["status"] == "rejected"
+
+
+def _insider(app: Flask, org_id: str, role: str) -> str:
+    """A user written straight into the database, bypassing the API's rule of who may be what.
+
+    The API never makes an analyst of a bureau or of an audit office, so a job and its reviewer
+    cannot share an organisation through it; a legacy row or a loosened membership rule could
+    still produce one, and the review guard must hold anyway. Returns the user's token.
+    """
+    with get_db_of(app).writing() as session:
+        user = User(name=f"insider {role}", org_id=org_id, role=role)
+        session.add(user)
+        session.flush()
+        return issue_token(session, user)[1]
+
+
+@pytest.mark.parametrize("decision", ["release", "reject"])
+@pytest.mark.parametrize("org", ["bureau", "audit"])
+def test_nobody_reviews_a_job_of_their_own_organisation(world: World, app: Flask, pums: dict[str, Any], org: str, decision: str) -> None:
+    """An analyst inside the bureau (or the audit office) runs a job: that organisation's auditor may not decide on it."""
+    from tests.conftest import make_user
+
+    analyst = _insider(app, world.ids[org], "analyst")
+    grant_id = request_grant(world, [pums["id"]], token=analyst).json["id"]
+    approve(world, grant_id, {**PUMS_POLICY, "release_mode": "always_review"})
+    job_id = submit(world, grant_id, RACE_SQL, token=analyst).json["id"]
+    run_worker(app)
+    assert job_json(world, job_id, token=analyst)["status"] == "held"
+    auditor = world.auditor if org == "audit" else make_user(world.client, world.admin, world.ids[org], "auditor")[1]
+    response = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(auditor), json={"decision": decision, "reason": "ours"})
+    assert response.status_code == 403, response.json
+    assert response.json["error"]["code"] == "forbidden"
+    assert job_json(world, job_id, token=analyst)["status"] == "held"
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(analyst)).status_code == 409
 
 
 def test_review_release_records_cells_for_differencing(world: World, app: Flask, grant: dict[str, Any]) -> None:

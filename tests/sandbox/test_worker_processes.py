@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sandbox.db import get_db_of
 from sandbox.models import Job, JobOutput, LedgerEvent, User
 from sandbox.service.auth import principal_of
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, request_grant
+from tests.processes import running
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 3_000_000
@@ -47,7 +49,8 @@ def _big_parquet() -> bytes:
     return sink.getvalue()
 
 
-def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
+def _worker(app: Flask) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A worker process on the test's instance, stopped (its process group killed if need be) when the block ends."""
     env = {
         **os.environ,
         "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"],
@@ -55,8 +58,8 @@ def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
         "SANDBOX_WORKER_LEASE_SECONDS": "1",
         "SANDBOX_WORKER_POLL_SECONDS": "0.02",
     }
-    with open(Path(app.config["INSTANCE_PATH"]).parent / "worker.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    log = Path(app.config["INSTANCE_PATH"]).parent / "worker.log"
+    return running([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, log=log)
 
 
 def _job(app: Flask, job_id: str) -> Job:
@@ -94,23 +97,16 @@ def test_sigkill_mid_job_loses_nothing_and_releases_once(world: World, app: Flas
         "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": "query", "spec": {"sql": HEAVY_SQL}}
     ).json["id"]
 
-    first = _start_worker(app)
-    try:
+    with _worker(app) as first:
         _wait_for(app, job_id, lambda j: j.status == "running", timeout=30)
-        first.send_signal(signal.SIGKILL)
+        first.send_signal(signal.SIGKILL)  # the worker alone, as a crash would; its group is swept on the way out
         first.wait(10)
-    finally:
-        first.kill()
     killed = _job(app, job_id)
     assert killed.status in ("running", "checking"), "the first worker finished before it was killed"
     assert killed.attempts == 1
 
-    second = _start_worker(app)
-    try:
+    with _worker(app) as second:
         done = _wait_for(app, job_id, lambda j: j.status not in ("queued", "running", "checking"), timeout=60, step=0.05)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(10)
     assert done.status == "released", done.reason
     assert done.attempts == 2
     with get_db_of(app).sessions() as session:
