@@ -15,6 +15,12 @@ DEFAULTS: dict[str, Any] = {
     # Uploads above this answer 413. The whole upload is held in memory (plaintext never touches
     # disk), so this also bounds the memory one upload can take.
     "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
+    # JSON bodies and the upload's ``meta`` field: at most this many bytes (413 beyond; 32 MiB holds
+    # a scoring job over a million 18-character identifiers) and this deep a nesting of arrays and
+    # objects (400 beyond; the deepest valid body, a policy, nests 5 levels). Depth is checked
+    # before parsing, whose recursion a deeper body would exhaust.
+    "MAX_JSON_BYTES": 32 * 1024 * 1024,
+    "MAX_JSON_DEPTH": 64,
     # A signed checkpoint after every N ledger events. 1 signs every event, so that deleting the
     # newest events is always detected against a signature (cost: one Ed25519 signature each).
     "LEDGER_CHECKPOINT_EVERY": 1,
@@ -47,3 +53,4 @@ def load(app: Flask, overrides: dict[str, Any] | None) -> None:
     app.config.setdefault("MASTER_KEY_FILE", str(instance / "master.key"))
     app.config["INSTANCE_PATH"] = str(instance)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
+    app.config["MAX_FORM_MEMORY_SIZE"] = int(app.config["MAX_JSON_BYTES"])  # the largest non-file form field

@@ -6,7 +6,6 @@ the ciphertext file is removed, so a failed upload leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +13,7 @@ import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
@@ -22,20 +21,24 @@ from jobs import ingest
 from sandbox.db import Database
 from sandbox.keys import KeyStore, version_context
 from sandbox.models import Dataset, DatasetVersion, new_id
-from sandbox.service import he_keys
+from sandbox.service import he_keys, json_input
 from sandbox.service.auth import Principal
+from sandbox.service.json_input import JsonLimits
 from sandbox.service.ledger import Ledger
 from sandbox.service.validation import parse_model
 from sandbox.storage import EncryptedStore
 
 
-def parse_meta(raw: str | None) -> DatasetMeta:
+def parse_meta(raw: str | None, limits: JsonLimits) -> DatasetMeta:
+    """The upload's ``meta`` part, read within ``limits`` like every JSON body."""
     if raw is None:
         raise ValidationFailed("the multipart part 'meta' (JSON) is missing", details={"field": "meta"})
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ValidationFailed("the part 'meta' is not valid JSON", details={"field": "meta"}) from None
+        data = json_input.load(raw, limits, "the part 'meta'")
+    except json_input.JsonTooDeep:
+        raise
+    except BadRequest as exc:  # malformed: a validation error of the field, as every other problem of meta
+        raise ValidationFailed(exc.message, details={"field": "meta"}) from None
     return parse_model(DatasetMeta, data, "meta")
 
 
