@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     # How often an idle worker looks for work. Short, so that a job starts as soon as it arrives.
     "WORKER_POLL_SECONDS": 0.05,
     "JOB_MAX_ATTEMPTS": 3,
+    # DuckDB's working memory per job (hash tables, sorts, results; the decrypted tables come on
+    # top). The engine never spills to disk, where it would write plaintext: a job past this fails
+    # with "the job exceeded its memory limit". Dry runs in the web process have the same bound.
+    "JOB_MEMORY_MB": 4096,
     "JOB_TIMEOUT_SECONDS": 600,
     "JSON_SORT_KEYS": False,
 }

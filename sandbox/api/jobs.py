@@ -131,12 +131,13 @@ def register(bp: Blueprint) -> None:
         roles=ANALYST,
         body=DryRunIn,
         response=DryRunOut,
-        errors=(400, 401, 403, 404, 422),
+        errors=(400, 401, 403, 404, 413, 422),
     )
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
         grant = get_visible(read_session(), caller, body.grant_id)
         checked = job_service.check(grant, body.kind, body.spec)
         schemas, _ = job_service.schemas_of(grant)
         tables = {name: mock_table(schemas[name], body.rows, body.seed) for name in checked.datasets}
-        released = preview(checked.plan, checked.policy, tables, DuckDBEngine(), budget.job_epsilon(checked.spec))
+        engine = DuckDBEngine(memory_mb=int(current_app.config["JOB_MEMORY_MB"]))
+        released = preview(checked.plan, checked.policy, tables, engine, budget.job_epsilon(checked.spec))
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

@@ -50,7 +50,7 @@ class Worker:
         self.ledger: Ledger = app.extensions["sandbox.ledger"]
         self.own_engine: DuckDBEngine | None = None
         if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
-            self.own_engine = engine = DuckDBEngine(prepare_next=True)
+            self.own_engine = engine = DuckDBEngine(memory_mb=int(app.config["JOB_MEMORY_MB"]), prepare_next=True)
         self.engine: Engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = float(app.config["WORKER_LEASE_SECONDS"])
