@@ -24,7 +24,7 @@ class InMemoryRequest(Request):
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from sandbox import api, config, db, keys, storage
     from sandbox.runtime import custodian as custodian_client
-    from sandbox.service.datasets import Datasets
+    from sandbox.service.datasets import Datasets, ingest_limits
     from sandbox.service.ledger import Ledger
 
     app = Flask(__name__, static_folder=None)
@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     custodian_client.init_app(app)
     ledger = Ledger(keys.get_keys_of(app), int(app.config["LEDGER_CHECKPOINT_EVERY"]))
     app.extensions["sandbox.ledger"] = ledger
-    app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger)
+    limits = ingest_limits(app.config)
+    app.extensions["sandbox.datasets"] = Datasets(db.get_db_of(app), keys.get_keys_of(app), storage.get_store_of(app), ledger, limits)
     api.init_app(app)
     return app

@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+
+if TYPE_CHECKING:  # importing the configuration stays light: no pyarrow
+    pass
 
 DEFAULTS: dict[str, Any] = {
     # Uploads above this answer 413. The whole upload is held in memory (plaintext never touches
     # disk), so this also bounds the memory one upload can take.
     "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
+    # What one uploaded table may decode to, checked while reading (Parquet metadata first, then
+    # batch by batch; CSV in a streaming pass), so that a small compressed file of millions of
+    # identical rows is refused (413) before it is materialised. An upload at these limits holds
+    # about three times MAX_UPLOAD_DECODED_BYTES at its peak (decoded, cast, re-encoded).
+    "MAX_UPLOAD_ROWS": 20_000_000,
+    "MAX_UPLOAD_COLUMNS": 1_000,
+    "MAX_UPLOAD_CELLS": 100_000_000,
+    "MAX_UPLOAD_DECODED_BYTES": 1024 * 1024 * 1024,
     # JSON bodies and the upload's ``meta`` field: at most this many bytes (413 beyond; 32 MiB holds
     # a scoring job over a million 18-character identifiers) and this deep a nesting of arrays and
     # objects (400 beyond; the deepest valid body, a policy, nests 5 levels). Depth is checked
@@ -58,3 +69,4 @@ def load(app: Flask, overrides: dict[str, Any] | None) -> None:
     app.config["INSTANCE_PATH"] = str(instance)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
     app.config["MAX_FORM_MEMORY_SIZE"] = int(app.config["MAX_JSON_BYTES"])  # the largest non-file form field
+

@@ -1,11 +1,14 @@
 """Datasets and their versions: validate an upload, encrypt it, register it, read it back.
 
+An upload is read within the app's ``IngestLimits`` (413 ``upload_too_large`` beyond them).
+
 An upload is validated and encrypted before the database is touched; if registering then fails,
 the ciphertext file is removed, so a failed upload leaves nothing behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +21,7 @@ from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
 from jobs import ingest
+from jobs.bounded import IngestLimits
 from sandbox.db import Database
 from sandbox.keys import KeyStore, version_context
 from sandbox.models import Dataset, DatasetVersion, new_id
@@ -42,14 +46,24 @@ def parse_meta(raw: str | None, limits: JsonLimits) -> DatasetMeta:
     return parse_model(DatasetMeta, data, "meta")
 
 
+def ingest_limits(config: Mapping[str, Any]) -> IngestLimits:
+    """The upload limits of the app's configuration, as the typed value ingest takes (it never reads configuration)."""
+    return IngestLimits(
+        max_rows=int(config["MAX_UPLOAD_ROWS"]),
+        max_columns=int(config["MAX_UPLOAD_COLUMNS"]),
+        max_cells=int(config["MAX_UPLOAD_CELLS"]),
+        max_decoded_bytes=int(config["MAX_UPLOAD_DECODED_BYTES"]),
+    )
+
+
 class Datasets:
     """The dataset service; one per app, holding the database, key store, store and ledger."""
 
-    def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger) -> None:
-        self.db, self.keys, self.store, self.ledger = db, keys, store, ledger
+    def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger, limits: IngestLimits) -> None:
+        self.db, self.keys, self.store, self.ledger, self.limits = db, keys, store, ledger, limits
 
     def _validate(self, meta: DatasetMeta, filename: str, data: bytes) -> ingest.Ingested:
-        table = ingest.read_table(filename, data)
+        table = ingest.read_table(filename, data, self.limits)
         with self.db.sessions() as session:
             keys = he_keys.public_keys(session, ingest.paillier_keys(meta))
         return ingest.validate(meta, table, keys)

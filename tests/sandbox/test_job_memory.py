@@ -69,9 +69,7 @@ def _snapshot(*roots: Path) -> dict[Path, int]:
 
 
 @pytest.mark.sqlite_only
-def test_a_job_past_its_memory_limit_fails_cleanly_and_spills_nothing(
-    app: Flask, world: World, folders: tuple[Path, Path]
-) -> None:
+def test_a_job_past_its_memory_limit_fails_cleanly_and_spills_nothing(app: Flask, world: World, folders: tuple[Path, Path]) -> None:
     cwd, scratch = folders
     instance = Path(app.config["INSTANCE_PATH"])
     response = upload_bytes(world, META, _people(), "people.parquet")
