@@ -72,6 +72,12 @@ class TooLarge(SandboxError):
     status = 413
 
 
+class UploadTooLarge(TooLarge):
+    """An uploaded table decodes to more rows, columns, cells or bytes than the domain accepts; ``details`` names the limit."""
+
+    code = "upload_too_large"
+
+
 class PolicyViolation(SandboxError):
     code = "policy_violation"
     status = 422

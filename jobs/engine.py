@@ -17,10 +17,24 @@ import pyarrow as pa
 
 from core.errors import SandboxError
 
+# A job's working memory when the caller states none (the worker states SANDBOX_JOB_MEMORY_MB).
+DEFAULT_MEMORY_MB = 4096
+
 
 class QueryInterrupted(SandboxError):
     code = "interrupted"
     status = 409
+
+
+class MemoryLimitExceeded(SandboxError):
+    """The query needed more working memory than the job may have. The message is fixed text: it says
+    nothing about the data (DuckDB's own message names sizes, which depend on it)."""
+
+    code = "memory_limit"
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__("the job exceeded its memory limit")
 
 
 class Engine(Protocol):
@@ -36,6 +50,13 @@ class DuckDBEngine:
     configuration locked, before any table is registered), so even a query that slipped past
     validation could only read the registered tables.
 
+    Nor does it ever write to disk: DuckDB offloads intermediate data that outgrows ``memory_limit``
+    to ``temp_directory``, which for an in-memory database defaults to ``./.tmp`` — decrypted data in
+    plaintext files. ``temp_directory`` is set to ``''`` (offloading disabled; with the limit at zero
+    bytes too) before anything else, so a query past ``memory_mb`` fails with ``MemoryLimitExceeded``
+    instead of spilling. ``memory_mb`` bounds DuckDB's own buffers (hash tables, sorts, results), not
+    the registered Arrow tables, which the caller holds.
+
     Making an in-memory database costs about 13 ms (DuckDB fills its catalog with every built-in
     function) and closing one about 3 ms, more than a small query itself. With ``prepare_next`` (for
     a long-lived worker running one job after another), each run's database is closed and the next
@@ -43,9 +64,11 @@ class DuckDBEngine:
     the GIL). Isolation is unchanged: every run gets a database no other run has used.
     """
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None, *, prepare_next: bool = False) -> None:
+    def __init__(self, threads: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB, *, prepare_next: bool = False) -> None:
+        if memory_mb < 1:
+            raise ValueError("memory_mb must be positive")
         self.threads = threads
-        self.memory_limit = memory_limit
+        self.memory_mb = memory_mb
         self._lock = threading.Lock()
         self._spare: Future[duckdb.DuckDBPyConnection] | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-next") if prepare_next else None
@@ -72,10 +95,11 @@ class DuckDBEngine:
         """A new in-memory database, its settings applied and then locked."""
         con = duckdb.connect(":memory:")
         try:
+            con.execute("SET temp_directory = ''")
+            con.execute("SET max_temp_directory_size = '0B'")
+            con.execute(f"SET memory_limit = '{int(self.memory_mb)}MiB'")
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
-            if self.memory_limit:
-                con.execute("SET memory_limit = ?", [self.memory_limit])
             con.execute("SET enable_progress_bar = false")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
@@ -112,6 +136,8 @@ class DuckDBEngine:
             return con.sql(sql).to_arrow_table()
         except duckdb.InterruptException:
             raise QueryInterrupted("the query was interrupted") from None
+        except duckdb.OutOfMemoryException:
+            raise MemoryLimitExceeded from None
         finally:
             done.set()
 

@@ -1,6 +1,7 @@
 """Reading an uploaded CSV or Parquet file into an Arrow table, validated against its declared metadata.
 
-Everything happens in memory. Error messages name the column and the problem and carry counts,
+Everything happens in memory, within ``IngestLimits`` checked while reading (``jobs.bounded``).
+Error messages name the column and the problem and carry counts,
 never a value from the file: the file's content is exactly what must not leak, even into an error.
 
 Columns a provider encrypted (``type: paillier``) must arrive as binary ciphertexts (Parquet) under a
@@ -10,20 +11,21 @@ and stored as ``fixed_size_binary``.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetMeta
 from core.values import ColumnType
 from crypto import paillier
 from crypto.paillier import PublicKey
+from jobs import bounded
+from jobs.bounded import IngestLimits
 
 PARQUET_MAGIC = b"PAR1"
 
@@ -58,19 +60,28 @@ def detect_format(filename: str, data: bytes) -> str:
     raise ValidationFailed("the file name must end in .csv or .parquet", details={"field": "file"})
 
 
-def read_table(filename: str, data: bytes) -> pa.Table:
+def read_table(filename: str, data: bytes, limits: IngestLimits) -> pa.Table:
+    """The file as an Arrow table, refused with ``UploadTooLarge`` as soon as it is seen to exceed ``limits``."""
     fmt = detect_format(filename, data)
     if not data:
         raise ValidationFailed("the file is empty", details={"field": "file"})
     try:
         if fmt == "parquet":
-            return pq.read_table(pa.BufferReader(data))
-        data.decode("utf-8")
-        return pacsv.read_csv(pa.BufferReader(data))
+            return bounded.read_parquet(data, limits)
+        _check_utf8(data)
+        return bounded.read_csv(data, limits)
     except UnicodeDecodeError:
         raise ValidationFailed("the CSV file is not UTF-8 text", details={"field": "file"}) from None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ValidationFailed(f"the file could not be read as {fmt}: {_safe_reason(str(exc))}", details={"field": "file"}) from None
+
+
+def _check_utf8(data: bytes, chunk: int = 1 << 20) -> None:
+    """Raise ``UnicodeDecodeError`` unless ``data`` is UTF-8, decoding a chunk at a time (no full-size copy)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), chunk):
+        decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
 
 
 def _safe_reason(message: str) -> str:

@@ -15,6 +15,20 @@ DEFAULTS: dict[str, Any] = {
     # Uploads above this answer 413. The whole upload is held in memory (plaintext never touches
     # disk), so this also bounds the memory one upload can take.
     "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
+    # What one uploaded table may decode to, checked while reading (Parquet metadata first, then
+    # batch by batch; CSV in a streaming pass), so that a small compressed file of millions of
+    # identical rows is refused (413) before it is materialised. An upload at these limits holds
+    # about three times MAX_UPLOAD_DECODED_BYTES at its peak (decoded, cast, re-encoded).
+    "MAX_UPLOAD_ROWS": 20_000_000,
+    "MAX_UPLOAD_COLUMNS": 1_000,
+    "MAX_UPLOAD_CELLS": 100_000_000,
+    "MAX_UPLOAD_DECODED_BYTES": 1024 * 1024 * 1024,
+    # JSON bodies and the upload's ``meta`` field: at most this many bytes (413 beyond; 32 MiB holds
+    # a scoring job over a million 18-character identifiers) and this deep a nesting of arrays and
+    # objects (400 beyond; the deepest valid body, a policy, nests 5 levels). Depth is checked
+    # before parsing, whose recursion a deeper body would exhaust.
+    "MAX_JSON_BYTES": 32 * 1024 * 1024,
+    "MAX_JSON_DEPTH": 64,
     # A signed checkpoint after every N ledger events. 1 signs every event, so that deleting the
     # newest events is always detected against a signature (cost: one Ed25519 signature each).
     "LEDGER_CHECKPOINT_EVERY": 1,
@@ -26,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # How often an idle worker looks for work. Short, so that a job starts as soon as it arrives.
     "WORKER_POLL_SECONDS": 0.05,
     "JOB_MAX_ATTEMPTS": 3,
+    # DuckDB's working memory per job (hash tables, sorts, results; the decrypted tables come on
+    # top). The engine never spills to disk, where it would write plaintext: a job past this fails
+    # with "the job exceeded its memory limit". Dry runs in the web process have the same bound.
+    "JOB_MEMORY_MB": 4096,
     "JOB_TIMEOUT_SECONDS": 600,
     "JSON_SORT_KEYS": False,
     # The catalogue's row and unit counts, as analysts see them, are rounded to a multiple of this: an
@@ -51,3 +69,5 @@ def load(app: Flask, overrides: dict[str, Any] | None) -> None:
     app.config.setdefault("MASTER_KEY_FILE", str(instance / "master.key"))
     app.config["INSTANCE_PATH"] = str(instance)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
+    app.config["MAX_FORM_MEMORY_SIZE"] = int(app.config["MAX_JSON_BYTES"])  # the largest non-file form field
+

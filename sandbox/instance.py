@@ -14,7 +14,7 @@ from typing import Any
 from crypto.keyring import KeyStore
 from sandbox.db import Database, make_engine
 from sandbox.runtime.custodian import DEFAULT_TIMEOUT, Custodian
-from sandbox.service.datasets import Datasets
+from sandbox.service.datasets import Datasets, ingest_limits
 from sandbox.service.ledger import Ledger
 from sandbox.storage import EncryptedStore
 
@@ -31,6 +31,7 @@ class Instance:
     custodian: Custodian | None  # None: SANDBOX_CUSTODIAN_URL is not set; he aggregates fail with that reason
     lease_seconds: float  # WORKER_LEASE_SECONDS
     poll_seconds: float  # WORKER_POLL_SECONDS
+    job_memory_mb: int  # JOB_MEMORY_MB: DuckDB's working memory per job
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Instance:
@@ -46,10 +47,11 @@ class Instance:
             keys,
             store,
             ledger,
-            Datasets(db, keys, store, ledger),
+            Datasets(db, keys, store, ledger, ingest_limits(config)),
             custodian,
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
+            int(config["JOB_MEMORY_MB"]),
         )
 
     def extensions(self) -> dict[str, Any]:
@@ -75,4 +77,5 @@ class Instance:
             extensions.get("sandbox.custodian"),
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
+            int(config["JOB_MEMORY_MB"]),
         )

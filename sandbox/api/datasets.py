@@ -9,7 +9,7 @@ from core.errors import NotFound, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import Role
 from jobs.mock import mock_rows
-from sandbox.api.routing import ANY_ROLE, endpoint
+from sandbox.api.routing import ANY_ROLE, endpoint, json_limits
 from sandbox.api.schemas import DatasetList, DatasetOut, EpsilonCapIn, EpsilonCapOut, MockOut, MockQuery
 from sandbox.api.services import dataset_out, datasets, ledger
 from sandbox.db import read_session, writing
@@ -52,7 +52,7 @@ def register(bp: Blueprint) -> None:
     )
     def create_dataset(caller: Principal) -> DatasetOut:
         filename, data = _upload()
-        meta = parse_meta(request.form.get("meta"))
+        meta = parse_meta(request.form.get("meta"), json_limits())
         return dataset_out(datasets().create(caller, meta, filename, data), caller)
 
     @endpoint(
@@ -69,7 +69,7 @@ def register(bp: Blueprint) -> None:
     def add_version(caller: Principal, dataset_id: str) -> DatasetOut:
         filename, data = _upload()
         raw = request.form.get("meta")
-        meta = parse_meta(raw) if raw is not None else None
+        meta = parse_meta(raw, json_limits()) if raw is not None else None
         return dataset_out(datasets().add_version(caller, dataset_id, meta, filename, data), caller)
 
     @endpoint(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.errors import SandboxError
@@ -46,8 +46,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
-        limit = app.config["MAX_CONTENT_LENGTH"]
-        return error_response(413, "too_large", f"the request body exceeds the limit of {limit} bytes", {"limit": limit})
+        return error_response(413, "too_large", *_exceeded_limit())
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:
@@ -58,3 +57,15 @@ def init_app(app: Flask) -> None:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log_unexpected(log, "request", exc)
         return error_response(500, "internal_error", "the server could not complete the request")
+
+
+def _exceeded_limit() -> tuple[str, dict[str, Any]]:
+    """Which bound Werkzeug enforced: the request's body limit (JSON bodies have their own), or a form field's."""
+    body_limit, length = request.max_content_length, request.content_length
+    if request.mimetype == "multipart/form-data" and length is not None and body_limit and length <= body_limit:
+        field_limit, parts = current_app.config["MAX_FORM_MEMORY_SIZE"], current_app.config["MAX_FORM_PARTS"]
+        message = f"a form field is larger than {field_limit} bytes (SANDBOX_MAX_JSON_BYTES), or the form has more than {parts} parts"
+        return message, {"limit": "max_json_bytes", "maximum": field_limit}
+    name = "SANDBOX_MAX_JSON_BYTES" if request.is_json else "SANDBOX_MAX_UPLOAD_BYTES"
+    details = {"limit": name.removeprefix("SANDBOX_").lower(), "maximum": body_limit}
+    return f"the request body exceeds the limit of {body_limit} bytes ({name})", details

@@ -129,12 +129,13 @@ def register(bp: Blueprint) -> None:
         roles=ANALYST,
         body=DryRunIn,
         response=DryRunOut,
-        errors=(400, 401, 403, 404, 422),
+        errors=(400, 401, 403, 404, 413, 422),
     )
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
         grant = get_visible(read_session(), caller, body.grant_id)
         checked = job_service.check(grant, body.kind, body.spec)
         schemas, versions = job_service.schemas_of(grant)
         timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
-        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), DuckDBEngine(), timeout)
+        engine = DuckDBEngine(memory_mb=int(current_app.config["JOB_MEMORY_MB"]))
+        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), engine, timeout)
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

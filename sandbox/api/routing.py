@@ -1,7 +1,7 @@
 """Declaring an endpoint once: route, roles, request and response models.
 
 ``@endpoint`` authenticates the caller, checks the role, parses the JSON body or query string into
-a pydantic model (bad input is a 400 naming the field), and records everything the OpenAPI
+a pydantic model (bad input is a 400 naming the field; JSON within ``json_limits``), and records everything the OpenAPI
 document needs, so that the document is generated from the same declarations that enforce them.
 """
 
@@ -12,13 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel
 
 from core.errors import BadRequest, Forbidden, NotFound
 from core.values import Role
 from sandbox.db import read_session
+from sandbox.service import json_input
 from sandbox.service.auth import Principal, authenticate
+from sandbox.service.json_input import JsonLimits
 from sandbox.service.validation import parse_model
 
 ANY_ROLE = frozenset(Role)
@@ -47,12 +49,18 @@ def declared(bp: Blueprint) -> list[Endpoint]:
     return found
 
 
+def json_limits() -> JsonLimits:
+    """The app's bounds on JSON bodies and JSON form fields (``SANDBOX_MAX_JSON_BYTES``, ``SANDBOX_MAX_JSON_DEPTH``)."""
+    return JsonLimits(max_bytes=int(current_app.config["MAX_JSON_BYTES"]), max_depth=int(current_app.config["MAX_JSON_DEPTH"]))
+
+
 def _json_body() -> Any:
+    """The body's JSON value, read only up to the JSON size limit (a larger body is 413 before it is read)."""
     if not request.is_json:
         raise BadRequest("expected a JSON body (Content-Type: application/json)")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("the body is not valid JSON")
+    limits = json_limits()
+    request.max_content_length = min(limits.max_bytes, request.max_content_length or limits.max_bytes)
+    data = json_input.load(request.get_data(cache=True), limits, "the body")
     if _has_nul(data):
         raise BadRequest("text in the body may not contain NUL characters")
     return data

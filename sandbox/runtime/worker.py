@@ -49,7 +49,7 @@ class Worker:
         self.db, self.keys, self.datasets, self.ledger = instance.db, instance.keys, instance.datasets, instance.ledger
         self.own_engine: DuckDBEngine | None = None
         if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
-            self.own_engine = engine = DuckDBEngine(prepare_next=True)
+            self.own_engine = engine = DuckDBEngine(memory_mb=instance.job_memory_mb, prepare_next=True)
         self.engine: Engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds, self.poll_seconds = instance.lease_seconds, instance.poll_seconds

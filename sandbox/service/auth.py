@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,9 +17,6 @@ from sqlalchemy.orm import Session
 from core.errors import Unauthenticated
 from core.values import OrgKind, Role
 from sandbox.models import Token, User
-
-if TYPE_CHECKING:
-    from flask import Request
 
 TOKEN_PREFIX = "sbx_"  # noqa: S105 - a public prefix that makes leaked tokens easy to scan for, not a secret
 

@@ -1,12 +1,14 @@
 """Datasets and their versions: validate an upload, encrypt it, register it, read it back.
 
+An upload is read within the app's ``IngestLimits`` (413 ``upload_too_large`` beyond them).
+
 An upload is validated and encrypted before the database is touched; if registering then fails,
 the ciphertext file is removed, so a failed upload leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -14,40 +16,55 @@ import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
 from crypto.keyring import KeyStore
 from jobs import ingest
+from jobs.bounded import IngestLimits
 from sandbox.db import Database
 from sandbox.keys import version_context
 from sandbox.models import Dataset, DatasetVersion, new_id
-from sandbox.service import he_keys
+from sandbox.service import he_keys, json_input
 from sandbox.service.auth import Principal
+from sandbox.service.json_input import JsonLimits
 from sandbox.service.ledger import Ledger
 from sandbox.service.validation import parse_model
 from sandbox.storage import EncryptedStore
 
 
-def parse_meta(raw: str | None) -> DatasetMeta:
+def parse_meta(raw: str | None, limits: JsonLimits) -> DatasetMeta:
+    """The upload's ``meta`` part, read within ``limits`` like every JSON body."""
     if raw is None:
         raise ValidationFailed("the multipart part 'meta' (JSON) is missing", details={"field": "meta"})
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ValidationFailed("the part 'meta' is not valid JSON", details={"field": "meta"}) from None
+        data = json_input.load(raw, limits, "the part 'meta'")
+    except json_input.JsonTooDeep:
+        raise
+    except BadRequest as exc:  # malformed: a validation error of the field, as every other problem of meta
+        raise ValidationFailed(exc.message, details={"field": "meta"}) from None
     return parse_model(DatasetMeta, data, "meta")
+
+
+def ingest_limits(config: Mapping[str, Any]) -> IngestLimits:
+    """The upload limits of the app's configuration, as the typed value ingest takes (it never reads configuration)."""
+    return IngestLimits(
+        max_rows=int(config["MAX_UPLOAD_ROWS"]),
+        max_columns=int(config["MAX_UPLOAD_COLUMNS"]),
+        max_cells=int(config["MAX_UPLOAD_CELLS"]),
+        max_decoded_bytes=int(config["MAX_UPLOAD_DECODED_BYTES"]),
+    )
 
 
 class Datasets:
     """The dataset service; one per app, holding the database, key store, store and ledger."""
 
-    def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger) -> None:
-        self.db, self.keys, self.store, self.ledger = db, keys, store, ledger
+    def __init__(self, db: Database, keys: KeyStore, store: EncryptedStore, ledger: Ledger, limits: IngestLimits) -> None:
+        self.db, self.keys, self.store, self.ledger, self.limits = db, keys, store, ledger, limits
 
     def _validate(self, meta: DatasetMeta, filename: str, data: bytes) -> ingest.Ingested:
-        table = ingest.read_table(filename, data)
+        table = ingest.read_table(filename, data, self.limits)
         with self.db.sessions() as session:
             keys = he_keys.public_keys(session, ingest.paillier_keys(meta))
         return ingest.validate(meta, table, keys)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
 
-from jobs.engine import DuckDBEngine, QueryInterrupted
+from jobs.engine import DuckDBEngine, MemoryLimitExceeded, QueryInterrupted
 
 TABLES = {"t": pa.table({"a": [1, 2, 2], "pid": [1, 2, 3]})}
 
@@ -50,11 +51,11 @@ def test_each_run_has_a_database_of_its_own(prepare_next: bool) -> None:
 
 @pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
 def test_settings_apply_to_every_database(prepare_next: bool) -> None:
-    engine = DuckDBEngine(threads=1, memory_limit="512MB", prepare_next=prepare_next)
+    engine = DuckDBEngine(threads=1, memory_mb=512, prepare_next=prepare_next)
     try:
         for _ in range(2):
             settings = engine.run("SELECT current_setting('threads') AS threads, current_setting('memory_limit') AS memory", TABLES)
-            assert settings.to_pylist() == [{"threads": 1, "memory": "488.2 MiB"}]
+            assert settings.to_pylist() == [{"threads": 1, "memory": "512.0 MiB"}]
     finally:
         engine.close()
 
@@ -79,3 +80,39 @@ def test_interrupt_stops_a_long_query() -> None:
     with pytest.raises(QueryInterrupted):
         DuckDBEngine().run("SELECT COUNT(*) FROM range(1000000000) a, range(1000) b", TABLES, interrupt)
     assert time.monotonic() - start < 10
+
+
+MARKER = b"PLAINTEXT-MARKER-"
+
+
+def _files(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for folder in folders for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_a_query_past_the_memory_limit_fails_and_writes_nothing(
+    prepare_next: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB would offload to ``./.tmp`` (in-memory databases' default); the engine refuses instead."""
+    cwd, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    names = pa.array([f"{MARKER.decode()}{i:09d}" for i in range(1_500_000)])
+    tables = {"t": pa.table({"pid": pa.array(range(len(names))), "name": names})}
+    engine = DuckDBEngine(threads=1, memory_mb=48, prepare_next=prepare_next)
+    try:
+        with pytest.raises(MemoryLimitExceeded) as raised:
+            engine.run("SELECT COUNT(DISTINCT name) AS n, COUNT(DISTINCT name || pid) AS m FROM t", tables)
+        assert raised.value.message == "the job exceeded its memory limit"
+        assert engine.run("SELECT COUNT(*) AS n FROM t", tables).to_pylist() == [{"n": len(names)}]  # the engine still works
+    finally:
+        engine.close()
+    written = _files(cwd, scratch)
+    assert written == {}, sorted(str(p) for p in written)
+
+
+def test_memory_limit_is_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        DuckDBEngine(memory_mb=0)
