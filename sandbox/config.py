@@ -70,4 +70,3 @@ def load(app: Flask, overrides: dict[str, Any] | None) -> None:
     app.config["INSTANCE_PATH"] = str(instance)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
     app.config["MAX_FORM_MEMORY_SIZE"] = int(app.config["MAX_JSON_BYTES"])  # the largest non-file form field
-
