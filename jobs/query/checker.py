@@ -3,7 +3,8 @@
 The statement is an aggregate query; a derived table in FROM/JOIN only passes columns of one
 dataset through (optionally filtered), and its columns are checked where the outer query uses
 them. After the column uses, each aggregate's argument is checked (``jobs.query.arguments``).
-Column uses are checked before the output shape, so that a refusal names the most specific rule (``measure_outside_aggregate`` rather than ``row_level_output``).
+Column uses are checked before the output shape, so that a refusal names the most specific rule
+(``measure_outside_aggregate`` rather than ``row_level_output``).
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def _check_keys(select: exp.Select, group: Sequence[exp.Expr], name_of: Namer) -
         columns = list(key.find_all(exp.Column))
         column = name_of(columns[0]) if columns else None
         if len(columns) != 1 or key.find(*_NOT_IN_KEYS) is not None:
-            message = f"GROUP BY key {column or 'without a column'} must be one column or a function of one column (no comparison, branch or constant)"
+            label = column or "without a column"
+            message = f"GROUP BY key {label} must be one column or a function of one column (no comparison, branch or constant)"
             raise violation(QueryRule.GROUP_KEY, message, column)
         if not any(key == expression for expression in shown):
             raise violation(QueryRule.GROUP_KEY, f"GROUP BY key {column} is not output: output every key as it is grouped", column)

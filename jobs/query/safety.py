@@ -48,7 +48,7 @@ _COMPARED = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp
 
 def make_safe(select: exp.Select, schemas: Mapping[str, DatasetSchema]) -> None:
     """Refuse comparisons across kinds, then rewrite ``select`` in place so that no value can make it raise."""
-    schema = {name: {column: SQL_TYPES[spec.type] for column, spec in s.columns.items()} for name, s in schemas.items()}
+    schema: dict[str, object] = {name: {column: SQL_TYPES[spec.type] for column, spec in s.columns.items()} for name, s in schemas.items()}
     annotate_types(select, schema=schema, dialect=DIALECT)
     for node in list(select.walk()):
         if isinstance(node, _COMPARED) or (isinstance(node, exp.Case) and node.args.get("this") is not None):

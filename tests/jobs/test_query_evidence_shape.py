@@ -46,7 +46,7 @@ def test_count_of_a_column_adds_its_missing_count_inline(policy: Policy, schemas
 ORDERED = {
     "output_key_desc": "SELECT race, SUM(income) AS s, MEDIAN(income) AS m FROM pums GROUP BY race ORDER BY race DESC",
     "two_keys": "SELECT race, sex, MAX(income) AS mx FROM pums GROUP BY race, sex ORDER BY sex, race DESC",
-    "key_expression": "SELECT FLOOR(age / 10) AS decade, MIN(income) AS mn FROM pums GROUP BY FLOOR(age / 10) ORDER BY FLOOR(age / 10) DESC",
+    "key_expression": "SELECT FLOOR(age / 10) AS decade, MIN(income) AS mn FROM pums GROUP BY FLOOR(age / 10) ORDER BY decade",
     "alias_ascending": "SELECT educ, AVG(income) AS a FROM pums GROUP BY educ ORDER BY educ",
     "nulls_first": "SELECT race, SUM(income) AS s FROM pums GROUP BY race ORDER BY race DESC NULLS FIRST",
 }
