@@ -12,6 +12,11 @@ it, checked on the factor's syntax tree before anything runs:
 
 Anything else (other functions, attributes, subscripts, strings, comparisons) is refused as
 ``function_not_allowed`` before statsmodels sees the formula.
+
+A sensitive column enters a model only as itself: ``I(...)`` and ``np.*`` around a sensitive column
+are refused. A transform can be a smooth dummy of one value, ``I(1/(1+np.exp(-0.01*(income-400000))))``
+is about 1 exactly where income exceeds 400000, so its coefficient or mean says who lies where,
+and no check of a fit's leverage exists yet to catch it. Transforms of other columns stay allowed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from patsy.parse_formula import parse_formula  # type: ignore[import-untyped]
 
 from core.errors import ValidationFailed
 from core.schema import DatasetSchema
+from core.values import ColumnRole
 from jobs.stats.values import StatsRule, violation
 
 NUMPY_FUNCTIONS = frozenset({"log", "log1p", "sqrt", "exp"})
@@ -114,10 +120,20 @@ def _factor(code: str, schema: DatasetSchema) -> Factor:
             raise violation(StatsRule.FUNCTION_NOT_ALLOWED, "C() takes exactly one column name")
         return Factor(code, (_column(body.args[0].id, schema),), categorical=True)
     columns = tuple(dict.fromkeys(_numeric(body, schema)))
+    if not isinstance(body, ast.Name):
+        _refuse_transformed_sensitive(columns, schema)
     if isinstance(body, ast.Name):
         spec = schema.column(columns[0])
         return Factor(code, columns, categorical=spec is not None and not spec.type.numeric)
     return Factor(code, columns, categorical=False)
+
+
+def _refuse_transformed_sensitive(columns: tuple[str, ...], schema: DatasetSchema) -> None:
+    for name in columns:
+        spec = schema.column(name)
+        if spec is not None and spec.role is ColumnRole.SENSITIVE:
+            message = f"column {name} is sensitive: it enters a formula as itself, not inside I() or np.* (no leverage check yet)"
+            raise violation(StatsRule.FUNCTION_NOT_ALLOWED, message)
 
 
 def _numeric(node: ast.expr, schema: DatasetSchema) -> list[str]:
