@@ -1,9 +1,10 @@
 """Stage four: the policy's column rules over every SELECT of a qualified query, scope by scope.
 
-The statement and each ``x IN (SELECT ...)`` are aggregate queries; a derived table in FROM/JOIN
-only passes columns of one dataset through (optionally filtered), and its columns are checked
-where the outer query uses them. Column uses are checked before the output shape, so that a refusal
-names the most specific rule (``measure_outside_aggregate`` rather than ``row_level_output``).
+The statement is an aggregate query; a derived table in FROM/JOIN only passes columns of one
+dataset through (optionally filtered), and its columns are checked where the outer query uses
+them. After the column uses, each aggregate's argument is checked (``jobs.query.arguments``).
+Column uses are checked before the output shape, so that a refusal names the most specific rule
+(``measure_outside_aggregate`` rather than ``row_level_output``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from core.schema import DatasetSchema
+from jobs.query.arguments import check_argument
+from jobs.query.functions import is_aggregate
 from jobs.query.joins import check_join
-from jobs.query.model import OutputColumn, OutputKind, QueryRule, violation
+from jobs.query.model import OutputColumn, QueryRule, violation
 from jobs.query.outputs import check_order, classify_outputs, group_keys, is_output_ref
 from jobs.query.resolve import ColumnRef, Source, resolve, sources_of
-from jobs.query.uses import Occurrence, Place, check_use, occurrences
-from policies.model import Policy
+from jobs.query.uses import Occurrence, Place, check_use, effective_use, occurrences
+from policies.model import Aggregate, ColumnUse, Policy
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class _Scope:
     def check(self, node: exp.Expr, place: Place) -> None:
         for occurrence in occurrences(node, place):
             check_use(occurrence, self.ref(occurrence.column), self.policy, self.schemas)
+
+    def use_of(self, column: exp.Column) -> ColumnUse:
+        return effective_use(self.policy, self.schemas, self.ref(column))
 
     def check_column(self, column: exp.Column, place: Place) -> ColumnRef:
         ref = self.ref(column)
@@ -67,16 +73,23 @@ class Checker:
         names = {projection.alias_or_name for projection in select.expressions}
         for projection in select.expressions:
             scope.check(projection.unalias(), Place.GROUP)
-        having = select.args.get("having")
-        if having is not None:
-            scope.check(having.this, Place.GROUP)
         order = select.args.get("order")
         for ordered in order.expressions if order is not None else []:
             if not is_output_ref(ordered.this, names):
                 scope.check(ordered.this, Place.GROUP)
+        for projection in select.expressions:
+            for call in (node for node in projection.walk() if is_aggregate(node)):
+                check_argument(call, scope.use_of, scope.name)
         outputs = classify_outputs(select, scope.name)
         check_order(select, outputs, scope.name)
+        self._check_rounding(outputs)
         return outputs
+
+    def _check_rounding(self, outputs: tuple[OutputColumn, ...]) -> None:
+        """With rounding on, counts and totals are rounded; an exact AVG beside them would give them back exactly."""
+        if self.policy.disclosure.rounding and any(output.aggregate is Aggregate.AVG for output in outputs):
+            message = "this grant rounds counts and totals: ask for SUM and COUNT (each rounded) instead of AVG"
+            raise violation(QueryRule.AGGREGATE_NOT_ALLOWED, message)
 
     def derived(self, select: exp.Select, outer: frozenset[str]) -> None:
         """A derived table: bare columns of its one dataset, optionally filtered."""
@@ -97,13 +110,6 @@ class Checker:
         if where is None:
             return
         scope.check(where.this, Place.FILTER)
-        for node in where.find_all(exp.In):
-            query = node.args.get("query")
-            if query is None or node.find_ancestor(exp.Select) is not select:
-                continue
-            outputs = self.query(query.this, scope.outer | set(scope.sources))
-            if len(outputs) != 1 or outputs[0].kind is not OutputKind.GROUP_KEY:
-                raise violation(QueryRule.SUBQUERY, "x IN (SELECT ...) must select exactly one GROUP BY key column")
 
 
 def _derived_tables(select: exp.Select) -> list[exp.Select]:

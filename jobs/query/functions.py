@@ -51,7 +51,7 @@ _SCALARS: dict[type[exp.Expr], frozenset[str]] = {
     exp.Null: frozenset(),
     exp.Paren: _UNARY,
     exp.Neg: _UNARY,
-    **dict.fromkeys((exp.Add, exp.Sub, exp.Mul, exp.Mod, exp.IntDiv), _BINARY),
+    **dict.fromkeys((exp.Add, exp.Sub, exp.Mul), _BINARY),  # % and // raise on a zero divisor: not allowed
     exp.Div: frozenset({"this", "expression", "typed", "safe"}),
     **dict.fromkeys((exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Is, exp.Nullif), _BINARY),
     exp.Not: _UNARY,

@@ -36,12 +36,20 @@ class QueryRule(StrEnum):
     DIMENSION_AS_MEASURE = "dimension_as_measure"  # a dimension is grouped, filtered or counted, not summed
     UNKNOWN_COLUMN = "unknown_column"
     AMBIGUOUS_COLUMN = "ambiguous_column"
-    AGGREGATE_NOT_ALLOWED = "aggregate_not_allowed"  # aggregates outside the policy, nested, or misplaced
+    AGGREGATE_NOT_ALLOWED = "aggregate_not_allowed"  # aggregates outside the policy, nested, misplaced, or AVG under rounding
     WINDOW_FUNCTION = "window_function"
     FUNCTION_NOT_ALLOWED = "function_not_allowed"  # scalar functions and operators outside the allowlist
     JOIN_TYPE = "join_type"  # INNER JOIN ... ON only
     JOIN_CONDITION = "join_condition"  # ON is an AND of join_key equalities between two table references
     ENCRYPTED_COLUMN = "encrypted_column"  # paillier ciphertexts are aggregated by he jobs only, never in SQL
+    # The result's numbers, shape and failure carry no secret (jobs.query.arguments, jobs.query.outputs, jobs.query.safety):
+    AGGREGATE_ARGUMENT = "aggregate_argument"  # a measure column or arithmetic of measures; no constants, branches, comparisons
+    AGGREGATE_OUTPUT = "aggregate_output"  # an aggregate output is the bare aggregate call, nothing computed on it
+    GROUP_KEY = "group_key"  # a key is one dimension column (or a function of one), and it is output
+    HAVING = "having"  # no HAVING: which rows appear would depend on a suppressed value
+    ORDER_BY = "order_by"  # ORDER BY output group keys only: a row's position would show a suppressed value
+    LIMIT = "limit"  # no LIMIT/OFFSET: which rows are cut off depends on the data
+    TYPE_MISMATCH = "type_mismatch"  # comparing text with numbers or dates casts row values, which can fail on a value
 
 
 def violation(rule: QueryRule, message: str, column: str | None = None) -> PolicyViolation:

@@ -22,7 +22,7 @@ from core.values import ColumnType
 from jobs.query.model import QueryRule, violation
 from jobs.query.parse import DIALECT
 
-_SQL_TYPES = {
+SQL_TYPES = {
     ColumnType.INT: "BIGINT",
     ColumnType.FLOAT: "DOUBLE",
     ColumnType.STRING: "VARCHAR",
@@ -57,7 +57,7 @@ class Source:
 def qualify_query(select: exp.Select, schemas: Mapping[str, DatasetSchema]) -> exp.Select:
     """``select`` qualified, in place (the caller's own parse): the tree that is validated is the tree that runs."""
     schema: dict[str, object] = {
-        name: {column: _SQL_TYPES[spec.type] for column, spec in dataset.columns.items()} for name, dataset in schemas.items()
+        name: {column: SQL_TYPES[spec.type] for column, spec in dataset.columns.items()} for name, dataset in schemas.items()
     }
     try:
         return qualify(select, dialect=DIALECT, schema=schema, validate_qualify_columns=False, identify=True)

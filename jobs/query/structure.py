@@ -1,8 +1,14 @@
 """Stage two: the shape of the statement, checked on the parsed tree before any column is resolved.
 
 Deny by default: every clause, source and join form is refused unless listed here. What passes is a
-tree of plain SELECTs over granted dataset names, where a nested SELECT is either a derived table in
-FROM/JOIN or the right side of ``x IN (SELECT ...)`` in a WHERE clause.
+tree of plain SELECTs over granted dataset names, where a nested SELECT is only a derived table in
+FROM/JOIN that filters one dataset's columns (no aggregate, GROUP BY, HAVING, ORDER BY or LIMIT).
+
+Every aggregate anywhere in a query is a release: an aggregate, a HAVING or a LIMIT inside a
+subquery (``x IN (SELECT ... GROUP BY ... HAVING SUM(income) > t)``) decides what the outer query
+counts, so one person's value could decide whether a large released count appears. Such subqueries
+are refused, as are HAVING (which rows appear would depend on an aggregate that may be suppressed)
+and LIMIT/OFFSET (which rows are cut off depends on the data) in the statement itself.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ _NAME = re.compile(NAME_PATTERN)
 
 class Role(StrEnum):
     ROOT = "root"  # the statement itself: an aggregate query
-    IN_SUBQUERY = "in_subquery"  # WHERE x IN (SELECT ...): an aggregate query with one group-key output
     DERIVED = "derived"  # FROM (SELECT ...): columns of one dataset, optionally filtered
 
 
-_QUERY_CLAUSES = frozenset({"expressions", "from_", "joins", "where", "group", "having", "order", "limit", "offset"})
+_QUERY_CLAUSES = frozenset({"expressions", "from_", "joins", "where", "group", "order"})
+_REFUSED_IN_DERIVED = _QUERY_CLAUSES | {"having", "limit", "offset"}  # refused with the derived table's own reason
 _DERIVED_CLAUSES = frozenset({"expressions", "from_", "where"})
 _ORDERED = frozenset({"this", "desc", "nulls_first"})
 _GROUPINGS = (exp.Rollup, exp.Cube, exp.GroupingSets)
@@ -54,12 +60,10 @@ def role_of(select: exp.Select) -> Role:
         place = holder.parent
         if isinstance(place, exp.From | exp.Join) and holder.arg_key == "this":
             return Role.DERIVED
-        if isinstance(place, exp.In) and holder.arg_key == "query" and isinstance(place.find_ancestor(exp.Where, exp.Select), exp.Where):
-            return Role.IN_SUBQUERY
     raise violation(
         QueryRule.SUBQUERY,
-        "a nested SELECT may only be a derived table in FROM/JOIN or the list of x IN (SELECT ...) in WHERE; "
-        "scalar subqueries and subqueries in SELECT, ON, HAVING or ORDER BY are not allowed",
+        "a nested SELECT may only be a derived table in FROM/JOIN; x IN (SELECT ...), scalar subqueries and "
+        "subqueries in SELECT, ON or ORDER BY are not allowed: every aggregate anywhere in a query is a release",
     )
 
 
@@ -96,9 +100,13 @@ def _check_clauses(select: exp.Select, role: Role) -> None:
         raise violation(QueryRule.WINDOW_FUNCTION, "WINDOW and QUALIFY are not allowed")
     if "laterals" in used:
         raise violation(QueryRule.SUBQUERY, "LATERAL is not allowed")
+    if role is Role.ROOT and "having" in used:
+        raise violation(QueryRule.HAVING, "HAVING is not allowed: filter dimensions in WHERE; output control decides which cells show")
+    if role is Role.ROOT and used & {"limit", "offset"}:
+        raise violation(QueryRule.LIMIT, "LIMIT and OFFSET are not allowed: which rows are cut off would depend on the data")
     allowed = _DERIVED_CLAUSES if role is Role.DERIVED else _QUERY_CLAUSES
     extra = sorted(used - allowed)
-    if extra and role is Role.DERIVED and set(extra) <= _QUERY_CLAUSES:
+    if extra and role is Role.DERIVED and set(extra) <= _REFUSED_IN_DERIVED:
         raise violation(QueryRule.SUBQUERY, "a derived table may only select columns of one dataset and filter them with WHERE")
     if extra:
         clauses = ", ".join(key.rstrip("_").upper() for key in extra)
@@ -117,13 +125,6 @@ def _check_modifiers(select: exp.Select) -> None:
         raise violation(QueryRule.SINGLE_SELECT, "only a plain ORDER BY list is allowed")
     if order is not None and any(isinstance(ordered.this, exp.Var) for ordered in order.expressions):
         raise violation(QueryRule.SINGLE_SELECT, "ORDER BY ALL is not supported: name the outputs to sort by")
-    for key in ("limit", "offset"):
-        clause = select.args.get(key)
-        if clause is None:
-            continue
-        value = clause.args.get("expression")
-        if set_args(clause) - {"expression"} or not (isinstance(value, exp.Literal) and value.is_int):
-            raise violation(QueryRule.SINGLE_SELECT, "LIMIT and OFFSET take a whole number")
 
 
 def _check_sources(select: exp.Select, role: Role, schemas: Mapping[str, DatasetSchema]) -> None:

@@ -1,4 +1,4 @@
-"""The query pipeline: parse -> structure -> qualify -> functions -> column rules -> rewrite.
+"""The query pipeline: parse -> structure -> qualify -> functions -> column rules and shape -> safety -> rewrite.
 
 Validation happens before a job is queued; the plan it returns is what the worker runs. The tree
 that is validated is the tree that is generated as ``executable_sql``, so the engine never sees
@@ -19,6 +19,7 @@ from jobs.query.model import BadSql, OutputKind, QueryPlan, QueryRule, violation
 from jobs.query.parse import DIALECT, parse_select
 from jobs.query.resolve import qualify_query
 from jobs.query.rewrite import add_evidence, add_unit_columns
+from jobs.query.safety import make_safe
 from jobs.query.structure import check_structure
 from policies.model import Policy
 
@@ -60,6 +61,7 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
     _check_whole_rows(qualified)
     check_functions(qualified, policy.aggregates)
     outputs = Checker(policy, schemas).query(qualified)
+    make_safe(qualified, schemas)
     executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
     evidence_columns: tuple[str, ...] = ()
     if top_n is not None:

@@ -1,2 +1,2 @@
 -- ok
-SELECT race, SUM(CASE WHEN sex = 1 THEN income END) AS male_income FROM pums GROUP BY race
+SELECT race, SUM(income) AS male_income FROM pums WHERE sex = 1 GROUP BY race

@@ -1,2 +1,2 @@
 -- ok
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race HAVING SUM(income) > 0
+SELECT race, COUNT(*) AS n, SUM(income) AS total FROM pums GROUP BY race

@@ -1,2 +1,2 @@
 -- ok
-SELECT race, SUM(CASE WHEN sex = 1 THEN income ELSE 0 END) AS male_income FROM pums GROUP BY race
+SELECT race, sex, SUM(income) AS income FROM pums GROUP BY race, sex

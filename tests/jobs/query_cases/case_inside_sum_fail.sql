@@ -1,2 +1,2 @@
--- fail: dimension_as_measure, column: pums.age
-SELECT race, SUM(CASE WHEN sex = 1 THEN age ELSE 0 END) AS male_age FROM pums GROUP BY race
+-- fail: aggregate_argument, column: pums.income
+SELECT race, SUM(CASE WHEN sex = 1 THEN income ELSE 0 END) AS male_income FROM pums GROUP BY race

@@ -1,2 +1,2 @@
 -- ok
-SELECT age + 1 AS next_age, COUNT(*) AS n FROM pums GROUP BY age
+SELECT age + 1 AS next_age, COUNT(*) AS n FROM pums GROUP BY age + 1

@@ -1,2 +1,2 @@
 -- ok
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race HAVING COUNT(*) > 30
+SELECT race, COUNT(*) AS n FROM pums WHERE race <> 5 GROUP BY race

@@ -1,2 +1,2 @@
--- fail: row_level_output, column: pums.age
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race HAVING age > 30
+-- fail: having
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race HAVING race <> 5

@@ -1,4 +1,2 @@
 -- ok
-SELECT race, COUNT(*) AS n FROM pums
-WHERE educ IN (SELECT educ FROM pums GROUP BY educ HAVING COUNT(*) > 100)
-GROUP BY race
+SELECT race, COUNT(*) AS n FROM pums WHERE educ IN (9, 10, 11) GROUP BY race

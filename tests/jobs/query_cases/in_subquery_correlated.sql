@@ -1,4 +1,2 @@
 -- ok
-SELECT p.race, COUNT(*) AS n FROM pums AS p
-WHERE p.educ IN (SELECT q.educ FROM pums AS q WHERE q.race = 1 GROUP BY q.educ)
-GROUP BY p.race
+SELECT p.race, COUNT(*) AS n FROM pums AS p JOIN tax AS t ON t.pid = p.pid WHERE t.industry = 'retail' GROUP BY p.race

@@ -1,4 +1,4 @@
--- fail: measure_outside_aggregate, column: pums.income
+-- fail: subquery
 SELECT race, COUNT(*) AS n FROM pums
 WHERE educ IN (SELECT income FROM pums GROUP BY income)
 GROUP BY race

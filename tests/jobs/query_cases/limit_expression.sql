@@ -1,2 +1,2 @@
 -- ok
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race LIMIT 2
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY race

@@ -1,2 +1,2 @@
--- fail: single_select
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race LIMIT 1 + 1
+-- fail: limit
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY race LIMIT 2

@@ -1,2 +1,2 @@
 -- ok
-SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY n DESC, race
+SELECT race, sex, COUNT(*) AS n FROM pums GROUP BY race, sex ORDER BY race DESC, sex

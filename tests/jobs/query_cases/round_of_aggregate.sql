@@ -1,2 +1,2 @@
 -- ok
-SELECT race, ROUND(AVG(income), 2) AS mean_income FROM pums GROUP BY race
+SELECT race, AVG(income) AS mean_income FROM pums GROUP BY race

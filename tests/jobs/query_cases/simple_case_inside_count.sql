@@ -1,2 +1,2 @@
 -- ok
-SELECT race, COUNT(CASE educ WHEN 16 THEN 1 END) AS doctors FROM pums GROUP BY race
+SELECT race, COUNT(*) AS doctors FROM pums WHERE educ = 16 GROUP BY race

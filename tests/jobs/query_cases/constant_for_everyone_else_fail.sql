@@ -1,0 +1,2 @@
+-- fail: aggregate_argument, column: pums.income
+SELECT SUM(CASE WHEN race = 5 THEN income ELSE 100000 END) AS s FROM pums

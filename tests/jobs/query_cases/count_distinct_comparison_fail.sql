@@ -1,0 +1,2 @@
+-- fail: aggregate_argument, column: pums.income
+SELECT COUNT(DISTINCT income > 50000) AS k FROM pums

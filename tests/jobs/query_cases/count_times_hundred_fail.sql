@@ -1,0 +1,2 @@
+-- fail: aggregate_output
+SELECT race, COUNT(*) * 100 AS n FROM pums GROUP BY race

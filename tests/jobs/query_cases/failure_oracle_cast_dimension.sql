@@ -1,0 +1,2 @@
+-- ok
+SELECT COUNT(*) AS n FROM pums WHERE CAST(CASE WHEN race = 5 THEN 'x' ELSE '1' END AS INT) = 1

@@ -1,0 +1,2 @@
+-- fail: group_key
+SELECT CAST('nan' AS DOUBLE) AS k, COUNT(*) AS n FROM pums GROUP BY CAST('nan' AS DOUBLE)

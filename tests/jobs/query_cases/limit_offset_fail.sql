@@ -1,0 +1,2 @@
+-- fail: limit
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY race OFFSET 1

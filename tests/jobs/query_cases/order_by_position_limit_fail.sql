@@ -1,0 +1,2 @@
+-- fail: order_by
+SELECT race, COUNT(*) AS n FROM pums GROUP BY race ORDER BY 2 DESC

@@ -1,0 +1,2 @@
+-- fail: row_level_output
+SELECT DISTINCT race FROM pums
