@@ -175,10 +175,6 @@ def test_rank_evidence_matches_pandas(case: Case, policy: Policy, schemas: dict[
         assert cell[above_column("v")] == behind[behind.x >= cell["v"]].unit.nunique()
 
 
-
-
-
-
 def _synthetic(incomes: dict[int, list[tuple[int, int]]]) -> pd.DataFrame:
     """PUMS-shaped rows: per race, (pid, income) pairs."""
     records = [(40, 1, 9, race, income, 0, pid) for race, pairs in incomes.items() for pid, income in pairs]
