@@ -83,6 +83,13 @@ class PolicyViolation(SandboxError):
     status = 422
 
 
+class TooExpensive(SandboxError):
+    """The computation would exceed a stated cost limit (size, time) or was interrupted; ``details`` names the limit."""
+
+    code = "too_expensive"
+    status = 422
+
+
 class BudgetExhausted(SandboxError):
     code = "budget_exhausted"
     status = 429

@@ -9,19 +9,28 @@ cells present take part, so a cell missing from the table counts as zero, as a G
 empty groups. A relation whose total is itself suppressed is one more unknown in that relation.
 
 ``audit`` is what an intruder can do: given the published cells and the relations (and, for counts,
-that no cell is negative), a linear programme (HiGHS) per suppressed cell finds the smallest and the
-largest value it can take. ``protect`` chooses complements until every suppressed cell's interval is
-at least ``protection_width`` wide:
+that no cell is negative), linear programmes (HiGHS, ``policies.lp_audit``) find the smallest and the
+largest value each suppressed cell can take. ``protect`` chooses complements until every suppressed
+cell's interval is at least ``protection_width`` wide. **Guarantee**: when ``protect`` returns, for
+every cell of ``Protection.suppressed`` (primaries and complements) there are two tables that agree
+with every published cell, obey every relation (and the non-negative bound when given) and differ in
+that cell by at least ``protection_width`` (up to HiGHS' tolerance, below). Each cell is proved so
+either by a hypercube of suppressed cells through it whose moves span that width (``_certified``: no
+programme needed) or by feasible tables the programmes found. Past ``Limits`` it raises
+``TooExpensive`` instead of returning; it never returns a weaker pattern.
 
 1. for each primary, interior cells and small values first, suppress the corners of the cheapest
    hypercube through it whose corners can all move by the width (``_hypercube``, the GHMITER idea:
    no programme needed; corners already suppressed cost nothing);
-2. audit the suppressed set; while a cell is under-protected, add for each one, narrowest first
+2. audit the suppressed set (after the first round, only the cells still weak and the new
+   complements: suppressing more never narrows an interval); while a cell is under-protected, add for each one, narrowest first
    (skipping cells that share a relation with a complement added in this round: the re-audit
    decides), the cheapest published cell sharing a relation with it, or with the nearest suppressed
    cell linked to it: the smallest value that covers the missing width, else the largest below it;
 3. try to publish each complement again, costliest first, keeping it published when the audit of
-   the cells it was linked to still passes.
+   the cells it was linked to still passes (bounded by ``PRUNE_PROGRAMMES``, so it may keep more
+   complements than needed on large tables; the bound depends on the table only, so the same table
+   always gets the same pattern: a re-run must not reveal a different set of cells).
 
 Limits: not the minimum-loss solution (a mixed-integer problem, tau-ARGUS' optimal method). The
 audit sees only this table's relations, not linked tables, rounding, or an AVG beside its COUNT.
@@ -33,29 +42,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog  # type: ignore[import-untyped]  # scipy ships no type information
-from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
-from scipy.sparse.csgraph import connected_components  # type: ignore[import-untyped]
+from scipy.sparse import csr_matrix  # type: ignore[import-untyped]  # scipy ships no type information
 
-from core.errors import InternalError
+from policies.lp_audit import TOLERANCE, Audit, Clock, InconsistentTable, Interval, Limits, TableError, _width
+
+__all__ = ["InconsistentTable", "Key", "Limits", "Protection", "Relation", "TableError", "audit", "protect", "relations"]
 
 Key = tuple[Hashable | None, ...]
-Interval = tuple[float, float]
-TOLERANCE = 1e-7  # on scaled values, where the largest magnitude is 1
-PROBES = 2  # random directions optimised per component before solving cell by cell
 CUBE_CHOICES = 8  # alternatives tried per dimension when choosing a hypercube of complements
-
-
-class TableError(ValueError):
-    """The table is malformed: keys of different lengths or repeated, values not finite, bad cell indices."""
-
-
-class InconsistentTable(TableError):
-    """The published values contradict the table's relations, so no table fits them."""
+# A complement is published again only if at most this many cells of its component then need a
+# programme (the others keep a cube of suppressed cells): a bound on the work that depends on the
+# table alone, never on timing, so that the same table always gets the same suppression pattern.
+PRUNE_PROGRAMMES = 16
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,8 @@ class Relation:  # values[total] == sum(values[p] for p in parts)
 
 @dataclass(frozen=True)
 class Protection:
-    suppressed: frozenset[int]  # primaries and complements
+    suppressed: frozenset[int]  # primaries and complements; ``audit`` gives each one's exact interval
     complements: frozenset[int]  # suppressed beyond the primaries
-    intervals: dict[int, Interval]  # what an intruder can infer about each suppressed cell
     information_loss: dict[str, float]  # complements' cells, value, value / grand total (margins count: may pass 1)
 
 
@@ -89,20 +90,27 @@ def relations(keys: Sequence[Key]) -> list[Relation]:
     return found
 
 
-def audit(keys: Sequence[Key], values: Sequence[float], suppressed: Iterable[int], nonnegative: bool = True) -> dict[int, Interval]:
+def audit(
+    keys: Sequence[Key], values: Sequence[float], suppressed: Iterable[int], nonnegative: bool = True, limits: Limits | None = None
+) -> dict[int, Interval]:
     """The smallest and largest value each suppressed cell (by index) can take given everything else.
 
     ``nonnegative`` adds the bound every count and every sum of non-negative values obeys; an
     intruder knows it. An unbounded side is ``-inf`` or ``inf``. Raises ``InconsistentTable`` when
-    the published values cannot satisfy the relations.
+    the published values cannot satisfy the relations, ``TooExpensive`` past ``limits``.
     """
-    table = _Table.of(keys, values)
-    system = _System(table, _indices(suppressed, len(keys)), nonnegative)
+    table = _Table.of(keys, values, limits or Limits())
+    system = table.audit(_indices(suppressed, len(keys)), nonnegative)
     return {cell: table.unscale(system.interval(cell)) for cell in system.order}
 
 
 def protect(
-    keys: Sequence[Key], values: Sequence[float], primary: Iterable[int], protection_width: float, nonnegative: bool = True
+    keys: Sequence[Key],
+    values: Sequence[float],
+    primary: Iterable[int],
+    protection_width: float,
+    nonnegative: bool = True,
+    limits: Limits | None = None,
 ) -> Protection:
     """Primaries plus complements such that every suppressed cell's audited interval is at least
     ``protection_width`` wide (the algorithm is in the module docstring).
@@ -112,26 +120,38 @@ def protect(
     """
     if not math.isfinite(protection_width) or protection_width < 0:
         raise TableError("the protection width must be a finite number >= 0")
-    table = _Table.of(keys, values)
+    table = _Table.of(keys, values, limits or Limits())
     primaries = _indices(primary, len(keys))
     need = protection_width / table.scale
     chosen = set(primaries)
     for cell in sorted(primaries, key=lambda c: (table.depth(c), float(table.values[c]), c)):
         chosen |= _hypercube(table, chosen, cell, need, nonnegative)
+    proofs: Proofs = {}
+    chosen = _cover(table, chosen, need, nonnegative, proofs)
+    chosen = _prune(table, chosen, primaries, nonnegative, need, proofs)
+    complements = frozenset(chosen - primaries)
+    return Protection(frozenset(chosen), complements, table.loss(complements))
+
+
+def _cover(table: _Table, chosen: set[int], need: float, nonnegative: bool, proofs: Proofs) -> set[int]:
+    """Add complements until every suppressed cell is protected (step 2 of the module docstring).
+
+    Suppressing more cells only widens intervals (every table that fitted before still fits, with
+    the new cells at their true values), so after the first round only the cells found weak and the
+    complements just added are checked again.
+    """
+    pending = set(chosen)
     while True:
-        system = _System(table, frozenset(chosen), nonnegative)
-        weak = sorted((c for c in system.order if not system.wide_enough(c, need)), key=lambda c: _width(system.interval(c)))
+        system = table.audit(frozenset(chosen), nonnegative)
+        weak = [c for c in sorted(pending) if not _protected(table, system, c, need, nonnegative, proofs)]
         if not weak:
-            break
+            return chosen
+        weak.sort(key=lambda c: _width(system.interval(c)))
         added = _complements(table, system, weak, need)
         if not added:
             raise TableError("a suppressed cell cannot be protected: every cell linked to it is suppressed already")
         chosen |= added
-    chosen = _prune(table, chosen, primaries, nonnegative, need)
-    system = _System(table, frozenset(chosen), nonnegative)
-    complements = frozenset(chosen - primaries)
-    intervals = {cell: table.unscale(system.interval(cell)) for cell in system.order}
-    return Protection(frozenset(chosen), complements, intervals, table.loss(complements))
+        pending = set(weak) | added
 
 
 @dataclass(frozen=True)
@@ -143,10 +163,15 @@ class _Table:
     member_of: tuple[tuple[int, ...], ...]  # per cell, the relations it takes part in
     index: dict[Key, int]
     domains: tuple[tuple[Hashable, ...], ...]  # per dimension, its concrete values
+    matrix: csr_matrix  # a row per relation over all cells: -1 for its total, +1 for each part
+    clock: Clock  # the limits and deadline of every programme solved for this table
 
     @classmethod
-    def of(cls, keys: Sequence[Key], values: Sequence[float]) -> _Table:
+    def of(cls, keys: Sequence[Key], values: Sequence[float], limits: Limits) -> _Table:
+        """Checked against ``limits`` before anything is built: cells first, then the relations (linear to find)."""
+        limits.check_size(len(keys), 0)
         found = relations(keys)
+        limits.check_size(len(keys), len(found))
         raw = np.asarray(values, dtype=float)
         if raw.shape != (len(keys),) or not np.all(np.isfinite(raw)):
             raise TableError("one finite value per key is needed")
@@ -158,7 +183,12 @@ class _Table:
         width = len(keys[0]) if keys else 0
         domains = tuple(tuple(dict.fromkeys(key[j] for key in keys if key[j] is not None)) for j in range(width))
         index = {key: i for i, key in enumerate(keys)}
-        return cls(tuple(keys), raw / scale, scale, tuple(found), tuple(tuple(m) for m in member), index, domains)
+        matrix = _relation_matrix(found, len(keys))
+        return cls(tuple(keys), raw / scale, scale, tuple(found), tuple(tuple(m) for m in member), index, domains, matrix, Clock(limits))
+
+    def audit(self, suppressed: frozenset[int], nonnegative: bool) -> Audit:
+        """The intruder's programmes over this suppressed set (solved lazily, under the table's clock)."""
+        return Audit(self.matrix, self.values, suppressed, nonnegative, self.clock)
 
     def depth(self, cell: int) -> int:
         """How many dimensions the cell is a margin in: 0 for an interior cell."""
@@ -180,116 +210,14 @@ class _Table:
         return {"cells": float(len(complements)), "value": value, "share": value / total if total else 0.0}
 
 
-class _System:
-    """The relations as equalities over the suppressed cells, split into connected components.
-
-    Every optimum found is a feasible table, so each solved programme also widens what is known of
-    every other cell's interval: ``wide_enough`` answers from those points when it can and solves
-    only when it must, which saves most programmes in ``protect``.
-    """
-
-    def __init__(self, table: _Table, suppressed: frozenset[int], nonnegative: bool) -> None:
-        self.order = sorted(suppressed)
-        self.position = {cell: p for p, cell in enumerate(self.order)}
-        self.bounds = (0.0, None) if nonnegative else (None, None)
-        rows, rhs = [], []
-        for r in range(len(table.relations)):
-            row, constant = np.zeros(len(self.order)), 0.0
-            for cell, coefficient in zip(table.members(r), (-1.0, *([1.0] * len(table.relations[r].parts))), strict=True):
-                if cell in self.position:
-                    row[self.position[cell]] += coefficient
-                else:
-                    constant += coefficient * table.values[cell]
-            if np.any(row):
-                rows.append(row)
-                rhs.append(-constant)
-            elif abs(constant) > TOLERANCE:
-                raise InconsistentTable("the published cells contradict the table's margins")
-        self.a = np.array(rows).reshape(len(rows), len(self.order))
-        self.b = np.array(rhs)
-        self.component = _components(self.a, len(self.order))
-        self.seen_low = np.full(len(self.order), math.inf)
-        self.seen_high = np.full(len(self.order), -math.inf)
-        self._exact: dict[int, Interval] = {}
-        self._probed: set[tuple[int, int]] = set()
-
-    def linked(self, cell: int) -> list[int]:
-        """The suppressed cells in the same component as ``cell`` (itself included)."""
-        label = self.component[self.position[cell]]
-        return [c for p, c in enumerate(self.order) if self.component[p] == label]
-
-    def interval(self, cell: int) -> Interval:
-        if cell not in self._exact:
-            self._exact[cell] = self._solve(self.position[cell])
-        return self._exact[cell]
-
-    def wide_enough(self, cell: int, need: float) -> bool:
-        p = self.position[cell]
-        if self.seen_high[p] - self.seen_low[p] < need - TOLERANCE:
-            self._probe(p)
-        return self.seen_high[p] - self.seen_low[p] >= need - TOLERANCE or _width(self.interval(cell)) >= need - TOLERANCE
-
-    def _equalities(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The equalities and columns of p's component, ``None`` when it has none."""
-        columns = np.flatnonzero(self.component == self.component[p])
-        rows = np.flatnonzero(np.any(self.a[:, columns] != 0, axis=1))
-        return (self.a[np.ix_(rows, columns)], self.b[rows], columns) if len(rows) else None
-
-    def _probe(self, p: int, directions: int = PROBES) -> None:
-        """Once per component, optimise both ways along fixed pseudo-random directions, which collects
-        spread-out tables; with none, one programme only proves the component feasible, so that the
-        shortcut in ``_solve`` cannot hide a contradiction."""
-        found, label = self._equalities(p), (int(self.component[p]), directions)
-        if found is None or label in self._probed:
-            return
-        self._probed.add(label)
-        a, b, columns = found
-        for direction in np.random.default_rng(len(columns)).uniform(-1, 1, (directions, len(columns))):
-            self._optimum(direction, a, b, columns)
-            self._optimum(-direction, a, b, columns)
-        if not directions:
-            self._optimum(np.zeros(len(columns)), a, b, columns)
-
-    def _solve(self, p: int) -> Interval:
-        found = self._equalities(p)
-        if found is None:
-            return (-math.inf if self.bounds[0] is None else 0.0, math.inf)
-        a, b, columns = found
-        target = int(np.flatnonzero(columns == p)[0])
-        alone = np.flatnonzero((np.count_nonzero(a, axis=1) == 1) & (a[:, target] != 0))
-        if len(alone):  # a relation in which this is the only unknown: subtraction gives it away
-            self._probe(p, directions=0)
-            value = float(b[alone[0]] / a[alone[0], target])
-            return (value, value)
-        objective = np.zeros(len(columns))
-        objective[target] = 1.0
-        low = self._optimum(objective, a, b, columns)
-        return (low, -self._optimum(-objective, a, b, columns))
-
-    def _optimum(self, objective: np.ndarray, a: np.ndarray, b: np.ndarray, columns: np.ndarray) -> float:
-        result = linprog(objective, A_eq=a, b_eq=b, bounds=self.bounds, method="highs")
-        if result.status == 0:
-            self.seen_low[columns] = np.minimum(self.seen_low[columns], result.x)
-            self.seen_high[columns] = np.maximum(self.seen_high[columns], result.x)
-            return float(result.fun)
-        if result.status == 3:
-            return -math.inf
-        if result.status == 2:
-            raise InconsistentTable("the published cells contradict the table's margins")
-        raise InternalError(f"the suppression audit did not finish: {result.message}")
+def _relation_matrix(found: Sequence[Relation], cells: int) -> csr_matrix:
+    rows = [r for r, relation in enumerate(found) for _ in range(1 + len(relation.parts))]
+    columns = [cell for relation in found for cell in (relation.total, *relation.parts)]
+    coefficients = [c for relation in found for c in (-1.0, *([1.0] * len(relation.parts)))]
+    return csr_matrix((coefficients, (rows, columns)), shape=(len(found), cells))
 
 
-def _components(a: np.ndarray, n: int) -> np.ndarray:
-    """A label per variable; variables sharing an equality share a label."""
-    linked = (np.abs(a).T @ np.abs(a)) > 0 if len(a) else np.eye(n, dtype=bool)
-    return np.asarray(connected_components(csr_matrix(linked), directed=False)[1], dtype=int)
-
-
-def _width(interval: Interval) -> float:
-    return interval[1] - interval[0]
-
-
-def _complements(table: _Table, system: _System, weak: list[int], need: float) -> set[int]:
+def _complements(table: _Table, system: Audit, weak: list[int], need: float) -> set[int]:
     """One complement per under-protected cell, except where this round already touched its relations."""
     suppressed = set(system.order)
     added: set[int] = set()
@@ -324,39 +252,80 @@ def _hypercube(table: _Table, suppressed: set[int], cell: int, need: float, nonn
     In every dimension the cube pairs the cell's coordinate with an alternative: another category
     (the two move in opposite directions) or, between a margin and a category, the two move
     together. Moving all 2**d corners by +t or -t keeps every relation, so each corner's interval is
-    at least ``min(+ corners) + min(- corners)`` wide (unbounded without the non-negative bound).
-    Cost is the value newly suppressed. Without a wide enough cube, none is added and the audit
-    loop takes over. At most ``CUBE_CHOICES`` alternatives per dimension are tried.
+    at least ``_room`` wide. Cost is the value newly suppressed. Without a wide enough cube, none is
+    added and the audit loop takes over. At most ``CUBE_CHOICES`` alternatives per dimension are tried.
     """
+    best: tuple[tuple[float, int], set[int]] | None = None
+    for corners in _cubes(table, cell, None):
+        if not nonnegative or _room(table, corners) >= need - TOLERANCE:
+            cost = (float(sum(table.values[c] for c in corners if c not in suppressed)), sum(table.depth(c) for c in corners))
+            if best is None or cost < best[0]:
+                best = (cost, set(corners))
+    return best[1] if best else set()
+
+
+Proofs = dict[int, frozenset[int]]  # per cell, the corners of a cube that proved it protected
+
+
+def _certified(table: _Table, suppressed: frozenset[int], cell: int, need: float, nonnegative: bool, proofs: Proofs) -> bool:
+    """Whether a hypercube of suppressed cells through ``cell`` already moves it by ``need``: a proof without a programme.
+
+    The cube's moves are feasible tables, so its room is a lower bound on the width the audit would
+    find; a cell it does not certify is left to the programmes. A cube found once stays a proof for
+    as long as all its corners are suppressed (``proofs`` keeps it), which spares the search when
+    pruning publishes a cell elsewhere.
+    """
+    known = proofs.get(cell)
+    if known is not None and known <= suppressed:
+        return True
+    for corners in _cubes(table, cell, suppressed):
+        if not nonnegative or _room(table, corners) >= need - TOLERANCE:
+            proofs[cell] = frozenset(corners)
+            return True
+    return False
+
+
+def _protected(table: _Table, system: Audit, cell: int, need: float, nonnegative: bool, proofs: Proofs) -> bool:
+    """A cube proves it, or the programmes do."""
+    return _certified(table, system.suppressed, cell, need, nonnegative, proofs) or system.wide_enough(cell, need)
+
+
+def _cubes(table: _Table, cell: int, among: frozenset[int] | None) -> Iterator[dict[int, int]]:
+    """Every hypercube through ``cell`` (corners of ``among`` only, when given): each corner with its sign."""
     key = table.keys[cell]
     if not key:
-        return set()
-    options = [_alternatives(table, cell, j) for j in range(len(key))]
-    best: tuple[tuple[float, int], set[int]] | None = None
+        return
+    options = [_alternatives(table, cell, j, among) for j in range(len(key))]
     for alternative in itertools.product(*options):
         corners: dict[int, int] = {}
         for picks in itertools.product((False, True), repeat=len(key)):
             corner = table.index.get(tuple(a if pick else k for k, a, pick in zip(key, alternative, picks, strict=True)))
-            if corner is None:
+            if corner is None or (among is not None and corner not in among):
                 break
             flips = sum(1 for k, a, pick in zip(key, alternative, picks, strict=True) if pick and k is not None and a is not None)
             corners[corner] = -1 if flips % 2 else 1
         else:
-            up = min(table.values[c] for c, sign in corners.items() if sign > 0)
-            down = min((table.values[c] for c, sign in corners.items() if sign < 0), default=math.inf)
-            if not nonnegative or up + down >= need - TOLERANCE:
-                cost = (float(sum(table.values[c] for c in corners if c not in suppressed)), sum(table.depth(c) for c in corners))
-                if best is None or cost < best[0]:
-                    best = (cost, set(corners))
-    return best[1] if best else set()
+            yield corners
 
 
-def _alternatives(table: _Table, cell: int, j: int) -> list[Hashable | None]:
-    """Coordinates the cube may pair with the cell's in dimension j, cheapest neighbouring cell first."""
+def _room(table: _Table, corners: dict[int, int]) -> float:
+    """How far the cube moves its cells down and up together under the non-negative bound."""
+    up = min(table.values[c] for c, sign in corners.items() if sign > 0)
+    down = min((table.values[c] for c, sign in corners.items() if sign < 0), default=math.inf)
+    return float(up + down)
+
+
+def _alternatives(table: _Table, cell: int, j: int, among: frozenset[int] | None) -> list[Hashable | None]:
+    """Coordinates the cube may pair with the cell's in dimension j (neighbours in ``among`` only, when
+    given), cheapest neighbouring cell first."""
     key = table.keys[cell]
     found: list[Hashable | None] = [a for a in table.domains[j] if a != key[j]] + ([None] if key[j] is not None else [])
     neighbour = {a: table.index[k] for a in found if (k := (*key[:j], a, *key[j + 1 :])) in table.index}
-    return sorted(neighbour, key=lambda a: float(table.values[neighbour[a]]))[:CUBE_CHOICES]
+    if among is not None:
+        neighbour = {a: c for a, c in neighbour.items() if c in among}
+    # building a cube: cheapest first; certifying one among suppressed cells: the roomiest first
+    sign = 1.0 if among is None else -1.0
+    return sorted(neighbour, key=lambda a: sign * float(table.values[neighbour[a]]))[:CUBE_CHOICES]
 
 
 def _cost(table: _Table, cell: int, gap: float) -> tuple[int, float, int, int]:
@@ -365,23 +334,51 @@ def _cost(table: _Table, cell: int, gap: float) -> tuple[int, float, int, int]:
     return (0, value, table.depth(cell), cell) if value >= gap else (1, -value, table.depth(cell), cell)
 
 
-def _prune(table: _Table, chosen: set[int], primaries: frozenset[int], nonnegative: bool, need: float) -> set[int]:
+def _prune(table: _Table, chosen: set[int], primaries: frozenset[int], nonnegative: bool, need: float, proofs: Proofs) -> set[int]:
     """Publish again every complement the audit does not need, costliest first.
 
     Publishing a cell changes only the component it was in, so only those cells are re-audited,
     the ones sharing a relation with it first; a relation left with a single suppressed cell fails
-    at once, without a programme.
+    at once, without a programme, and a cell still inside a cube of suppressed cells needs none.
+    A trial that would leave more than ``PRUNE_PROGRAMMES`` cells to the programmes keeps the
+    complement: more cells withheld than needed, never fewer.
     """
+    hopeless: set[int] = set()  # no cube of the current set proves them: none of a smaller set will
     for cell in sorted(chosen - primaries, key=lambda c: (-abs(float(table.values[c])), c)):
         trial = chosen - {cell}
         if need > TOLERANCE and any(sum(1 for m in table.members(r) if m in trial) == 1 for r in table.member_of[cell]):
             continue
         neighbours = {m for r in table.member_of[cell] for m in table.members(r)}
-        before = sorted(_System(table, frozenset(chosen), nonnegative).linked(cell), key=lambda c: (c not in neighbours, c))
-        system = _System(table, frozenset(trial), nonnegative)
-        if all(system.wide_enough(c, need) for c in before if c != cell):
+        current = table.audit(frozenset(chosen), nonnegative)
+        before = sorted(current.linked(cell), key=lambda c: (c not in neighbours, c))
+        system = table.audit(frozenset(trial), nonnegative)
+        others = [c for c in before if c != cell]
+        unproven = _unproven(table, current.suppressed, system.suppressed, others, (need, nonnegative), proofs, hopeless)
+        if unproven is not None and all(system.wide_enough(c, need) for c in unproven):
             chosen = trial
     return chosen
+
+
+def _unproven(
+    table: _Table,
+    current: frozenset[int],
+    trial: frozenset[int],
+    cells: list[int],
+    bound: tuple[float, bool],
+    proofs: Proofs,
+    hopeless: set[int],
+) -> list[int] | None:
+    """The cells no cube proves once ``trial`` is the suppressed set, or None past ``PRUNE_PROGRAMMES`` of them."""
+    need, nonnegative = bound
+    found: list[int] = []
+    for c in cells:
+        if c not in hopeless and not _certified(table, current, c, need, nonnegative, proofs):
+            hopeless.add(c)
+        if c in hopeless or not _certified(table, trial, c, need, nonnegative, proofs):
+            found.append(c)
+            if len(found) > PRUNE_PROGRAMMES:
+                return None
+    return found
 
 
 def _check_keys(keys: Sequence[Key]) -> int:

@@ -77,7 +77,7 @@ def test_a_table_without_margins_has_nothing_to_protect() -> None:
     keys: list[Key] = [("a",), ("b",)]
     result = protect(keys, [3.0, 40.0], [0], K)
     assert result.complements == frozenset()
-    assert result.intervals == {0: (0.0, math.inf)}
+    assert audit(keys, [3.0, 40.0], result.suppressed) == {0: (0.0, math.inf)}
 
 
 def test_a_suppressed_total_is_one_more_unknown() -> None:
