@@ -31,6 +31,7 @@ class Instance:
     custodian: Custodian | None  # None: SANDBOX_CUSTODIAN_URL is not set; he aggregates fail with that reason
     lease_seconds: float  # WORKER_LEASE_SECONDS
     poll_seconds: float  # WORKER_POLL_SECONDS
+    job_memory_bytes: int  # JOB_MEMORY_BYTES: a job's child process's address-space limit
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Instance:
@@ -50,6 +51,7 @@ class Instance:
             custodian,
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
+            int(config["JOB_MEMORY_BYTES"]),
         )
 
     def extensions(self) -> dict[str, Any]:
@@ -75,4 +77,5 @@ class Instance:
             extensions.get("sandbox.custodian"),
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
+            int(config["JOB_MEMORY_BYTES"]),
         )
