@@ -24,6 +24,7 @@ from core.values import ColumnRole, ColumnType
 UNBOUNDED_INT = (0, 100)  # used only when a column declares no bounds
 UNBOUNDED_FLOAT = (0.0, 1.0)
 STRING_LEVELS = 5
+DATE_DAYS = 9_000  # mock dates fall in the 9,000 days from 2000-01-01
 ENCRYPTED = "<encrypted>"  # what a mock row shows in a paillier column
 
 
@@ -50,6 +51,20 @@ def mock_table(schema: DatasetSchema, rows: int, seed: int | None) -> pa.Table:
     return pa.table(arrays)
 
 
+def mock_levels(spec: ColumnSpec, rows: int) -> int:
+    """How many distinct values ``rows`` mock rows can hold in a column of ``spec``: the generator's own ranges, at most ``rows``."""
+    if spec.role is ColumnRole.IDENTIFIER or spec.type in (ColumnType.FLOAT, ColumnType.PAILLIER):
+        return rows
+    if spec.domain is not None:
+        levels = len(spec.domain)
+    elif spec.type is ColumnType.INT:
+        low, high = (int(spec.bounds.lower), int(spec.bounds.upper)) if spec.bounds else UNBOUNDED_INT
+        levels = high - low + 1
+    else:
+        levels = {ColumnType.BOOL: 2, ColumnType.DATE: DATE_DAYS}.get(spec.type, STRING_LEVELS)
+    return min(levels, rows)
+
+
 def mock_rows(schema: DatasetSchema, rows: int, seed: int | None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     columns = {
@@ -71,7 +86,7 @@ def _column(name: str, spec: ColumnSpec, rows: int, rng: np.random.Generator) ->
         return [bool(v) for v in rng.integers(0, 2, size=rows)]
     if spec.type is ColumnType.DATE:
         start = dt.date(2000, 1, 1)
-        return [(start + dt.timedelta(days=int(d))).isoformat() for d in rng.integers(0, 9_000, size=rows)]
+        return [(start + dt.timedelta(days=int(d))).isoformat() for d in rng.integers(0, DATE_DAYS, size=rows)]
     return [f"{name}_{int(v) + 1}" for v in rng.integers(0, STRING_LEVELS, size=rows)]
 
 

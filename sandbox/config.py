@@ -45,6 +45,18 @@ DEFAULTS: dict[str, Any] = {
     # with "the job exceeded its memory limit". Dry runs in the web process have the same bound.
     "JOB_MEMORY_MB": 4096,
     "JOB_TIMEOUT_SECONDS": 600,
+    # Each job runs in a child process whose address space (RLIMIT_AS) is capped here; DuckDB gets a
+    # quarter of it. DuckDB, pyarrow's allocator and the thread stacks reserve about 2.5 GB of address
+    # space before any work (measured), so values much below 4 GiB leave a job no room. A runaway job
+    # fails ("the job exceeded its memory limit") instead of taking the machine's memory.
+    "JOB_MEMORY_BYTES": 6 * 2**30,
+    # Dry runs run in the same kind of child process, with tighter limits, so that a heavy one answers
+    # 422 quickly (code ``timeout``) and never ties up the web worker that serves it.
+    "DRY_RUN_TIMEOUT_SECONDS": 10,
+    "DRY_RUN_MEMORY_BYTES": 4 * 2**30,
+    # A dry run whose answer could have more cells than this (its dimensions' distinct values,
+    # margins included, times its aggregates) answers 422 ``too_expensive`` before it runs.
+    "DRY_RUN_MAX_CELLS": 20_000,
     "JSON_SORT_KEYS": False,
     # The catalogue's row and unit counts, as analysts see them, are rounded to a multiple of this: an
     # exact count would answer "is this person in the data?" beside COUNT(*) WHERE <everyone else>.

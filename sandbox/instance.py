@@ -32,6 +32,7 @@ class Instance:
     lease_seconds: float  # WORKER_LEASE_SECONDS
     poll_seconds: float  # WORKER_POLL_SECONDS
     job_memory_mb: int  # JOB_MEMORY_MB: DuckDB's working memory per job
+    job_memory_bytes: int  # JOB_MEMORY_BYTES: a job's child process's address-space limit
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Instance:
@@ -52,6 +53,7 @@ class Instance:
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
             int(config["JOB_MEMORY_MB"]),
+            int(config["JOB_MEMORY_BYTES"]),
         )
 
     def extensions(self) -> dict[str, Any]:
@@ -78,4 +80,5 @@ class Instance:
             float(config["WORKER_LEASE_SECONDS"]),
             float(config["WORKER_POLL_SECONDS"]),
             int(config["JOB_MEMORY_MB"]),
+            int(config["JOB_MEMORY_BYTES"]),
         )

@@ -6,7 +6,6 @@ from flask import Blueprint, current_app
 
 from core.errors import Conflict, NotFound
 from core.values import JobStatus, Role
-from jobs.engine import DuckDBEngine
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
@@ -14,6 +13,7 @@ from sandbox.db import read_session, writing
 from sandbox.keys import get_keys
 from sandbox.models import Job, JobOutput, Review
 from sandbox.runtime import outputs
+from sandbox.runtime.dry_run import DryRunLimits
 from sandbox.runtime.dry_run import dry_run as run_dry
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
@@ -125,7 +125,7 @@ def register(bp: Blueprint) -> None:
         bp,
         "/jobs/dry-run",
         "POST",
-        summary="Run a job on mock data only; answers at once, charges nothing",
+        summary="Run a job on mock data only, in a child process under the dry-run limits; charges nothing",
         roles=ANALYST,
         body=DryRunIn,
         response=DryRunOut,
@@ -135,7 +135,7 @@ def register(bp: Blueprint) -> None:
         grant = get_visible(read_session(), caller, body.grant_id)
         checked = job_service.check(grant, body.kind, body.spec)
         schemas, versions = job_service.schemas_of(grant)
-        timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
-        engine = DuckDBEngine(memory_mb=int(current_app.config["JOB_MEMORY_MB"]))
-        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), engine, timeout)
+        config = current_app.config
+        limits = DryRunLimits(int(config["DRY_RUN_TIMEOUT_SECONDS"]), int(config["DRY_RUN_MEMORY_BYTES"]), int(config["DRY_RUN_MAX_CELLS"]))
+        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), limits)
         return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)

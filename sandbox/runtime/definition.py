@@ -42,10 +42,11 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one run of the job may take. The time limit counts from the claim (the heartbeat enforces it)."""
+    """What one run of the job may take: wall-clock seconds from the start of its child process, and its
+    address space (RLIMIT_AS; DuckDB gets a quarter). ``sandbox.runtime.child`` enforces both."""
 
     timeout_seconds: int
-    memory_bytes: int | None = None  # None: the engine's own limit
+    memory_bytes: int | None = None  # None: the executor's default (JOB_MEMORY_BYTES)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,9 @@ class Outcome:
     ``released`` is the form the analyst receives if the job is released (None when nothing may be
     shown, e.g. a refused model); ``raw`` the table auditors see; ``cells`` the released query cells
     to record for later differencing checks; ``scored`` the entities a score job scored, whose uses
-    are recorded when it is released. A released DP answer's spend follows from the job's ε and its
-    verdict (whether it selected keys): ``budget.charge`` reads both, for the queue and for reviews alike.
+    are recorded when it is released; ``cause`` what auditors see of a failure's origin. A released DP
+    answer's spend follows from the job's ε and its verdict (whether it selected keys): ``budget.charge``
+    reads both, for the queue and for reviews alike.
     """
 
     status: JobStatus
@@ -130,8 +132,9 @@ class Outcome:
     released: Released | None = None
     cells: tuple[Cell, ...] = ()
     scored: tuple[str, ...] = ()
+    cause: str = ""  # for the ledger: why a run failed beyond its fixed reason (a type or signal, never a message)
 
     @classmethod
-    def ended(cls, status: JobStatus, reason: str) -> Outcome:
+    def ended(cls, status: JobStatus, reason: str, cause: str = "") -> Outcome:
         """A run that stopped before producing anything (failed, cancelled)."""
-        return cls(status, reason)
+        return cls(status, reason, cause=cause)

@@ -1,4 +1,9 @@
-"""A dry run: a checked job run by the same ``Executor`` as real runs, on mock rows, recording nothing.
+"""A dry run: a checked job run by the same pipeline as real runs, on mock rows, recording nothing.
+
+It runs in a child process (``ChildExecutor``) under the dry-run limits, never in the web worker
+that serves the request: a heavy dry run answers 422 quickly (``too_expensive`` before it runs,
+when its answer could have more cells than the cap; ``timeout`` when it passes its time limit;
+``memory_limit``), any engine error 422 with a fixed message, and the web worker stays healthy.
 
 The definition is marked ``mock``: DP answers say so in their summary and are charged nothing (no
 spend is recorded, nothing goes on the ledger), he aggregates count only, score jobs refuse.
@@ -6,19 +11,40 @@ spend is recorded, nothing goes on the ledger), he aggregates count only, score 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
+from core.errors import SandboxError
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage
-from jobs.engine import Engine
-from jobs.mock import mock_table
+from jobs.mock import mock_levels
 from jobs.released import Released
-from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits
-from sandbox.runtime.executor import DRY_RUN, Executor
+from jobs.stats import StatsPlan
+from sandbox.runtime.child import ChildExecutor
+from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Plan
+from sandbox.runtime.executor import DRY_RUN
+from sandbox.runtime.sources import MockTable
 from sandbox.service.budget import job_epsilon
 from sandbox.service.jobs import Checked
 
 DRY_RUN_JOB = "dry-run"
+
+
+class TooExpensive(SandboxError):
+    """The dry run's answer could be larger than the cap: refused before it runs."""
+
+    code = "too_expensive"
+    status = 422
+
+
+@dataclass(frozen=True)
+class DryRunLimits:
+    """DRY_RUN_TIMEOUT_SECONDS, DRY_RUN_MEMORY_BYTES, DRY_RUN_MAX_CELLS."""
+
+    timeout_seconds: int
+    memory_bytes: int
+    max_cells: int
 
 
 def dry_run(
@@ -28,15 +54,23 @@ def dry_run(
     schemas: dict[str, DatasetSchema],
     versions: dict[str, dict[str, Any]],
     mock: tuple[int, int | None],
-    engine: Engine,
-    timeout_seconds: int,
+    limits: DryRunLimits,
 ) -> Released:
     """The released form of ``checked`` on ``mock`` = (rows, seed) synthetic rows per dataset.
 
-    An answer with nothing to release (a refused model) answers with its verdict and no rows.
+    An answer with nothing to release (a refused model) answers with its verdict and no rows. The
+    time limit is the dry-run limit, or the job's own ``timeout_seconds`` if that is shorter.
     """
     rows, seed = mock
+    cells = estimated_cells(checked.plan, schemas, rows)
+    if cells > limits.max_cells:
+        raise TooExpensive(
+            f"the answer could have about {cells} cells, more than the {limits.max_cells} a dry run may compute; "
+            "use fewer or coarser dimensions, or fewer mock rows",
+            details={"cells": cells, "max_cells": limits.max_cells},
+        )
     refs = tuple(DatasetRef(name, str(versions[name]["version_id"]), schemas[name], False) for name in checked.datasets)
+    timeout = min(checked.timeout or limits.timeout_seconds, limits.timeout_seconds)
     definition = JobDefinition(
         DRY_RUN_JOB,
         org_id,
@@ -46,16 +80,26 @@ def dry_run(
         checked.plan,
         refs,
         checked.policy,
-        Limits(checked.timeout or timeout_seconds),
+        Limits(timeout, limits.memory_bytes),
         job_epsilon(checked.spec),
         mock=True,
     )
-    tables = {ref.name: mock_table(ref.schema, rows, seed) for ref in refs}
-    outcome = Executor(engine).run(definition, tables, DRY_RUN, _no_stages)
+    sources = {ref.name: MockTable(ref.schema, rows, seed) for ref in refs}
+    outcome = ChildExecutor(limits.memory_bytes).run(definition, sources, DRY_RUN, _no_stages)
     if outcome.released is not None:
         return outcome.released
     summary = outcome.verdict.as_json() if outcome.verdict is not None else {"status": "block", "reason": outcome.reason}
     return {"columns": [], "rows": [], "notes": [], "summary": summary}
+
+
+def estimated_cells(plan: Plan, schemas: dict[str, DatasetSchema], rows: int) -> int:
+    """An upper bound on a statistics table's cells on ``rows`` mock rows: each dimension's distinct mock values
+    (one more for its margin), multiplied, times the aggregates. 0 for other plans (their cost is bounded by the limits only)."""
+    if not isinstance(plan, StatsPlan) or plan.model is not None:
+        return 0
+    columns = schemas[plan.dataset].columns
+    levels = [mock_levels(columns[d], rows) + int(plan.margins) for d in plan.dimensions if d in columns]
+    return math.prod(levels) * max(len(plan.outputs), 1)
 
 
 def _no_stages(stage: JobStage, progress: float) -> None:

@@ -141,7 +141,7 @@ class Queue:
                     job.verdict = None
             if output is not None:
                 session.add(output)
-            self._end(session, job, status, reason)
+            self._end(session, job, status, reason, outcome.cause)
             if status is JobStatus.RELEASED:
                 record_cells(session, job, outcome.cells)
         return True
@@ -149,12 +149,14 @@ class Queue:
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
         return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
 
-    def _end(self, session: Session, job: Job, status: JobStatus, reason: str) -> None:
+    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "") -> None:
         job.status, job.reason = status.value, reason or None
         job.stage, job.finished_at = JobStage.DONE.value, _now()
         job.progress = 1.0
         job.lease_owner, job.lease_expires_at = None, None
         extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if cause:
+            extra["cause"] = cause
         if job.verdict:
             extra["verdict"] = job.verdict
         self.ledger.append(

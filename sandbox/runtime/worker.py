@@ -1,9 +1,11 @@
-"""The job worker: claims jobs from the queue and runs their pipeline stages.
+"""The job worker: claims jobs from the queue and runs each in a killable child process.
 
-parse/validate (again, on the pinned versions) -> load (decrypt into memory) -> execute (engine)
--> output control -> release decision -> one transaction that stores the sealed output and ends
-the job. A heartbeat thread renews the lease, watches for cancellation and the time limit, and
-interrupts the engine when either comes.
+parse/validate (again, on the pinned versions) -> load (the child decrypts into its memory) ->
+execute (engine) -> output control -> release decision -> one transaction that stores the sealed
+output and ends the job. A heartbeat thread renews the lease for as long as the run lasts (until its
+child is confirmed dead, past the job's time limit if need be: no second worker ever claims a job
+that is still computing) and watches for cancellation. The time and memory limits are the child
+executor's (``sandbox.runtime.child``).
 """
 
 from __future__ import annotations
@@ -14,22 +16,26 @@ import os
 import signal
 import socket
 import threading
-import time
 import uuid
+from collections.abc import Mapping
+
+import pyarrow as pa
 
 from core.errors import SandboxError
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
-from jobs.engine import DuckDBEngine, Engine, QueryInterrupted
+from jobs.engine import Engine, QueryInterrupted
 from policies.model import Policy
 from sandbox.instance import Instance
 from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
 from sandbox.runtime import outputs
+from sandbox.runtime.child import TIMEOUT_REASON, ChildExecutor, RunFailed, TimedOut
 from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Outcome, datasets_of
-from sandbox.runtime.executor import Executor
+from sandbox.runtime.executor import Executor, Services, Stage
 from sandbox.runtime.queue import Claimed, Queue
 from sandbox.runtime.services import DatabaseServices
+from sandbox.runtime.sources import SealedTable
 from sandbox.service.budget import job_epsilon
 from sandbox.service.grants import active_policy
 from sandbox.service.jobs import plan_job
@@ -42,57 +48,61 @@ class Stop(Exception):
 
 
 class Worker:
-    """Claims jobs and runs each through the ``Executor``; built from the instance's services, not from a web app."""
+    """Claims jobs and runs each in a child process (``ChildExecutor``); built from the instance's services, not from a web app.
+
+    An ``engine`` handed in (tests' fake engines, which cannot cross to a child) runs the pipeline in
+    this process instead, where only the time limit applies, by interrupting the engine.
+    """
 
     def __init__(self, instance: Instance, engine: Engine | None = None, worker_id: str | None = None) -> None:
         self.instance = instance
         self.db, self.keys, self.datasets, self.ledger = instance.db, instance.keys, instance.datasets, instance.ledger
-        self.own_engine: DuckDBEngine | None = None
-        if engine is None:  # one job after another: its own engine prepares each next job's database meanwhile
-            self.own_engine = engine = DuckDBEngine(memory_mb=instance.job_memory_mb, prepare_next=True)
-        self.engine: Engine = engine
+        self.engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds, self.poll_seconds = instance.lease_seconds, instance.poll_seconds
         self.queue = Queue(self.db, self.ledger, self.id, self.lease_seconds)
         self.stopping = threading.Event()
 
     def run(self, once: bool = False) -> int:
-        """Work until stopped (SIGTERM/SIGINT finish the current job first); with ``once``, until the queue is empty."""
+        """Work until stopped; with ``once``, until the queue is empty.
+
+        SIGTERM/SIGINT stop the claiming: the current job runs on up to its time limit (its child is
+        killed there), is finished, and then ``run`` returns.
+        """
         done = 0
-        try:
-            while not self.stopping.is_set():
-                claimed = self.queue.claim()
-                if claimed is None:
-                    if once:
-                        return done
-                    self.stopping.wait(self.poll_seconds)
-                    continue
-                self.process(claimed)
-                done += 1
-            return done
-        finally:
-            if self.own_engine is not None:
-                self.own_engine.close()
+        while not self.stopping.is_set():
+            claimed = self.queue.claim()
+            if claimed is None:
+                if once:
+                    return done
+                self.stopping.wait(self.poll_seconds)
+                continue
+            self.process(claimed)
+            done += 1
+        return done
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
 
     def process(self, claimed: Claimed) -> None:
-        interrupt, why = threading.Event(), list[str]()
-        beat = threading.Thread(target=self._heartbeat, args=(claimed, interrupt, why), daemon=True)
+        interrupt, over, why = threading.Event(), threading.Event(), list[str]()
+        beat = threading.Thread(target=self._heartbeat, args=(claimed, interrupt, over, why), daemon=True)
         beat.start()
         try:
             outcome = self._execute(claimed, interrupt)
         except (Stop, QueryInterrupted):
-            outcome = Outcome.ended(JobStatus.FAILED if why and why[0] == "timeout" else JobStatus.CANCELLED, _stop_reason(why))
+            outcome = Outcome.ended(JobStatus.CANCELLED, _stop_reason(why))
+        except RunFailed as exc:  # timed out, out of memory, crashed: its child is dead (``ChildExecutor.run`` reaped it)
+            outcome = Outcome.ended(JobStatus.FAILED, exc.message, exc.cause)
         except SandboxError as exc:
             outcome = Outcome.ended(JobStatus.FAILED, exc.message)
         except Exception as exc:
             log_unexpected(log, f"job {claimed.job_id}", exc)
-            outcome = Outcome.ended(JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details")
+            outcome = Outcome.ended(JobStatus.FAILED, "the job failed inside the sandbox; the operator has the details", type(exc).__name__)
         finally:
-            interrupt.set()
+            over.set()
+        beat.join()
         if why and why[0] == "lease":
             return  # another worker owns the job now; nothing of ours may land
         output = None
@@ -100,21 +110,31 @@ class Worker:
             output = outputs.seal(self.keys, claimed.job_id, outcome.raw, outcome.released)
         self.queue.finish(claimed, outcome, output)
 
-    def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, why: list[str]) -> None:
-        deadline = time.monotonic() + claimed.timeout_seconds
-        while not interrupt.wait(self.lease_seconds / 3):
+    def _heartbeat(self, claimed: Claimed, interrupt: threading.Event, over: threading.Event, why: list[str]) -> None:
+        """Renew the lease until the run is ``over``; a cancel or a lost lease sets ``interrupt`` (the executor then stops the run)."""
+        while not over.wait(self.lease_seconds / 3):
             ours, cancel = self.queue.heartbeat(claimed)
-            reason = "lease" if not ours else "cancel" if cancel else "timeout" if time.monotonic() > deadline else None
-            if reason:
-                why.append(reason)
+            if not ours or (cancel and not why):
+                why.append("lease" if not ours else "cancel")
                 interrupt.set()
+            if not ours:
                 return
 
     def _execute(self, claimed: Claimed, interrupt: threading.Event) -> Outcome:
         definition, grant_id, versions = self._load_job(claimed)
-        tables = {name: self.datasets.read(versions[name]) for name in datasets_of(definition.plan)}
         services = DatabaseServices(self.instance, definition, grant_id, f"worker:{self.id}")
-        return Executor(self.engine, interrupt).run(definition, tables, services, functools.partial(self._stage, claimed, interrupt))
+        stage = functools.partial(self._stage, claimed, interrupt)
+        names = datasets_of(definition.plan)
+        if self.engine is not None:
+            tables = {name: self.datasets.read(versions[name]) for name in names}
+            return _in_process(Executor(self.engine, interrupt), interrupt, definition, tables, services, stage)
+        sources = {name: self._sealed(versions[name]) for name in names}
+        return ChildExecutor(self.instance.job_memory_bytes, interrupt, self.instance.job_memory_mb).run(
+            definition, sources, services, stage
+        )
+
+    def _sealed(self, version: DatasetVersion) -> SealedTable:
+        return SealedTable(str(self.instance.store.root), version.path, self.datasets.data_key(version), version.id)
 
     def _stage(self, claimed: Claimed, interrupt: threading.Event, stage: JobStage, progress: float) -> None:
         if interrupt.is_set() or not self.queue.stage(claimed, stage, progress):
@@ -152,6 +172,33 @@ def definition_of(job: Job, policy: Policy, versions: dict[str, DatasetVersion],
     )
 
 
+def _in_process(
+    executor: Executor,
+    interrupt: threading.Event,
+    definition: JobDefinition,
+    tables: Mapping[str, pa.Table],
+    services: Services,
+    stage: Stage,
+) -> Outcome:
+    """Run here, for an engine handed in: at the time limit ``interrupt`` stops the engine and the run fails as timed out."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        interrupt.set()
+
+    timer = threading.Timer(definition.limits.timeout_seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return executor.run(definition, tables, services, stage)
+    except (Stop, QueryInterrupted):
+        if expired.is_set():
+            raise TimedOut(TIMEOUT_REASON, "timeout") from None
+        raise
+    finally:
+        timer.cancel()
+
+
 def _stop_reason(why: list[str]) -> str:
-    reason = why[0] if why else "cancel"
-    return {"timeout": "the job exceeded its time limit", "cancel": "cancelled by the analyst", "lease": "lease lost"}[reason]
+    return "lease lost" if why and why[0] == "lease" else "cancelled by the analyst"

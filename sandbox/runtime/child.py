@@ -1,0 +1,283 @@
+"""A killable child process per run: the one pipeline (``Executor``) under memory, CPU and wall-clock limits.
+
+``ChildExecutor.run`` takes what ``Executor.run`` takes, except that the tables are ``sources``
+(``sandbox.runtime.sources``) the child loads itself. The child is forked from a ``multiprocessing``
+forkserver with the heavy modules preloaded: never a fork of the multi-threaded caller (a fork
+copies locks other threads hold), never a fresh interpreter per job (1-2 s of imports each). It
+receives the pickled definition and sources over a pipe and holds no database connection and no
+master key: what the run needs of the database, and every stage report, is a request over the
+same pipe that the parent answers with the real ``Services`` and ``stage``.
+
+Limits. The parent enforces the wall clock: at the deadline, or as soon as ``interrupt`` is set
+(cancelled, lease lost) or ``stage`` refuses, it SIGKILLs the child's process group and waits
+until the child is gone, so a caller that keeps a lease renewed while ``run`` lasts never lets a
+second worker start on a job that is still computing. The child first sets RLIMIT_AS (its address
+space; DuckDB, pyarrow's allocator and the thread stacks reserve about 2.5 GB of it before any
+work, measured, so the limit is that plus the working memory), RLIMIT_CPU (a backstop should the
+parent die) and DuckDB's ``memory_limit`` (JOB_MEMORY_MB, at most a quarter of RLIMIT_AS: DuckDB,
+which never spills, then fails cleanly before the process limit is hit).
+
+Failures become typed errors with fixed messages (``RunFailed``): the analyst never sees an
+exception's message (library messages can quote data values); the operator log gets the type and
+stack frames (``sandbox.logs``), the ledger the ``cause``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import duckdb
+
+from core.errors import SandboxError
+from core.values import JobStage
+from jobs.engine import DuckDBEngine, QueryInterrupted
+from sandbox.logs import frames_of, log_child_failure
+from sandbox.runtime.definition import JobDefinition, Outcome
+from sandbox.runtime.executor import Executor, Services, Stage
+from sandbox.runtime.sources import TableSource
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_REASON = "the job exceeded its time limit"
+MEMORY_REASON = "the job exceeded its memory limit"
+FAILED_REASON = "the job failed inside the sandbox; the operator has the details"
+DRY_RUN_FAILED_REASON = (
+    "the dry run failed in the engine (for example, a value that could not be converted); its message is withheld because it may quote data"
+)
+
+# Imported once by the forkserver, so that each child starts with them loaded (forking costs ms).
+PRELOAD = [
+    "pyarrow",
+    "pyarrow.parquet",
+    "duckdb",
+    "pandas",
+    "scipy.optimize",
+    "statsmodels.api",
+    "opendp.prelude",
+    "sandbox.runtime.child",  # and with it the executor, jobs.* and policies.*
+]
+SERVICE_CALLS = frozenset({"earlier_cells", "earlier_query", "public_key", "decrypt", "eligibility"})
+POLL_SECONDS = 0.05  # how often the parent looks at ``interrupt`` while the child is quiet
+CPU_GRACE_SECONDS = 5  # between RLIMIT_CPU's SIGXCPU and its SIGKILL
+KILL_WAIT_SECONDS = 10
+
+
+class RunFailed(SandboxError):
+    """A run the sandbox stopped or lost; ``cause`` says why for the operator and the ledger (a type or signal, never a message)."""
+
+    code = "job_failed"
+    status = 422
+
+    def __init__(self, message: str, cause: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.cause), {"details": self.details})
+
+
+class TimedOut(RunFailed):
+    """The run passed its time limit (wall clock, or the CPU-time backstop) and was killed. 422: the job, not the request, was too slow."""
+
+    code = "timeout"
+
+
+class OutOfMemory(RunFailed):
+    """The run passed its memory limit (RLIMIT_AS, DuckDB's limit, or the kernel's OOM killer)."""
+
+    code = "memory_limit"
+
+
+@dataclass(frozen=True)
+class ChildLimits:
+    """What the child sets on itself before it reads anything."""
+
+    memory_bytes: int  # RLIMIT_AS
+    cpu_seconds: int  # RLIMIT_CPU (soft; the hard limit is CPU_GRACE_SECONDS later)
+    engine_mb: int | None = None  # JOB_MEMORY_MB: DuckDB's working memory, at most a quarter of RLIMIT_AS
+
+    @property
+    def duckdb_mb(self) -> int:
+        quarter = max(self.memory_bytes // 4 // 2**20, 64)
+        return min(self.engine_mb, quarter) if self.engine_mb else quarter
+
+
+@functools.cache
+def forkserver() -> ForkServerContext:
+    """The process-wide forkserver context; the server itself starts (and preloads) on the first run."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+class ChildExecutor:
+    """Runs each definition in a new child process; ``memory_bytes`` applies where the definition's limits name none."""
+
+    def __init__(self, memory_bytes: int, interrupt: threading.Event | None = None, engine_mb: int | None = None) -> None:
+        self.memory_bytes, self.interrupt, self.engine_mb = memory_bytes, interrupt, engine_mb
+
+    def run(self, definition: JobDefinition, sources: Mapping[str, TableSource], services: Services, stage: Stage) -> Outcome:
+        """The outcome of ``definition``; raises ``RunFailed`` (timed out, out of memory, crashed), ``QueryInterrupted``
+        (``interrupt`` was set), what ``stage`` raises, and the ``SandboxError`` the run raised."""
+        timeout = definition.limits.timeout_seconds
+        limits = ChildLimits(definition.limits.memory_bytes or self.memory_bytes, timeout * (os.cpu_count() or 1) + 1, self.engine_mb)
+        context = forkserver()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=child_main, args=(theirs, limits), name=f"job-{definition.job_id[:8]}", daemon=True)
+        process.start()
+        theirs.close()
+        deadline = time.monotonic() + timeout
+        log.info("job %s runs in child process %s", definition.job_id, process.pid)
+        try:
+            ours.send((definition, dict(sources)))
+            failed = DRY_RUN_FAILED_REASON if definition.mock else FAILED_REASON
+            return _Parent(process, ours, services, stage, failed).serve(deadline, timeout, self.interrupt)
+        except (BrokenPipeError, EOFError):
+            raise _death(_reap(process)) from None
+        finally:
+            _kill(process)
+            ours.close()
+
+
+class _Parent:
+    """The parent's side of one run: answers the child's requests until it sends its outcome, dies, or must be stopped."""
+
+    def __init__(self, process: BaseProcess, conn: Connection, services: Services, stage: Stage, failed: str) -> None:
+        self.process, self.conn, self.services, self.stage, self.failed = process, conn, services, stage, failed
+
+    def serve(self, deadline: float, timeout: int, interrupt: threading.Event | None) -> Outcome:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimedOut(TIMEOUT_REASON, "timeout", details={"timeout_seconds": timeout})
+            if interrupt is not None and interrupt.is_set():
+                raise QueryInterrupted("the job was stopped")
+            if self.conn in wait([self.conn, self.process.sentinel], min(left, POLL_SECONDS)):
+                outcome = self._answer(self.conn.recv())
+                if outcome is not None:
+                    return outcome
+            elif self.process.exitcode is not None or not self.process.is_alive():
+                raise _death(_reap(self.process))
+
+    def _answer(self, message: tuple[Any, ...]) -> Outcome | None:
+        kind = message[0]
+        if kind == "done":
+            outcome: Outcome = message[1]
+            return outcome
+        if kind == "raise":
+            raise message[1]
+        if kind in ("memory", "crash"):
+            _, type_name, frames = message
+            log_child_failure(log, f"job in child process {self.process.pid}", type_name, frames)
+            if kind == "memory":
+                raise OutOfMemory(MEMORY_REASON, f"memory: {type_name}")
+            raise RunFailed(self.failed, f"error: {type_name}")
+        if kind == "stage":
+            self.stage(message[1], message[2])  # raises when the job must stop; ``run`` then kills the child
+            self.conn.send(("ok", None))
+            return None
+        if kind == "call" and message[1] in SERVICE_CALLS:
+            try:
+                self.conn.send(("ok", getattr(self.services, message[1])(*message[2])))
+            except SandboxError as exc:  # the run decides what a refusal means (e.g. the custodian's)
+                self.conn.send(("raise", exc))
+            return None
+        raise RunFailed(FAILED_REASON, f"protocol: {kind}")
+
+
+def _reap(process: BaseProcess) -> int | None:
+    process.join(KILL_WAIT_SECONDS)
+    return process.exitcode
+
+
+def _death(exitcode: int | None) -> RunFailed:
+    """What a child's death without an answer means: SIGKILL not sent by us is the kernel's OOM killer, SIGXCPU the CPU limit."""
+    if exitcode == -signal.SIGKILL:
+        return OutOfMemory(MEMORY_REASON, "killed: SIGKILL")
+    if exitcode == -signal.SIGXCPU:
+        return TimedOut(TIMEOUT_REASON, "cpu_limit: SIGXCPU")
+    how = f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 else f"exit {exitcode}"
+    log.error("job child process died without an answer (%s)", how)
+    return RunFailed(FAILED_REASON, f"died: {how}")
+
+
+def _kill(process: BaseProcess) -> None:
+    """SIGKILL the child's process group (it leads one) and wait until it is gone."""
+    if process.exitcode is None and process.pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # not yet its own group leader, or already gone
+            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+    process.join(KILL_WAIT_SECONDS)
+    if process.exitcode is None:
+        log.error("job child process %s did not die within %s s of SIGKILL", process.pid, KILL_WAIT_SECONDS)
+
+
+def child_main(conn: Connection, limits: ChildLimits) -> None:
+    """The child: limits first, then load the tables, run the pipeline, send one final message."""
+    os.setpgid(0, 0)
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
+    reply: tuple[Any, ...]
+    try:
+        definition, sources = conn.recv()
+        tables = {name: source.load() for name, source in sources.items()}
+        executor = Executor(DuckDBEngine(memory_mb=limits.duckdb_mb))
+        reply = ("done", executor.run(definition, tables, _RemoteServices(conn), functools.partial(_remote_stage, conn)))
+    except SandboxError as exc:
+        reply = ("raise", exc)
+    except (MemoryError, duckdb.OutOfMemoryException) as exc:
+        reply = ("memory", type(exc).__name__, frames_of(exc))
+    except Exception as exc:
+        reply = ("crash", type(exc).__name__, frames_of(exc))
+    try:
+        conn.send(reply)
+    except Exception as exc:  # e.g. an answer too large for the memory left: say so without it
+        conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
+
+
+def _ask(conn: Connection, message: tuple[Any, ...]) -> Any:
+    conn.send(message)
+    kind, value = conn.recv()
+    if kind == "raise":
+        raise value
+    return value
+
+
+def _remote_stage(conn: Connection, stage: JobStage, progress: float) -> None:
+    _ask(conn, ("stage", stage, progress))
+
+
+class _RemoteServices:
+    """The child's ``Services``: each call is answered by the parent's real services."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def earlier_cells(self, *args: Any) -> Any:
+        return _ask(self.conn, ("call", "earlier_cells", args))
+
+    def earlier_query(self, *args: Any) -> Any:
+        return _ask(self.conn, ("call", "earlier_query", args))
+
+    def public_key(self, *args: Any) -> Any:
+        return _ask(self.conn, ("call", "public_key", args))
+
+    def decrypt(self, *args: Any) -> Any:
+        return _ask(self.conn, ("call", "decrypt", args))
+
+    def eligibility(self, *args: Any) -> Any:
+        return _ask(self.conn, ("call", "eligibility", args))

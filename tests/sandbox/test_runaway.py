@@ -1,0 +1,165 @@
+"""Runaway work and hostile input: dry runs and jobs run in a killable child under limits, and fail cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from sandbox.db import get_db_of
+from sandbox.models import Job
+from tests.conftest import PUMS_POLICY, World, auth
+from tests.sandbox.jobkit import approve, events, job_json, run_worker
+
+POLICY: dict[str, Any] = {
+    **PUMS_POLICY,
+    "columns": {
+        "pums": {"age": "dimension", "sex": "dimension", "educ": "dimension", "race": "dimension", "married": "dimension"}
+        | {"income": "measure"}
+    },
+    "aggregates": ["count", "sum", "avg"],
+    "job_kinds": ["query", "stats"],
+}
+HEAVY = {
+    "op": "crosstab",
+    "dataset": "pums",
+    "index": ["age", "educ"],
+    "columns": ["race", "sex", "married"],
+    "margins": True,
+    "values": "income",
+    "aggfunc": ["sum", "count"],
+}
+BAD_CAST = "SELECT YEAR(CAST(age AS VARCHAR)) AS y, COUNT(*) AS n FROM pums GROUP BY YEAR(CAST(age AS VARCHAR))"
+TIMEOUT_REASON = "the job exceeded its time limit"
+MARGIN = 5.0  # seconds: a loaded test machine, the child's start and SIGKILL
+
+
+@pytest.fixture
+def grant(world: World, pums: dict[str, Any]) -> str:
+    body = {"dataset_ids": [pums["id"]], "scenario": "Runaway work", "requested": {"job_kinds": ["query", "stats"]}}
+    grant_id = str(world.client.post("/api/v1/grants", headers=auth(world.analyst), json=body).json["id"])
+    approve(world, grant_id, POLICY)
+    return grant_id
+
+
+def dry_run(world: World, grant_id: str, kind: str, spec: dict[str, Any], rows: int = 3000) -> Any:
+    body = {"grant_id": grant_id, "kind": kind, "spec": spec, "rows": rows, "seed": 1}
+    return world.client.post("/api/v1/jobs/dry-run", headers=auth(world.analyst), json=body)
+
+
+def submit(world: World, grant_id: str, kind: str, spec: dict[str, Any]) -> str:
+    response = world.client.post("/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": kind, "spec": spec})
+    assert response.status_code == 202, response.json
+    return str(response.json["id"])
+
+
+def child_pids(caplog: pytest.LogCaptureFixture) -> list[int]:
+    return [int(p) for p in re.findall(r"runs in child process (\d+)", caplog.text)]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_heavy_dry_run_is_refused_before_it_runs(world: World, grant: str) -> None:
+    started = time.monotonic()
+    response = dry_run(world, grant, "stats", HEAVY)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["code"] == "too_expensive"
+    assert response.json["error"]["details"]["cells"] > response.json["error"]["details"]["max_cells"]
+    assert time.monotonic() - started < 2
+    assert world.client.get("/api/v1/healthz").status_code == 200
+
+
+@pytest.mark.slow
+def test_a_dry_run_past_its_time_limit_answers_timeout_quickly(world: World, app: Flask, grant: str) -> None:
+    warm = dry_run(world, grant, "stats", {**HEAVY, "index": ["sex"], "columns": ["race"]}, rows=50)  # starts the forkserver
+    assert warm.status_code == 200, warm.json
+    app.config.update(DRY_RUN_TIMEOUT_SECONDS=1, DRY_RUN_MAX_CELLS=10**9)
+    started = time.monotonic()
+    response = dry_run(world, grant, "stats", HEAVY)
+    assert response.status_code == 422, response.json
+    assert response.json["error"] == {"code": "timeout", "message": TIMEOUT_REASON, "details": {"timeout_seconds": 1}}
+    assert time.monotonic() - started < 1 + MARGIN
+    assert world.client.get("/api/v1/healthz").status_code == 200
+
+
+def test_an_engine_error_in_a_dry_run_is_a_clean_422(world: World, grant: str, caplog: pytest.LogCaptureFixture) -> None:
+    response = dry_run(world, grant, "query", {"sql": BAD_CAST}, rows=50)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["code"] == "job_failed"
+    assert "its message is withheld" in response.json["error"]["message"]
+    assert "BinderException" in caplog.text  # the operator learns the type...
+    assert "No function matches" not in caplog.text  # ...never the engine's message, which can quote values
+
+
+def test_an_engine_error_in_a_job_fails_it_with_a_fixed_reason(world: World, app: Flask, grant: str) -> None:
+    job_id = submit(world, grant, "query", {"sql": BAD_CAST})
+    run_worker(app)
+    job = job_json(world, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "the job failed inside the sandbox; the operator has the details")
+    failed = [e for e in events(world) if e["action"] == "job.failed" and e["object_id"] == job_id]
+    assert failed[0]["details"]["cause"] == "error: BinderException"
+
+
+@pytest.mark.slow
+def test_a_job_past_its_timeout_is_killed_keeps_its_lease_and_runs_once(
+    world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
+    app.config["WORKER_LEASE_SECONDS"] = 0.6
+    job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 2})
+    started = time.monotonic()
+    run_worker(app)
+    assert time.monotonic() - started < 2 + MARGIN + 4  # + the forkserver's first start
+    job = job_json(world, job_id)
+    assert (job["status"], job["reason"], job["attempts"]) == ("failed", TIMEOUT_REASON, 1)
+    with get_db_of(app).sessions() as session:
+        row = session.get(Job, job_id)
+        assert row is not None
+        assert row.started_at is not None
+        assert row.heartbeat_at is not None
+        assert row.heartbeat_at > row.started_at + timedelta(seconds=2)  # renewed past the timeout, until the child was dead
+    assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == ["timeout"]
+    (pid,) = child_pids(caplog)
+    assert gone(pid)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "reason", "cause"),
+    [
+        (signal.SIGKILL, "the job exceeded its memory limit", "killed: SIGKILL"),  # as the kernel's OOM killer does
+        (signal.SIGSEGV, "the job failed inside the sandbox; the operator has the details", "died: signal SIGSEGV"),
+    ],
+    ids=["oom-killed", "segfault"],
+)
+def test_a_child_that_dies_fails_its_job_with_a_fixed_reason(
+    world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture, sig: signal.Signals, reason: str, cause: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
+    job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 60})
+    worker = threading.Thread(target=run_worker, args=(app,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not child_pids(caplog) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (pid,) = child_pids(caplog)
+    time.sleep(0.5)  # inside the run
+    os.kill(pid, sig)
+    worker.join(20)
+    job = job_json(world, job_id)
+    assert (job["status"], job["reason"], job["attempts"]) == ("failed", reason, 1)
+    assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == [cause]
