@@ -6,6 +6,7 @@ from flask import Blueprint, current_app
 
 from core.errors import Conflict, NotFound
 from core.values import JobStatus, Role
+from sandbox.api import analyst_view as view
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
 from sandbox.api.services import ledger
@@ -23,9 +24,20 @@ ANALYST = frozenset({Role.ANALYST})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
 
 
-def job_out(job: Job) -> JobOut:
+def job_out(job: Job, caller: Principal | None = None) -> JobOut:
+    """A job as the caller may see it: an analyst through ``analyst_view``, stewards and auditors as stored."""
     queued = (job.started_at - job.created_at).total_seconds() if job.started_at else None
     ran = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
+    status = JobStatus(job.status)
+    if caller is not None and caller.role is Role.ANALYST:
+        return JobOut(
+            id=job.id, grant_id=job.grant_id, kind=job.kind, spec=job.spec, spec_sha256=job.spec_sha256,
+            status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts,
+            reason=view.reason(status, job.reason), verdict=view.verdict(job.verdict), policy_version=job.policy_version,
+            dataset_versions=job.dataset_versions, created_at=view.whole_seconds(job.created_at),
+            started_at=view.whole_seconds(job.started_at), finished_at=view.whole_seconds(job.finished_at),
+            queued_seconds=view.duration(queued), run_seconds=view.duration(ran),
+        )  # fmt: skip
     return JobOut(
         id=job.id, grant_id=job.grant_id, kind=job.kind, spec=job.spec, spec_sha256=job.spec_sha256,
         status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts, reason=job.reason,
@@ -69,7 +81,7 @@ def register(bp: Blueprint) -> None:
     def list_jobs(caller: Principal, query: JobsQuery) -> JobList:
         jobs = job_service.list_visible(read_session(), caller, status=query.status, limit=query.limit, before=query.before)
         next_before = jobs[-1].created_at if len(jobs) == query.limit else None
-        return JobList(items=[job_out(j) for j in jobs], next_before=next_before)
+        return JobList(items=[job_out(j, caller) for j in jobs], next_before=next_before)
 
     @endpoint(
         bp,
@@ -81,7 +93,7 @@ def register(bp: Blueprint) -> None:
         errors=(401, 403, 404),
     )
     def get_job(caller: Principal, job_id: str) -> JobOut:
-        return job_out(job_service.visible(read_session(), caller, job_id))
+        return job_out(job_service.visible(read_session(), caller, job_id), caller)
 
     @endpoint(
         bp,
@@ -98,7 +110,8 @@ def register(bp: Blueprint) -> None:
         status = JobStatus(job.status)
         if status is not JobStatus.RELEASED:
             raise Conflict(
-                f"the job is {status.value}; only a released result can be read", details={"status": status.value, "reason": job.reason}
+                f"the job is {status.value}; only a released result can be read",
+                details={"status": status.value, "reason": view.reason(status, job.reason)},
             )
         output = session.get(JobOutput, job.id)
         if output is None:
@@ -106,7 +119,7 @@ def register(bp: Blueprint) -> None:
         released = outputs.open_released(get_keys(), output)
         review = session.query(Review).filter_by(job_id=job.id).order_by(Review.created_at.desc()).first()
         decision = {"decision": review.decision, "reason": review.reason} if review else None
-        return ResultOut(job_id=job.id, decision=decision, **released)
+        return ResultOut(job_id=job.id, decision=decision, **view.released(released))
 
     @endpoint(
         bp,
@@ -119,7 +132,7 @@ def register(bp: Blueprint) -> None:
     )
     def cancel(caller: Principal, job_id: str) -> JobOut:
         with writing() as session:
-            return job_out(job_service.cancel(session, ledger(), caller, job_id))
+            return job_out(job_service.cancel(session, ledger(), caller, job_id), caller)
 
     @endpoint(
         bp,
