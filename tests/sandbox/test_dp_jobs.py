@@ -159,7 +159,7 @@ def test_dp_count_by_race_releases_every_race_of_the_domain_with_its_error(world
     assert all(e["scale"] > 0 and e["bound95"] > 0 for e in errors)
     assert len(result["notes"]) == 6
     assert all(n["rule"] == "dp" and n["status"] == "pass" and "noise scale" in n["reason"] for n in result["notes"])
-    assert result["summary"]["suppressed"] == 0
+    assert result["summary"]["withheld"] == 0
     assert "replaces threshold suppression" in result["summary"]["dp"]["suppression"]
 
 
