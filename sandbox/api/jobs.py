@@ -57,7 +57,7 @@ def register(bp: Blueprint) -> None:
         body=JobIn,
         response=JobCreated,
         status=202,
-        errors=(400, 401, 403, 404, 422),
+        errors=(400, 401, 403, 404, 422, 429),
     )
     def submit(caller: Principal, body: JobIn) -> JobCreated:
         config = current_app.config
