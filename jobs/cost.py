@@ -75,8 +75,9 @@ def estimate(plan: Plan, schemas: Mapping[str, DatasetSchema], rows: Mapping[str
         return NOTHING if plan.model is not None else _stats(plan, schemas[plan.dataset], rows[plan.dataset], levels, suppression)
     if isinstance(plan, DPStats):
         table_rows = rows[plan.dataset]
+        # A DP table releases every combination of its keys' declared domains, present in the rows or not.
         found = [levels(spec, table_rows) for d in plan.dimensions if (spec := schemas[plan.dataset].column(d)) is not None]
-        groups = min(math.prod(found), table_rows) if found else 1
+        groups = math.prod(found)
         return Estimate(groups, groups, len(plan.dimensions), 0)
     if isinstance(plan, QueryPlan):
         return _query(plan, schemas, rows, levels)
@@ -112,7 +113,8 @@ def _query(plan: QueryPlan, schemas: Mapping[str, DatasetSchema], rows: Mapping[
     """GROUP BY keys, each one column or a function of one (``jobs.query.outputs``): at most that column's levels.
 
     A key whose column cannot be traced to a dataset counts as many values as the largest dataset
-    has rows; a single table's groups are also at most its rows (a join can have more rows than either).
+    has rows; a single table's groups are also at most its rows (a join can have more rows than
+    either), unless the answer is DP, which has a row for every combination of the keys' domains.
     """
     select = sqlglot.parse_one(plan.sql, dialect=DIALECT)
     assert isinstance(select, exp.Select)
@@ -126,7 +128,7 @@ def _query(plan: QueryPlan, schemas: Mapping[str, DatasetSchema], rows: Mapping[
         spec = schemas[source[0]].column(source[1]) if source is not None and source[0] in schemas else None
         found.append(levels(spec, rows[source[0]]) if spec is not None and source is not None else most)
     groups = math.prod(found)
-    if len(plan.datasets) == 1:
+    if len(plan.datasets) == 1 and plan.dp is None:  # a DP answer has every combination of the keys' domains
         groups = min(groups, most)
     aggregates = sum(1 for output in plan.outputs if output.kind is OutputKind.AGGREGATE)
     return Estimate(groups, groups * max(aggregates, 1), len(keys), 0)

@@ -7,6 +7,7 @@ allows (a key traced through a derived table counts its column's levels, not the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from core.schema import ColumnSpec
 from jobs.cost import Estimate, check, declared_levels, estimate
 from jobs.mock import mock_levels, mock_table
 from jobs.query import validate
+from jobs.query.dp import plan_dp
 from jobs.stats import plan as plan_stats
 from jobs.stats import run as run_stats
 from policies.model import CostLimits
@@ -108,3 +110,11 @@ def test_check_names_the_first_cap_passed() -> None:
     with pytest.raises(TooExpensive) as raised:
         check(Estimate(groups=6, cells=6, dimensions=3, suppression_cells=0), limits)
     assert raised.value.details == {"limit": "max_dimensions", "estimate": 3, "max": 2}
+
+
+def test_a_dp_answer_is_not_capped_by_the_rows() -> None:
+    """A DP answer has a row for every combination of its keys' declared domains, present in the data or not."""
+    plan = validate("SELECT race, educ, COUNT(*) AS n FROM pums GROUP BY race, educ", POLICY, SCHEMAS)
+    noisy = dataclasses.replace(plan, dp=plan_dp(plan, SCHEMAS, 1))
+    assert estimate(plan, SCHEMAS, {"pums": 50}, declared_levels, suppression=True).groups == 50
+    assert estimate(noisy, SCHEMAS, {"pums": 50}, declared_levels, suppression=True).groups == 7 * 17
