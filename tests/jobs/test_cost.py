@@ -35,7 +35,7 @@ def rows_of(tables: dict[str, pa.Table]) -> dict[str, int]:
     return {name: table.num_rows for name, table in tables.items()}
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     dims=st.lists(st.sampled_from(DIMENSIONS), min_size=1, max_size=4, unique=True),
     margins=st.booleans(),
