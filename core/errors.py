@@ -21,6 +21,19 @@ class SandboxError(Exception):
         self.message = message
         self.details: dict[str, Any] = details or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by state, not by constructor arguments: a job's child process sends its errors to the
+        worker, and subclasses have constructors of their own (``MemoryLimitExceeded()`` takes none)."""
+        return (_rebuilt, (type(self), self.message, self.details, self.__dict__))
+
+
+def _rebuilt(cls: type[SandboxError], message: str, details: dict[str, Any], state: dict[str, Any]) -> SandboxError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    error.message, error.details = message, details
+    return error
+
 
 class BadRequest(SandboxError):
     """The input is malformed or fails validation."""

@@ -64,13 +64,7 @@ RULES: dict[str, Rule] = {
     "sandbox/service": Rule(NEVER | WEB | {"sandbox.api", "sandbox.runtime", "sandbox.client", "sandbox.demo"}),
     "sandbox/runtime": Rule(
         NEVER | WEB | {"sandbox.api", "sandbox.client", "sandbox.demo", "custodian"},
-        # The worker is still handed a Flask app (for its config, database and keys) and the
-        # custodian client registers itself with ``init_app``. Both go when the worker stops being
-        # a Flask app; then delete these two entries.
-        exceptions={
-            "sandbox/runtime/worker.py": frozenset({"flask"}),
-            "sandbox/runtime/custodian.py": frozenset({"flask"}),
-        },
+        # The worker is built from an ``Instance``; neither it nor the custodian client imports Flask.
     ),
     # The client installs and imports without the server's dependencies or the server itself.
     "sandbox/client": Rule(NEVER | SERVER_DEPENDENCIES | (SANDBOX_PARTS - {"sandbox.client"}) | SANDBOX_SHELL),
@@ -206,4 +200,3 @@ def test_the_checker_catches_a_violation(where: str, source: str, expected: set[
 def test_the_checker_lets_allowed_imports_through() -> None:
     source = "from sandbox.service import jobs\nfrom sandbox.runtime.pipeline import preview\nfrom sandbox import __version__\n"
     assert offences("sandbox/api/jobs.py", source) == set()
-    assert offences("sandbox/runtime/worker.py", "from flask import Flask\n") == set()

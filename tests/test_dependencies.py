@@ -23,6 +23,8 @@ FIRST_PARTY = {"core", "crypto", "policies", "jobs", "custodian", "sandbox", "te
 # code -> the requirements file that must declare what it imports
 SERVER_CODE = ["core", "crypto", "policies", "jobs", "custodian", "sandbox", "migrations", "wsgi.py"]
 DEV_CODE = ["tests", "benchmarks"]
+# Files that run in a venv of their own (benchmarks/smartnoise_env.sh: SmartNoise needs opendp<0.15).
+OWN_VENV = {"benchmarks/smartnoise_side.py"}
 CLIENT_PACKAGE = "sandbox.client"
 
 
@@ -92,7 +94,8 @@ def undeclared(top_level: set[str], requirements: str) -> dict[str, list[str]]:
 
 
 def _files(entries: list[str]) -> list[Path]:
-    return [p for entry in entries for p in ([ROOT / entry] if entry.endswith(".py") else sorted((ROOT / entry).rglob("*.py")))]
+    found = [p for entry in entries for p in ([ROOT / entry] if entry.endswith(".py") else sorted((ROOT / entry).rglob("*.py")))]
+    return [p for p in found if str(p.relative_to(ROOT)) not in OWN_VENV]
 
 
 def _package_of(path: Path) -> str:

@@ -64,7 +64,7 @@ def released(form: dict[str, Any]) -> dict[str, Any]:
     """The released form with every withheld cell alike and a summary without disclosure counts."""
     notes = [_note(note) for note in form.get("notes", [])]
     summary = {key: value for key, value in form.get("summary", {}).items() if key not in DISCLOSURE_KEYS}
-    if "cells" in summary:  # an output-controlled table; a score has no cells to withhold
+    if notes or "cells" in summary:  # a table with notes or under output control; a score has no cells to withhold
         summary["withheld"] = sum(1 for note in notes if note["status"] == WITHHELD)
     return {**form, "notes": notes, "summary": summary}
 
