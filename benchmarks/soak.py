@@ -147,6 +147,7 @@ class Api:
 
     base: str
     calls: list[tuple[str, int, float]] = field(default_factory=list)  # (what, status or 0 for no answer, seconds)
+    errors: Counter[str] = field(default_factory=Counter)  # requests without an answer, by exception
     lock: threading.Lock = field(default_factory=threading.Lock)
     local: threading.local = field(default_factory=threading.local)
 
@@ -159,8 +160,10 @@ class Api:
             response: requests.Response | None = session.request(
                 method, self.base + path, headers={"Authorization": f"Bearer {token}"}, timeout=CLIENT_TIMEOUT, **kwargs
             )
-        except requests.RequestException:
+        except requests.RequestException as exc:
             response = None
+            with self.lock:
+                self.errors[f"{what}: {type(exc).__name__}: {str(exc)[-80:]}"] += 1
         with self.lock:
             self.calls.append((what, 0 if response is None else response.status_code, time.perf_counter() - started))
         return response
@@ -450,7 +453,7 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
     follow_seconds: float = 900.0
-    ended: int = 0  # jobs seen final by their submitter
+    ended: int = 0  # submissions refused, or whose job their submitter saw end
 
     def finished(self) -> int:
         return self.ended
@@ -477,6 +480,7 @@ class Load:
         error = {} if response is None or response.status_code >= 500 else response.json()["error"]
         status = 0 if response is None else response.status_code
         with self.lock:
+            self.ended += 1  # the kills are paced by the submissions that ended, refused ones too
             self.refused[f"{task.category}: {status} {error.get('code', '')}".strip()] += 1
             if error.get("code") not in (None, "budget_exhausted"):
                 print(f"  refused at submission ({task.category}): {status} {error}")
@@ -607,7 +611,7 @@ def check_budget(checks: Checks, stored: Stored, load: Load, world: World, budge
 
 def check_http(checks: Checks, api: Api, load: Load) -> None:
     bad = Counter((what, status) for what, status, _ in api.calls if status >= 500 or status == 0)
-    checks.check(f"no 5xx and no connection error ({len(api.calls):,} requests)", not bad, f"{dict(bad)}")
+    checks.check(f"no 5xx and no connection error ({len(api.calls):,} requests)", not bad, f"{dict(bad)} {dict(api.errors)}")
     odd = [r for r in load.dry_runs if r[0] not in (200, 422)]
     checks.check(f"every heavy dry run answered 200 or 422 ({len(load.dry_runs)})", not odd, f"{odd}")
     checks.check("every submitter saw its job end", not load.unfollowed, f"{load.unfollowed[:5]}")
