@@ -659,6 +659,7 @@ def report(stored: Stored, load: Load, api: Api, fleet: Fleet, orphans_seen: int
     }
     print(f"\njobs: {len(jobs)} accepted, by final status {dict(Counter(j.status for j in jobs))}")
     print(f"  by kind of work: {dict(Counter(load.accepted[j.id].category for j in jobs))}")
+    print(f"  failed, by work and reason: {dict(Counter((load.accepted[j.id].category, j.reason) for j in jobs if j.status == 'failed'))}")
     print(f"  retried after a kill (attempts > 1): {sum(j.attempts > 1 for j in jobs)}; refused at submission: {dict(load.refused)}")
     print(f"workers SIGKILLed: {len(fleet.killed)} ({fleet.busy_kills} mid-job); job children left running: {orphans_seen}")
     dry = Counter(f"{status} {code}".strip() for status, code, _ in load.dry_runs)
