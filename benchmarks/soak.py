@@ -14,8 +14,8 @@ that late ones are refused at submission or at release), and self-joins of ``pum
 them heavy dry runs (a crosstab past the cell cap, ``too_expensive``; a crosstab with margins on 10,000
 mock rows, whose suppression LP is slow). ``2 x workers`` submitters each submit a job and follow it
 to its end (closed loop); ``--pollers`` threads poll random jobs' status all along; a killer SIGKILLs
-a random worker process (the worker alone, as a crash: its job's lease expires and another worker
-claims it) ``--kills`` times, spread evenly over the jobs' ends, and starts a new one a moment later.
+a random worker that holds a job's lease (the worker alone, as a crash: the lease expires and another
+worker claims the job) ``--kills`` times, spread evenly over the jobs' ends, and starts a new one a moment later.
 
 Checked at every run (exit status 1 if any fails): every accepted job ended in a final status (0
 lost) and has exactly one terminal ledger event of that status; no job released twice (ledger
@@ -26,8 +26,8 @@ timed-out job failed with the timeout reason, every other job ended released or 
 budget ran out or its attempts did; no job child of a killed worker still running at the end; the
 ledger's hash chain verifies (``python -m sandbox audit verify``). Printed: throughput (final jobs
 per second), p50/p99 submit-to-release latency of released jobs (the database's ``created_at`` to
-``finished_at``), and the API's p50/p99 under the pollers. Targets (full size only): none lost is a
-check; API p99 <= ``API_P99_TARGET`` s.
+``finished_at``), and the API's p50/p99 under the pollers. Target (full size only): the API's p99
+<= ``API_P99_TARGET`` s.
 
     .venv/bin/python benchmarks/soak.py             # 4 workers, 500 jobs, 50 pollers
     .venv/bin/python benchmarks/soak.py --smoke     # 2 workers, 40 jobs, 20 pollers
