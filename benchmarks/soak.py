@@ -19,9 +19,9 @@ worker claims the job) ``--kills`` times, spread evenly over the jobs' ends, and
 
 Checked at every run (exit status 1 if any fails): every accepted job ended in a final status (0
 lost) and has exactly one terminal ledger event of that status; no job released twice (ledger
-events, sealed outputs); DP: one spend per released DP job, none for others, the spends' sum equals
-the sum of the released jobs' ε exactly (fractions of the stored decimals) and the grant's budget
-view says the same, never above the total; every response below 500, no connection error; every
+events, sealed outputs); DP: one spend per charged DP job (released, or ended otherwise after reading
+the data), none for others, the spends' sum equals the sum of their ε exactly (fractions of the
+stored decimals) and the grant's budget view says the same, releases never above the total; every response below 500, no connection error; every
 timed-out job failed with the timeout reason, every other job ended released or held unless its
 budget ran out or its attempts did; no job child of a killed worker still running at the end; the
 ledger's hash chain verifies (``python -m sandbox audit verify``). Printed: throughput (final jobs
@@ -593,20 +593,34 @@ def expected_end(category: str, status: str, reason: str) -> bool:
 
 
 def check_budget(checks: Checks, stored: Stored, load: Load, world: World, budget: dict[str, Any] | None) -> Fraction:
-    """One spend per released DP job, of its ε; the sum equals the grant's budget view; never above the total."""
-    released = {j: load.accepted[j].epsilon for j, job in stored.jobs.items() if job.status == "released" and load.accepted[j].epsilon}
-    checks.check(f"one spend per released DP job, none for others ({len(released)} released)", set(stored.spends) == set(released),
-                 f"spent only: {set(stored.spends) - set(released)}, released only: {set(released) - set(stored.spends)}")  # fmt: skip
+    """One spend per charged DP job, of its ε; the sum equals the grant's budget view; releases never pass the total.
+
+    A DP job is charged when it is released, and when it ends otherwise after reading the data (failed,
+    timed out, cancelled, blocked: a free failure would be an oracle), except when its release found the
+    budget spent (nothing leaves, nothing is charged); a held one only at review.
+    """
+    epsilons = {j: load.accepted[j].epsilon for j in stored.jobs if load.accepted[j].epsilon is not None}
+    charged = {j: eps for j, eps in epsilons.items() if charged_end(stored.jobs[j].status, stored.jobs[j].reason or "")}
+    released = {j for j in charged if stored.jobs[j].status == "released"}
+    checks.check(f"one spend per charged DP job, none for others ({len(released)} released, {len(charged) - len(released)} ended "
+                 "otherwise after reading)", set(stored.spends) == set(charged),
+                 f"spent only: {set(stored.spends) - set(charged)}, charged only: {set(charged) - set(stored.spends)}")  # fmt: skip
     twice = {j: n for j, n in stored.spend_events.items() if n != 1}
     checks.check("0 charged twice (one budget.spend ledger event per spend)", not twice and set(stored.spend_events) == set(stored.spends),
                  f"{twice}")  # fmt: skip
     spent = sum((Fraction(s.epsilon) for s in stored.spends.values()), Fraction(0))
-    asked = sum((Fraction(repr(eps)) for eps in released.values() if eps is not None), Fraction(0))
-    checks.check(f"spent ε = sum of the released jobs' ε ({float(spent):g})", spent == asked, f"spent {spent}, released jobs' ε {asked}")
+    asked = sum((Fraction(repr(eps)) for eps in charged.values() if eps is not None), Fraction(0))
+    checks.check(f"spent ε = sum of the charged jobs' ε ({float(spent):g})", spent == asked, f"spent {spent}, charged jobs' ε {asked}")
     shown = None if budget is None else budget.get("epsilon_spent")
     checks.check("the grant's budget view shows that spend", shown is not None and abs(shown - float(spent)) < 1e-9, f"view: {shown}")
-    checks.check(f"the spend stays within the grant's total ε {world.epsilon_total:g}", spent <= Fraction(repr(world.epsilon_total)))
+    by_releases = sum((Fraction(stored.spends[j].epsilon) for j in released if j in stored.spends), Fraction(0))
+    checks.check(f"releases stay within the grant's total ε {world.epsilon_total:g}", by_releases <= Fraction(repr(world.epsilon_total)))
     return spent
+
+
+def charged_end(status: str, reason: str) -> bool:
+    """Whether a DP job that ended so is charged (``sandbox.runtime.queue``: released, or ended after reading the data)."""
+    return status == "released" or (status in ("failed", "cancelled", "blocked", "rejected") and reason != EXHAUSTED)
 
 
 def check_http(checks: Checks, api: Api, load: Load) -> None:
