@@ -19,15 +19,15 @@ worker claims the job) ``--kills`` times, spread evenly over the jobs' ends, and
 
 Checked at every run (exit status 1 if any fails): every accepted job ended in a final status (0
 lost) and has exactly one terminal ledger event of that status; no job released twice (ledger
-events, sealed outputs); DP: one spend per charged DP job (released, or ended otherwise after reading
-the data), none for others, the spends' sum equals the sum of their ε exactly (fractions of the
-stored decimals) and the grant's budget view says the same, releases never above the total; every
-response below 500, no connection error; every timed-out job failed with the timeout reason, every other job ended released or held unless its
-budget ran out or its attempts did; no job child of a killed worker still running at the end; the
-ledger's hash chain verifies (``python -m sandbox audit verify``). Printed: throughput (final jobs
-per second), p50/p99 submit-to-release latency of released jobs (the database's ``created_at`` to
-``finished_at``), and the API's p50/p99 under the pollers. Target (full size only): the API's p99
-<= ``API_P99_TARGET`` s.
+events, sealed outputs); DP: one spend per charged DP job (released, or ended otherwise after
+reading the data), none for others, the spends' sum equals the sum of their ε exactly (fractions of
+the stored decimals) and the grant's budget view says the same, releases never above the total;
+every response below 500, no connection error; every timed-out job failed with the timeout reason,
+every other job ended released or held unless its budget ran out or its attempts did; no job child
+of a killed worker still running at the end; the ledger's hash chain verifies (``python -m sandbox
+audit verify``). Printed: throughput (final jobs per second), p50/p99 submit-to-release latency of
+released jobs (the database's ``created_at`` to ``finished_at``), and the API's p50/p99 under the
+pollers. Target (full size only): the API's p99 <= ``API_P99_TARGET`` s.
 
     .venv/bin/python benchmarks/soak.py             # 4 workers, 500 jobs, 50 pollers
     .venv/bin/python benchmarks/soak.py --smoke     # 2 workers, 40 jobs, 20 pollers
