@@ -17,7 +17,7 @@ from core.values import JobStatus
 from sandbox.api import analyst_view as view
 from sandbox.db import get_db_of
 from sandbox.models import Job
-from sandbox.runtime.child import FAILED_REASON, TIMEOUT_REASON
+from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON, TIMEOUT_REASON
 from tests.conftest import PUMS_POLICY, World, auth
 from tests.sandbox.jobkit import approve, job_json, run_worker, submit
 
@@ -46,7 +46,7 @@ def test_withheld_cells_of_different_rules_look_alike(world: World, app: Flask, 
         assert job_json(world, job_id)["status"] == "released"
         result = _result(world, job_id)
         withheld += [n for n in result["notes"] if n["status"] != "pass"]
-        assert set(result["summary"]) <= {*view.SUMMARY_KEYS, "withheld"}, result["summary"]
+        assert not set(result["summary"]) & view.DISCLOSURE_KEYS, result["summary"]
         assert result["summary"]["withheld"] == sum(1 for n in result["notes"] if n["status"] == view.WITHHELD)
     assert withheld, "both jobs withhold cells"
     assert {(n["status"], n["rule"], n["reason"]) for n in withheld} == {(view.WITHHELD, "output_control", view.WITHHELD_REASON)}
@@ -75,27 +75,27 @@ def test_the_analyst_reads_a_fixed_reason_and_whole_seconds_the_auditor_reads_th
 ) -> None:
     approve(world, grant["id"], PUMS_POLICY)
     job_id = submit(world, grant["id"], BY_RACE).json["id"]
-    detail = "Conversion Error: Could not convert string 'x' to INT32 (the library quotes a value: 56000)"
+    detail = "3 cells below threshold 10; dominance on race=5 (56000)"
     started = datetime(2026, 12, 7, 10, 0, 0, 123456, tzinfo=UTC)
     with get_db_of(app).writing() as session:
         job = session.get(Job, job_id)
         assert job is not None
-        job.status, job.reason = JobStatus.FAILED.value, detail
+        job.status, job.reason = JobStatus.BLOCKED.value, detail
         job.started_at, job.finished_at = started, datetime(2026, 12, 7, 10, 0, 2, 654321, tzinfo=UTC)
         job.verdict = {"status": "fail", "suppressed": 3, "flagged": 1, "complementary": 2}
 
     seen = job_json(world, job_id)
-    assert seen["reason"] == FAILED_REASON
+    assert seen["reason"] == view.WITHHELD_REASON
     assert "56000" not in str(seen)
     assert seen["verdict"] == {"status": "fail"}
     assert seen["run_seconds"] == 3.0  # 2.530864 s, rounded up
     assert datetime.fromisoformat(seen["started_at"]).microsecond == 0
     assert datetime.fromisoformat(seen["finished_at"]).microsecond == 0
     listed = world.client.get("/api/v1/jobs", headers=auth(world.analyst)).json["items"]
-    assert [j["reason"] for j in listed if j["id"] == job_id] == [FAILED_REASON]
+    assert [j["reason"] for j in listed if j["id"] == job_id] == [view.WITHHELD_REASON]
     conflict = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst))
     assert conflict.status_code == 409
-    assert conflict.json["error"]["details"]["reason"] == FAILED_REASON
+    assert conflict.json["error"]["details"]["reason"] == view.WITHHELD_REASON
 
     for token in (world.steward, world.auditor):
         full = job_json(world, job_id, token=token)
@@ -106,9 +106,13 @@ def test_the_analyst_reads_a_fixed_reason_and_whole_seconds_the_auditor_reads_th
 
 def test_fixed_reasons_pass_and_data_reasons_do_not() -> None:
     assert view.reason(JobStatus.FAILED, TIMEOUT_REASON) == TIMEOUT_REASON
+    assert view.reason(JobStatus.FAILED, MEMORY_REASON) == FAILED_REASON
     assert view.reason(JobStatus.CANCELLED, "cancelled by the analyst") == "cancelled by the analyst"
-    assert view.reason(JobStatus.FAILED, "division by zero in cell race=5") == FAILED_REASON
+    assert view.reason(JobStatus.BLOCKED, "no cell passed output control") == view.WITHHELD_REASON
     assert view.reason(JobStatus.BLOCKED, "3 cells below threshold 10 (race=5: 1 unit)") == view.WITHHELD_REASON
-    assert view.reason(JobStatus.HELD, "dominance on cell race=5") == view.STATUS_REASONS[JobStatus.HELD]
+    assert view.reason(JobStatus.HELD, "cells flagged for review") == view.reason(
+        JobStatus.HELD, "the policy holds every output for review"
+    )
     assert view.reason(JobStatus.REJECTED, "not in scope") == "not in scope"  # a reviewer's own words
-    assert view.duration(0.2) == 1.0 and view.duration(None) is None
+    assert view.duration(0.2) == 1.0
+    assert view.duration(None) is None
