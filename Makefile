@@ -45,9 +45,9 @@ lint: venv
 test: lint
 	bash scripts/test.sh
 
-# Each benchmark with --smoke: small data, every result check, targets skipped. All four run even
+# Each benchmark with --smoke: small data, every result check, targets skipped. All of them run even
 # when one fails; the target fails if any did. The SmartNoise venv (PyPI, ~15 s) is made if missing.
-BENCHMARKS := sdc_vs_acro query_overhead dp_vs_smartnoise he_throughput
+BENCHMARKS := sdc_vs_acro query_overhead dp_vs_smartnoise he_throughput soak
 
 bench-smoke: venv
 	bash benchmarks/smartnoise_env.sh

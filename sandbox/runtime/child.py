@@ -25,12 +25,15 @@ stack frames (``sandbox.logs``), the ledger the ``cause``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -74,6 +77,7 @@ SERVICE_CALLS = frozenset({"earlier_cells", "earlier_query", "public_key", "decr
 POLL_SECONDS = 0.05  # how often the parent looks at ``interrupt`` while the child is quiet
 CPU_GRACE_SECONDS = 5  # between RLIMIT_CPU's SIGXCPU and its SIGKILL
 KILL_WAIT_SECONDS = 10
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class RunFailed(SandboxError):
@@ -137,7 +141,7 @@ class ChildExecutor:
         limits = ChildLimits(definition.limits.memory_bytes or self.memory_bytes, timeout * (os.cpu_count() or 1) + 1, self.engine_mb)
         context = forkserver()
         ours, theirs = context.Pipe()
-        process = context.Process(target=child_main, args=(theirs, limits), name=f"job-{definition.job_id[:8]}", daemon=True)
+        process = context.Process(target=child_main, args=(theirs, limits, os.getpid()), name=f"job-{definition.job_id[:8]}", daemon=True)
         process.start()
         theirs.close()
         deadline = time.monotonic() + timeout
@@ -226,8 +230,9 @@ def _kill(process: BaseProcess) -> None:
         log.error("job child process %s did not die within %s s of SIGKILL", process.pid, KILL_WAIT_SECONDS)
 
 
-def child_main(conn: Connection, limits: ChildLimits) -> None:
+def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     """The child: limits first, then load the tables, run the pipeline, send one final message."""
+    _die_with(caller)
     os.setpgid(0, 0)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
@@ -247,6 +252,32 @@ def child_main(conn: Connection, limits: ChildLimits) -> None:
         conn.send(reply)
     except Exception as exc:  # e.g. an answer too large for the memory left: say so without it
         conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
+
+
+def _die_with(caller: int) -> None:
+    """SIGKILL this child as soon as ``caller`` (the worker, or the web process of a dry run) is gone.
+
+    A worker killed with SIGKILL cannot kill its job's child: the child would compute on, orphaned,
+    until its CPU limit (the job's timeout times the CPUs), while the job's lease expires and a second
+    worker runs it again. The child's parent is the forkserver, which exits when no process holds
+    its "alive" pipe any more: the caller, and each child, which inherits a copy to start processes
+    of its own (ours never do). So the child closes its copy, then asks the kernel for SIGKILL when its
+    parent exits (PR_SET_PDEATHSIG); a caller that died before that is seen by the check that follows.
+    """
+    if sys.platform != "linux":
+        return
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive, int):
+        os.close(alive)
+        setattr(server, "_forkserver_alive_fd", None)  # noqa: B010 (a private attribute of multiprocessing)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %s): a killed worker's job child outlives it", ctypes.get_errno())
+    try:
+        os.kill(caller, 0)
+    except ProcessLookupError:
+        os._exit(1)
 
 
 def _ask(conn: Connection, message: tuple[Any, ...]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from sandbox.models import Job, JobOutput, LedgerEvent, User
 from sandbox.service.auth import principal_of
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, request_grant
 from tests.processes import running
+from tests.sandbox.test_runaway import HEAVY
+from tests.sandbox.test_runaway import POLICY as RUNAWAY_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 3_000_000
@@ -118,3 +121,49 @@ def test_sigkill_mid_job_loses_nothing_and_releases_once(world: World, app: Flas
     result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
     assert len(result["rows"]) == 101
     assert second.returncode == 0  # SIGTERM: finish and stop cleanly
+
+
+@pytest.mark.slow
+def test_a_killed_workers_job_child_dies_with_it(world: World, app: Flask, pums: dict[str, Any]) -> None:
+    """A worker SIGKILLed mid-job leaves no orphan computing its job (the soak found them: benchmarks/soak.py)."""
+    grant_id = request_grant(world, [pums["id"]], ["query", "stats"]).json["id"]
+    response = world.client.post(
+        f"/api/v1/grants/{grant_id}/approve",
+        headers=auth(world.steward),
+        json={"policy": RUNAWAY_POLICY, "expires_at": "2099-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 200, response.json
+    spec = {**HEAVY, "timeout_seconds": 120}  # its suppression LP runs for minutes
+    job_id = world.client.post(
+        "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": "stats", "spec": spec}
+    ).json["id"]
+    log = Path(app.config["INSTANCE_PATH"]).parent / "worker.log"
+    with _worker(app) as worker:
+        child = _child_pid(log, job_id, timeout=120)  # the first job of a worker starts its forkserver
+        _wait_for(app, job_id, lambda j: j.status == "checking", timeout=60, step=0.05)
+        time.sleep(1)  # inside the suppression LP, where the child has nothing to ask its worker (a dead worker's pipe would stop it)
+        worker.send_signal(signal.SIGKILL)  # the worker alone, as a crash would
+        worker.wait(10)
+        deadline = time.monotonic() + 30  # the forkserver notices, exits; the kernel signals (slow only on a loaded machine)
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the job's child computes on after its worker died"
+
+
+def _child_pid(log: Path, job_id: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(rf"job {job_id} runs in child process (\d+)", log.read_text() if log.exists() else "")
+        if found:
+            return int(found.group(1))
+        time.sleep(0.05)
+    pytest.fail("the worker did not start the job's child")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its new parent, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
