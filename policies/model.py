@@ -125,6 +125,23 @@ class HESettings(BaseModel):
     score: ScoreSettings | None = None  # None: the grant may not score entities
 
 
+class ReleasedCellsCap(BaseModel):
+    """At most ``cells`` released cells per grant: over a rolling window of ``period_days``, or over the
+    grant's whole life when ``period_days`` is None.
+
+    Threat: on the exact-answer path every released number is a linear equation about the data, and
+    enough of them reconstruct it (Dinur and Nissim, 2003) whatever each one passed. The cap bounds
+    how many such equations one grant can collect; it is counted at release, in the releasing
+    transaction, over every job of the grant (a cell is one aggregate value of a released table,
+    withheld cells included, so the count does not depend on which cells were suppressed).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cells: Annotated[int, Field(ge=1, le=100_000_000, description="released cells allowed in the period")]
+    period_days: Annotated[int | None, Field(ge=1, le=3_660, description="rolling window in days; null: the grant's life")] = None
+
+
 class Policy(BaseModel):
     """What an approved grant allows. Columns are named per dataset: ``{dataset: {column: use}}``."""
 
@@ -138,6 +155,7 @@ class Policy(BaseModel):
     reviewers: Annotated[int, Field(ge=1, le=3, description="independent auditors who must release a held output")] = 1
     dp: DPSettings | None = None  # None: output control only; with it, query jobs are answered with DP noise
     he: HESettings | None = None  # limits of homomorphic jobs (scoring); None: no scoring
+    max_released_cells: ReleasedCellsCap | None = None  # None: no cap on the grant's released cells
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:

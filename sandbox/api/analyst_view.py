@@ -23,13 +23,16 @@ from typing import Any
 from core.values import JobStatus
 from policies.rules import CellStatus
 from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON, TIMEOUT_REASON
+from sandbox.service.release_cap import CAP_REACHED
 
 WITHHELD = "withheld"
 WITHHELD_REASON = "withheld by output control"
 
 # Reasons that depend on the analyst's own actions, the budget or the limits, not on a value: the
 # rest (a library's message, a rule that fired on a cell) are the auditors' to read.
-FIXED_REASONS = frozenset({TIMEOUT_REASON, MEMORY_REASON, FAILED_REASON, "cancelled by the analyst", "privacy budget exhausted"})
+FIXED_REASONS = frozenset(
+    {TIMEOUT_REASON, MEMORY_REASON, FAILED_REASON, "cancelled by the analyst", "privacy budget exhausted", CAP_REACHED}
+)
 STATUS_REASONS = {
     JobStatus.HELD: "held for review by the bureau's auditors",
     JobStatus.BLOCKED: WITHHELD_REASON,

@@ -16,14 +16,16 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
+from jobs.released import cell_count
 from sandbox.db import Database
 from sandbox.models import Job, JobOutput
 from sandbox.runtime import he_score
 from sandbox.runtime.definition import Outcome
 from sandbox.runtime.services import record_cells
-from sandbox.service import budget
+from sandbox.service import budget, release_cap
 from sandbox.service.jobs import transition_details
 from sandbox.service.ledger import Ledger
+from sandbox.service.release_cap import CAP_REACHED
 
 EXHAUSTED = "privacy budget exhausted"
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
@@ -119,7 +121,9 @@ class Queue:
         The outcome's verdict becomes the stored JSON here (``Verdict.as_json``). A released DP job is
         charged to the privacy budget here, in the same transaction; if the budget no longer covers it,
         the job fails with no output stored and nothing spent. Likewise a released score job records its
-        ``scored`` entities' uses here (``he_score.record_uses``), and a released query its cells.
+        ``scored`` entities' uses here (``he_score.record_uses``), and a released query its cells. The job's
+        ``released_cells`` are counted here, and a release that would pass the grant's cap on released cells
+        fails with ``CAP_REACHED`` (``release_cap.admit``, before any charge).
         """
         status, reason, scored = outcome.status, outcome.reason, outcome.scored
         verdict = outcome.verdict.as_json() if outcome.verdict is not None else None
@@ -130,6 +134,15 @@ class Queue:
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
             job.verdict = verdict  # before charging: the verdict says whether the answer spent δ
+            if outcome.released is not None:
+                job.released_cells = cell_count(outcome.released)
+            capped: dict[str, Any] = {}
+            if status is JobStatus.RELEASED:  # before charging: a job the cap stops spends nothing here
+                admission = release_cap.admit(session, job)
+                capped = admission.details
+                if not admission.fits:
+                    status, reason, verdict, output = JobStatus.FAILED, CAP_REACHED, None, None
+                    job.verdict = None
             if status is JobStatus.RELEASED and not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
                 # Another release spent what this one needed after the pre-check: nothing leaves.
                 status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
@@ -141,7 +154,7 @@ class Queue:
                     job.verdict = None
             if output is not None:
                 session.add(output)
-            self._end(session, job, status, reason, outcome.cause)
+            self._end(session, job, status, reason, outcome.cause, **capped)
             if status is JobStatus.RELEASED:
                 record_cells(session, job, outcome.cells)
         return True
@@ -149,12 +162,12 @@ class Queue:
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
         return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
 
-    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "") -> None:
+    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "", **recorded: Any) -> None:
         job.status, job.reason = status.value, reason or None
         job.stage, job.finished_at = JobStage.DONE.value, _now()
         job.progress = 1.0
         job.lease_owner, job.lease_expires_at = None, None
-        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        extra: dict[str, Any] = {**recorded, "reason": reason} if reason else dict(recorded)
         if cause:
             extra["cause"] = cause
         if job.verdict:
