@@ -73,7 +73,10 @@ class Disclosure(BaseModel):
     p_ratio: Annotated[float, Field(gt=0, le=1, description="p of the p-ratio rule")] = 0.10
     zeros_disclosive: bool = True
     check_missing: bool = False
-    rounding: Annotated[bool, Field(description="round released counts and totals")] = False
+    rounding: Annotated[
+        bool,
+        Field(description="round every released number: counts, totals, minima, maxima to the base; means and spreads from rounded sums"),
+    ] = False
     round_base: Annotated[int, Field(ge=1, le=1_000)] = 5
     secondary_suppression: bool = True
     max_leverage: Annotated[
