@@ -116,6 +116,9 @@ def register(bp: Blueprint) -> None:
             admission = release_cap.admit(session, job) if final_release else None
             capped = admission is not None and not admission.fits
             affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
+            if body.decision == "reject" or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
+                ended = JobStatus.REJECTED if body.decision == "reject" else JobStatus.FAILED
+                budget.charge(session, ledger(), job, caller.user_id, ended=ended)
             refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
             if refused is None and not pending and body.decision == "release":
                 refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
