@@ -33,6 +33,18 @@ def rows_of(table: pa.Table) -> list[dict[str, Any]]:
     return [{k: json_value(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
+LABELS = frozenset({"group_key", "margin", "entity"})  # column kinds that label a row rather than release a number
+
+
+def cell_count(released: Released) -> int:
+    """The cells a released form gives out: every value of its number columns, withheld (null) ones included.
+
+    Counting withheld cells too keeps the count independent of which cells output control suppressed.
+    """
+    numbers = sum(1 for column in released["columns"] if column["kind"] not in LABELS)
+    return numbers * len(released["rows"])
+
+
 def form(columns: list[dict[str, str]], table: pa.Table, notes: Sequence[Note], summary: dict[str, Any]) -> Released:
     """The released form of ``table`` with its output-control ``notes`` and ``summary``."""
     return {"columns": columns, "rows": rows_of(table), "notes": [n.as_dict() for n in notes], "summary": summary}

@@ -17,7 +17,13 @@ For every aggregate output column ``c``:
 ``__missing_<c>``            BIGINT: rows behind the cell whose argument is NULL
 ``__below_<c>``              BIGINT: distinct units whose value is <= the released value (order statistics)
 ``__above_<c>``              BIGINT: distinct units whose value is >= the released value (order statistics)
+``__count_<c>``              BIGINT: rows whose argument is not NULL (means and spreads, under rounding)
+``__sum_<c>``                DOUBLE: the sum of the argument (means and spreads, under rounding)
+``__sumsq_<c>``              DOUBLE: the sum of the argument's squares (spreads, under rounding)
 ===========================  ===============================================================
+
+Under a rounding policy a mean or a spread is not released as computed: output control derives it
+from the rounded count and the rounded sums (``ROUNDING_COMPONENTS`` says which an aggregate needs).
 
 Tables with margins (statistics ops) also carry ``__grouping``: a bitmask as DuckDB's
 ``GROUPING(d0, d1, ...)`` gives it, bit set when that dimension is aggregated away ("All").
@@ -39,6 +45,15 @@ EVIDENCE_PREFIX = "__"
 
 MAGNITUDE = frozenset({Aggregate.SUM, Aggregate.AVG})
 ORDER_STATISTICS = frozenset({Aggregate.MIN, Aggregate.MAX, Aggregate.MEDIAN, Aggregate.QUANTILE})
+# Under rounding, released as a function of these rounded components only (never as computed).
+ROUNDING_COMPONENTS: dict[Aggregate, tuple[str, ...]] = {
+    Aggregate.AVG: ("count", "sum"),
+    Aggregate.STDDEV: ("count", "sum", "sumsq"),
+    Aggregate.VARIANCE: ("count", "sum", "sumsq"),
+}
+# Under rounding, not released at all: where a quantile falls among the sorted values gives exact
+# counts (QUANTILE_DISC(x, q) of a 0/1 column changes value at q = zeros / count), whatever its value.
+NOT_ROUNDABLE = frozenset({Aggregate.MEDIAN, Aggregate.QUANTILE})
 
 
 def top_column(output: str) -> str:
@@ -63,6 +78,11 @@ def below_column(output: str) -> str:
 
 def above_column(output: str) -> str:
     return f"__above_{output}"
+
+
+def component_column(component: str, output: str) -> str:
+    """``__count_<c>``, ``__sum_<c>`` or ``__sumsq_<c>``: a rounding component of output ``c``."""
+    return f"__{component}_{output}"
 
 
 def is_evidence(column: str) -> bool:

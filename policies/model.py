@@ -73,7 +73,10 @@ class Disclosure(BaseModel):
     p_ratio: Annotated[float, Field(gt=0, le=1, description="p of the p-ratio rule")] = 0.10
     zeros_disclosive: bool = True
     check_missing: bool = False
-    rounding: Annotated[bool, Field(description="round released counts and totals")] = False
+    rounding: Annotated[
+        bool,
+        Field(description="round every released number: counts, totals, minima, maxima to the base; means and spreads from rounded sums"),
+    ] = False
     round_base: Annotated[int, Field(ge=1, le=1_000)] = 5
     secondary_suppression: bool = True
     max_leverage: Annotated[
@@ -149,6 +152,23 @@ class HESettings(BaseModel):
     score: ScoreSettings | None = None  # None: the grant may not score entities
 
 
+class ReleasedCellsCap(BaseModel):
+    """At most ``cells`` released cells per grant: over a rolling window of ``period_days``, or over the
+    grant's whole life when ``period_days`` is None.
+
+    Threat: on the exact-answer path every released number is a linear equation about the data, and
+    enough of them reconstruct it (Dinur and Nissim, 2003) whatever each one passed. The cap bounds
+    how many such equations one grant can collect; it is counted at release, in the releasing
+    transaction, over every job of the grant (a cell is one aggregate value of a released table,
+    withheld cells included, so the count does not depend on which cells were suppressed).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cells: Annotated[int, Field(ge=1, le=100_000_000, description="released cells allowed in the period")]
+    period_days: Annotated[int | None, Field(ge=1, le=3_660, description="rolling window in days; null: the grant's life")] = None
+
+
 class Policy(BaseModel):
     """What an approved grant allows. Columns are named per dataset: ``{dataset: {column: use}}``."""
 
@@ -163,6 +183,7 @@ class Policy(BaseModel):
     dp: DPSettings | None = None  # None: output control only; with it, query jobs are answered with DP noise
     he: HESettings | None = None  # limits of homomorphic jobs (scoring); None: no scoring
     limits: CostLimits = CostLimits()  # what one job may cost; refused at submission past it
+    max_released_cells: ReleasedCellsCap | None = None  # None: no cap on the grant's released cells
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:

@@ -7,13 +7,21 @@ behind a cell, top contributors, ...) is computed by the query engine alongside 
 the contract of ``policies.evidence``, never by pulling rows into Python.
 
 The stages, in order: rules (each cell keeps its worst verdict) -> secondary suppression (tables
-with margins, when the policy asks for it) -> rounding of released counts and totals (when the
-policy asks for it). Suppression always comes before rounding, as in ACRO, so that a rounded value
-never stands in for a withheld one.
+with margins, when the policy asks for it) -> rounding (when the policy asks for it). Suppression
+always comes before rounding, as in ACRO, so that a rounded value never stands in for a withheld one.
+
+Rounding covers every released number, not only counts and totals: an exact mean beside a rounded
+count gives the count back (``AVG`` of a 0/1 column is ``ones / n``). Counts, totals, minima and
+maxima are rounded to the base; means and spreads are computed from the rounded count and rounded
+sums (``policies.evidence.ROUNDING_COMPONENTS``), so they say nothing the rounded totals do not;
+medians and quantiles, whose position among the sorted values gives exact counts whatever their
+value, are withheld (the planners refuse them first), as is any mean or spread whose components the
+engine did not supply.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +29,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from policies.evidence import GROUPING_COLUMN, CellEvidence, Output, evidence_rows, is_evidence, negative_column
+from policies.evidence import (
+    GROUPING_COLUMN,
+    ROUNDING_COMPONENTS,
+    CellEvidence,
+    Output,
+    component_column,
+    evidence_rows,
+    is_evidence,
+    negative_column,
+)
 from policies.model import Aggregate, Disclosure
 from policies.rules import RULES, CellStatus, Rule, Verdict, rule, threshold, worst
 from policies.secondary import Key, Limits, protect
@@ -41,7 +58,7 @@ __all__ = [
 ]
 
 ADDITIVE = frozenset({Aggregate.COUNT, Aggregate.SUM})  # take part in a table's margins
-ROUNDED = frozenset({Aggregate.COUNT, Aggregate.COUNT_DISTINCT, Aggregate.SUM})
+ROUNDED = frozenset({Aggregate.COUNT, Aggregate.COUNT_DISTINCT, Aggregate.SUM, Aggregate.MIN, Aggregate.MAX})  # to the base
 WITHHELD = frozenset({CellStatus.SUPPRESS, CellStatus.BLOCK})
 TABLE_ROW = -1  # a note's row when it speaks of the whole table
 
@@ -76,7 +93,7 @@ class Controlled:
     reason: str
     cells: int
     suppressed: int  # withheld cells, complements included
-    rounded: bool = False  # counts and totals were rounded to the policy's base (one table note says so)
+    rounded: bool = False  # released numbers were rounded to the policy's base or derived from rounded ones (one table note says so)
     complements: int = 0  # cells withheld only to protect others from subtraction (secondary suppression)
 
     def summary(self) -> dict[str, Any]:
@@ -110,6 +127,8 @@ def control(
     """
     chosen = [RULES[name] for name in (list(RULES) if rules is None else rules)]
     verdicts = judge(table, outputs, unit_columns, settings, chosen)
+    if settings.rounding:
+        verdicts = _unroundable(table, outputs, verdicts)
     complements = 0
     if settings.secondary_suppression and GROUPING_COLUMN in table.column_names:
         verdicts, complements = _protect_margins(table, outputs, verdicts, settings, limits)
@@ -124,9 +143,9 @@ def control(
     suppressed = sum(1 for n in notes if n.status in WITHHELD)
     if cells in {0, suppressed}:
         return Controlled(released, notes, CellStatus.BLOCK, "no cell passed output control", cells, suppressed, False, complements)
-    rounded = settings.rounding and any(o.aggregate in ROUNDED for o in outputs)
+    rounded = settings.rounding and bool(outputs)
     if rounded:
-        released = _round(released, outputs, settings.round_base)
+        released = _round(released, table, outputs, settings.round_base)
         notes = (*notes, _rounding_note(settings.round_base))
     status = worst(v.status for row in verdicts for v in row.values())
     return Controlled(released, notes, status, "", cells, suppressed, rounded, complements)
@@ -225,24 +244,67 @@ def _withhold(table: pa.Table, outputs: Sequence[Output], verdicts: list[dict[st
     return pa.table(columns)
 
 
-def _round(table: pa.Table, outputs: Sequence[Output], base: int) -> pa.Table:
-    """Released counts and totals to the nearest multiple of ``base``, halves to even.
+def _unroundable(table: pa.Table, outputs: Sequence[Output], verdicts: list[dict[str, Verdict]]) -> list[dict[str, Verdict]]:
+    """Under rounding, withhold every cell of an output that cannot be rounded or derived from rounded components."""
+    reason = "not released under rounding: it cannot be derived from rounded counts and totals"
+    blocked = {o.name for o in outputs if o.aggregate not in ROUNDED and not _has_components(table, o)}
+    if not blocked:
+        return verdicts
+    withheld = Verdict(CellStatus.SUPPRESS, "rounding", reason)
+    return [{name: withheld if name in blocked and v.status not in WITHHELD else v for name, v in row.items()} for row in verdicts]
 
-    ACRO's ``round_table``: ``(x / base).round() * base``, and pandas rounds halves to even; nulls
-    (withheld cells) stay null. The column keeps its type.
+
+def _has_components(table: pa.Table, output: Output) -> bool:
+    components = ROUNDING_COMPONENTS.get(output.aggregate)
+    return components is not None and all(component_column(c, output.name) in table.column_names for c in components)
+
+
+def _round(released: pa.Table, table: pa.Table, outputs: Sequence[Output], base: int) -> pa.Table:
+    """Every released number rounded to ``base`` or derived from rounded components; nulls (withheld cells) stay null.
+
+    Counts, totals, minima and maxima: ACRO's ``round_table``, ``(x / base).round() * base``, halves to
+    even as pandas does. A mean is ``R(sum) / R(count)``; a (sample) variance is
+    ``(R(sumsq) - R(sum)^2 / R(count)) / (R(count) - 1)``, at least 0, and a standard deviation its
+    square root; null when the rounded count leaves no mean or spread. Each column keeps its type.
     """
     for out in outputs:
-        if out.aggregate not in ROUNDED:
-            continue
-        column = table.column(out.name)
-        as_float = pc.cast(column, pa.float64())
-        rounded = pc.multiply(pc.round(pc.divide(as_float, float(base)), round_mode="half_to_even"), float(base))
-        table = table.set_column(table.schema.get_field_index(out.name), out.name, pc.cast(rounded, column.type, safe=False))
-    return table
+        column = released.column(out.name)
+        if out.aggregate in ROUNDED:
+            new = _to_base(column, base)
+        elif not _has_components(table, out):
+            continue  # ``_unroundable`` withheld every cell of it
+        else:
+            parts = {c: _to_base(table.column(component_column(c, out.name)), base).to_pylist() for c in ROUNDING_COMPONENTS[out.aggregate]}
+            derived = [_derived(out.aggregate, {c: parts[c][i] for c in parts}) for i in range(table.num_rows)]
+            new = pc.if_else(pc.is_null(column), pa.scalar(None, pa.float64()), pa.array(derived, pa.float64()))
+        released = released.set_column(released.schema.get_field_index(out.name), out.name, pc.cast(new, column.type, safe=False))
+    return released
+
+
+def _to_base(column: pa.ChunkedArray | pa.Array, base: int) -> pa.ChunkedArray | pa.Array:
+    as_float = pc.cast(column, pa.float64())
+    return pc.multiply(pc.round(pc.divide(as_float, float(base)), round_mode="half_to_even"), float(base))
+
+
+def _derived(aggregate: Aggregate, rounded: Mapping[str, float | None]) -> float | None:
+    """A mean or a spread from rounded components (``None`` where a component is null or too small)."""
+    count, total = rounded["count"], rounded["sum"]
+    if count is None or total is None or count <= 0:
+        return None
+    if aggregate is Aggregate.AVG:
+        return total / count
+    squares = rounded["sumsq"]
+    if squares is None or count <= 1:
+        return None
+    variance = max(0.0, (squares - total * total / count) / (count - 1))
+    return math.sqrt(variance) if aggregate is Aggregate.STDDEV else variance
 
 
 def _rounding_note(base: int) -> Note:
-    reason = f"counts and totals are rounded to the nearest multiple of {base} (halves to even); margins may not add up"
+    reason = (
+        f"counts, totals, minima and maxima are rounded to the nearest multiple of {base} (halves to even); "
+        "means and spreads are computed from the rounded counts and sums; margins may not add up"
+    )
     return Note(TABLE_ROW, "*", CellStatus.PASS, "rounding", reason, {"base": base})
 
 

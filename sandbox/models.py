@@ -269,6 +269,7 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    released_cells: Mapped[int | None] = mapped_column(Integer, nullable=True)  # cells its output gives out (jobs.released.cell_count)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

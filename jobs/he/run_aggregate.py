@@ -33,7 +33,7 @@ from crypto import paillier, paillier_bulk
 from crypto.paillier import PublicKey
 from jobs.he import AggregatePlan
 from policies import release as releases
-from policies.evidence import Output, missing_column
+from policies.evidence import Output, component_column, missing_column
 from policies.model import Aggregate, Policy
 from policies.output_control import TABLE_ROW, CellStatus, Controlled, Note, control
 
@@ -112,6 +112,10 @@ def control_table(groups: Groups, plan: AggregatePlan, sums: dict[Cell, Decimal]
         values = [_value(out.aggregate, found.get((i, out.column)), int(groups.values[out.column][i])) for i in range(count)]
         integral = out.aggregate is Aggregate.SUM and plan.scale(out.column) == 0 and all(v is None or abs(v) < 2**63 for v in values)
         columns[out.name] = pa.array([None if v is None else int(v) if integral else float(v) for v in values], _type(integral))
+        if out.aggregate is Aggregate.AVG:  # under rounding, output control releases R(sum) / R(count)
+            totals = [found.get((i, out.column)) for i in range(count)]
+            evidence[component_column("count", out.name)] = pa.array(groups.values[out.column], pa.int64())
+            evidence[component_column("sum", out.name)] = pa.array([None if t is None else float(t) for t in totals], pa.float64())
     return pa.table(columns | evidence) if columns else pa.table(evidence)
 
 

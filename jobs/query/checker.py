@@ -22,7 +22,8 @@ from jobs.query.model import OutputColumn, QueryRule, violation
 from jobs.query.outputs import check_order, classify_outputs, group_keys, is_output_ref
 from jobs.query.resolve import ColumnRef, Source, resolve, sources_of
 from jobs.query.uses import Occurrence, Place, check_use, effective_use, occurrences
-from policies.model import Aggregate, ColumnUse, Policy
+from policies.evidence import NOT_ROUNDABLE
+from policies.model import ColumnUse, Policy
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,23 @@ class Checker:
                 check_argument(call, scope.use_of, scope.name)
         outputs = classify_outputs(select, scope.name)
         check_order(select, outputs, scope.name)
-        self._check_rounding(outputs)
+        self._check_rounding(select, outputs)
         return outputs
 
-    def _check_rounding(self, outputs: tuple[OutputColumn, ...]) -> None:
-        """With rounding on, counts and totals are rounded; an exact AVG beside them would give them back exactly."""
-        if self.policy.disclosure.rounding and any(output.aggregate is Aggregate.AVG for output in outputs):
-            message = "this grant rounds counts and totals: ask for SUM and COUNT (each rounded) instead of AVG"
+    def _check_rounding(self, select: exp.Select, outputs: tuple[OutputColumn, ...]) -> None:
+        """Under rounding every released number is rounded or derived from rounded counts and sums
+        (``policies.output_control``); what cannot be is refused here, before anything runs.
+
+        A median or quantile's position among the sorted values gives exact counts whatever its value;
+        population spreads are refused only because output control derives the sample forms.
+        """
+        if not self.policy.disclosure.rounding:
+            return
+        if any(output.aggregate in NOT_ROUNDABLE for output in outputs):
+            message = "this grant rounds its results: a median or quantile cannot be rounded (its position gives exact counts)"
+            raise violation(QueryRule.AGGREGATE_NOT_ALLOWED, message)
+        if select.find(exp.StddevPop, exp.VariancePop) is not None:
+            message = "this grant rounds its results: spreads are derived from rounded sums as STDDEV_SAMP or VAR_SAMP"
             raise violation(QueryRule.AGGREGATE_NOT_ALLOWED, message)
 
     def derived(self, select: exp.Select, outer: frozenset[str]) -> None:

@@ -36,7 +36,7 @@ class QueryRule(StrEnum):
     DIMENSION_AS_MEASURE = "dimension_as_measure"  # a dimension is grouped, filtered or counted, not summed
     UNKNOWN_COLUMN = "unknown_column"
     AMBIGUOUS_COLUMN = "ambiguous_column"
-    AGGREGATE_NOT_ALLOWED = "aggregate_not_allowed"  # aggregates outside the policy, nested, misplaced, or AVG under rounding
+    AGGREGATE_NOT_ALLOWED = "aggregate_not_allowed"  # outside the policy, nested, misplaced, or not roundable under rounding
     WINDOW_FUNCTION = "window_function"
     FUNCTION_NOT_ALLOWED = "function_not_allowed"  # scalar functions and operators outside the allowlist
     JOIN_TYPE = "join_type"  # INNER JOIN ... ON only

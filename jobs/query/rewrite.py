@@ -24,8 +24,10 @@ from jobs.query.outputs import group_keys, is_output_ref
 from policies.evidence import (
     MAGNITUDE,
     ORDER_STATISTICS,
+    ROUNDING_COMPONENTS,
     above_column,
     below_column,
+    component_column,
     missing_column,
     negative_column,
     top_column,
@@ -134,8 +136,14 @@ def add_evidence(
     schemas: Mapping[str, DatasetSchema],
     unique_units: frozenset[str],
     top_n: int,
+    rounding: bool = False,
 ) -> tuple[exp.Select, tuple[str, ...]]:
     """``query`` (from ``add_unit_columns``) extended by the evidence columns of ``policies.evidence``, and their names.
+
+    With ``rounding`` (the policy rounds its results), each AVG, STDDEV and VARIANCE output also
+    gets its components (``__count_<c>``, ``__sum_<c>``, ``__sumsq_<c>``), plain aggregates of the
+    query itself, from which output control derives the released value; over ``DISTINCT`` none is
+    added, and output control withholds the output.
 
     Per aggregate output ``c`` with an argument: ``__missing_<c>``; for SUM and AVG also ``__top_<c>``
     (at most ``top_n`` per-unit totals), ``__total_<c>``, ``__neg_<c>``; for MIN, MAX, MEDIAN and
@@ -184,6 +192,11 @@ def add_evidence(
         names.append(missing_column(m.name))
         sources[names[-1]] = CELLS
         cells.append("expressions", _as(_count_where(exp.Is(this=m.argument.copy(), expression=exp.Null())), names[-1]))
+        if rounding and m.aggregate in ROUNDING_COMPONENTS and not isinstance(m.call.this, exp.Distinct):
+            for component in ROUNDING_COMPONENTS[m.aggregate]:
+                names.append(component_column(component, m.name))
+                sources[names[-1]] = CELLS
+                cells.append("expressions", _as(_component(component, m.argument), names[-1]))
         if m.aggregate in ORDER_STATISTICS:
             names += [below_column(m.name), above_column(m.name)]
             sources.update(dict.fromkeys(names[-2:], RANKS if ctx.per_row else BY_UNIT))
@@ -222,6 +235,16 @@ def _magnitude_columns(value: exp.Expr, name: str, top_n: int) -> list[exp.Alias
     total = exp.cast(exp.Sum(this=value.copy()), exp.DataType.Type.DOUBLE)
     negative = _count_where(exp.LT(this=value.copy(), expression=exp.Literal.number(0)))
     return [_as(e, n) for e, n in ((top, top_column(name)), (total, total_column(name)), (negative, negative_column(name)))]
+
+
+def _component(component: str, argument: exp.Expr) -> exp.Expr:
+    """``COUNT(x)``, the sum of ``x`` or the sum of its squares, as DOUBLE (the components of a rounded mean or spread)."""
+    if component == "count":
+        return exp.Count(this=argument.copy())
+    if component == "sum":
+        return exp.cast(exp.Sum(this=argument.copy()), exp.DataType.Type.DOUBLE)
+    value = exp.cast(argument.copy(), exp.DataType.Type.DOUBLE)
+    return exp.Sum(this=exp.Mul(this=value, expression=value.copy()))
 
 
 def _count_where(condition: exp.Expr, counted: exp.Expr | None = None) -> exp.Filter:

@@ -65,7 +65,7 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
     executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
     evidence_columns: tuple[str, ...] = ()
     if top_n is not None:
-        executable, evidence_columns = add_evidence(executable, outputs, schemas, unique_units, top_n)
+        executable, evidence_columns = add_evidence(executable, outputs, schemas, unique_units, top_n, policy.disclosure.rounding)
     datasets = tuple(sorted({table.name for table in qualified.find_all(exp.Table)}))
     # Both trees are ours and used no more: generated as they are, without the copy sqlglot makes by default.
     return QueryPlan(

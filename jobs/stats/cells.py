@@ -27,8 +27,10 @@ from policies.evidence import (
     GROUPING_COLUMN,
     MAGNITUDE,
     ORDER_STATISTICS,
+    ROUNDING_COMPONENTS,
     above_column,
     below_column,
+    component_column,
     missing_column,
     negative_column,
     top_column,
@@ -61,6 +63,8 @@ class CellQuery:
     # Every row is a different privacy unit: units are rows and per-unit totals are the values
     # themselves, so the distinct counts and the per-unit grouping can be skipped (same numbers).
     unique_units: bool = False
+    # The policy rounds its results: means and spreads carry the components output control derives them from.
+    rounding: bool = False
 
     @property
     def rows_are_units(self) -> bool:
@@ -143,6 +147,7 @@ def cell_sql(query: CellQuery) -> exp.Select:
     projection += [named(col(cell.name, "c"), cell.name) for cell in query.cells]
     projection.append(named(col(UNITS_COLUMN, "c"), UNITS_COLUMN))
     projection += [named(col(missing_column(c.name), "c"), missing_column(c.name)) for c in query.cells if c.argument is not None]
+    projection += [named(col(name, "c"), name) for _, name, _ in _components(query)]
     for cell in magnitude:
         projection += [named(col(name(cell.name), "m"), name(cell.name)) for name in (top_column, total_column, negative_column)]
     for cell in order:
@@ -197,7 +202,23 @@ def _cells(query: CellQuery) -> exp.Select:
         if cell.argument is not None:
             missing = filtered(exp.Count(this=exp.Star()), exp.Is(this=col(query.value(cell)), expression=exp.Null()))
             items.append(named(missing, missing_column(cell.name)))
+    for component, name, value in _components(query):
+        aggregate: exp.Expr = exp.Count(this=value) if component == "count" else exp.Sum(this=value)
+        if component == "sumsq":
+            aggregate = exp.Sum(this=exp.Mul(this=value, expression=value.copy()))
+        items.append(named(aggregate, name))
     return _group(exp.select(*items).from_(table("__base")), query)
+
+
+def _components(query: CellQuery) -> list[tuple[str, str, exp.Expr]]:
+    """Under rounding, ``(component, column, DOUBLE value)`` of every mean and spread (``policies.evidence``)."""
+    if not query.rounding:
+        return []
+    found = []
+    for cell in query.cells:
+        for component in ROUNDING_COMPONENTS.get(cell.aggregate, ()):
+            found.append((component, component_column(component, cell.name), col(query.value(cell))))
+    return found
 
 
 def _unit_totals(query: CellQuery, cells: Sequence[Cell]) -> exp.Select:

@@ -15,6 +15,7 @@ from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetSchema
 from core.values import ColumnRole, ColumnType
 from jobs.stats.values import StatsRule, violation
+from policies.evidence import NOT_ROUNDABLE
 from policies.model import Aggregate, ColumnUse, Policy
 
 _DIMENSION_USES = frozenset({ColumnUse.DIMENSION, ColumnUse.PLAIN})
@@ -65,6 +66,24 @@ class Scope:
         for aggregate in needed:
             if aggregate not in self.policy.aggregates:
                 raise violation(StatsRule.AGGREGATE_NOT_ALLOWED, f"the policy does not allow the aggregate {aggregate.value}")
+            if self.rounding and aggregate in NOT_ROUNDABLE:
+                message = f"this grant rounds its results: a {aggregate.value} cannot be rounded (its position gives exact counts)"
+                raise violation(StatsRule.AGGREGATE_NOT_ALLOWED, message)
+
+    @property
+    def rounding(self) -> bool:
+        return self.policy.disclosure.rounding
+
+    def not_rounded(self, op: str) -> None:
+        """Refuse an op whose numbers cannot be derived from rounded counts and sums, under a rounding policy.
+
+        A correlation or a regression is an exact function of the data: an intercept-only model is the
+        exact mean, a 0/1 regressor's coefficient an exact difference of means, and with the number of
+        observations those are exact counts.
+        """
+        if self.rounding:
+            message = f"this grant rounds its results: {op} cannot be derived from rounded counts and totals"
+            raise violation(StatsRule.AGGREGATE_NOT_ALLOWED, message)
 
     def _usable(self, column: str) -> tuple[ColumnSpec, ColumnUse]:
         spec = self.schema.column(column)

@@ -92,6 +92,7 @@ def plan_correlation(spec: CorrelationSpec, scope: Scope) -> StatsPlan:
     for column in spec.columns:
         scope.measure(column)
     scope.aggregates([Aggregate.AVG, Aggregate.STDDEV])
+    scope.not_rounded("a correlation")
     parts: list[exp.Select] = []
     labels: list[list[tuple[str, str]]] = []
     for first, second in combinations(spec.columns, 2):

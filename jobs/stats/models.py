@@ -62,6 +62,7 @@ def plan_model(spec: OlsSpec | LogitSpec, scope: Scope) -> StatsPlan:
             for column in factor.columns:
                 (scope.dimension if factor.categorical else scope.measure)(column)
     scope.aggregates([Aggregate.AVG])
+    scope.not_rounded(f"a {spec.op} model")
     outcome = _coded_outcome(spec, formula, scope)
     groups: list[tuple[str, ...]] = []
     term_groups: list[tuple[str, tuple[str, ...]]] = []

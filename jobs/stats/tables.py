@@ -45,7 +45,9 @@ def grouped_plan(op: str, scope: Scope, dimensions: Sequence[str], cells: Sequen
     clash = sorted({cell.name for cell in cells} & set(dimensions))
     if clash:
         raise ValidationFailed(f"output {clash[0]} has the name of a dimension", details={"field": "spec", "column": clash[0]})
-    query = CellQuery(scope.dataset, scope.privacy_unit, tuple(dimensions), tuple(cells), margins, top_n(scope), scope.unique_units)
+    query = CellQuery(
+        scope.dataset, scope.privacy_unit, tuple(dimensions), tuple(cells), margins, top_n(scope), scope.unique_units, scope.rounding
+    )
     return StatsPlan(
         op=op,
         dataset=scope.dataset,
@@ -95,7 +97,10 @@ def plan_describe(spec: DescribeSpec, scope: Scope) -> StatsPlan:
     parts: list[exp.Select] = []
     for column in spec.columns:
         cells = tuple(Cell(s, _DESCRIBE[s][0], column, _DESCRIBE[s][1]) for s in statistics)
-        parts.append(cell_sql(CellQuery(scope.dataset, scope.privacy_unit, (), cells, top_n=top_n(scope), unique_units=scope.unique_units)))
+        query = CellQuery(
+            scope.dataset, scope.privacy_unit, (), cells, top_n=top_n(scope), unique_units=scope.unique_units, rounding=scope.rounding
+        )
+        parts.append(cell_sql(query))
     return StatsPlan(
         op="describe",
         dataset=scope.dataset,

@@ -6,6 +6,7 @@ Every view and decision is on the ledger. The analyst sees only the decision and
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint
 from sqlalchemy import select
@@ -29,9 +30,10 @@ from sandbox.models import GrantPolicy, Job, JobOutput, Review
 from sandbox.runtime import he_score, outputs
 from sandbox.runtime.queue import EXHAUSTED
 from sandbox.runtime.services import record_cells
-from sandbox.service import budget
+from sandbox.service import budget, release_cap
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
+from sandbox.service.release_cap import CAP_REACHED
 
 AUDITOR = frozenset({Role.AUDITOR})
 
@@ -109,11 +111,15 @@ def register(bp: Blueprint) -> None:
             needed = _reviewers_required(session, job)
             releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
             pending = body.decision == "release" and releases_ < needed
-            # Charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
-            affordable = pending or body.decision != "release" or budget.charge(session, ledger(), job, caller.user_id)
-            if body.decision == "reject":  # a rejection is an answer too: a DP job that read the data spends its ε
-                budget.charge(session, ledger(), job, caller.user_id, ended=JobStatus.REJECTED)
-            refused = None if affordable else EXHAUSTED
+            # Cap and charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
+            final_release = body.decision == "release" and not pending
+            admission = release_cap.admit(session, job) if final_release else None
+            capped = admission is not None and not admission.fits
+            affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
+            if body.decision == "reject" or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
+                ended = JobStatus.REJECTED if body.decision == "reject" else JobStatus.FAILED
+                budget.charge(session, ledger(), job, caller.user_id, ended=ended)
+            refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
             if refused is None and not pending and body.decision == "release":
                 refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
             details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
@@ -121,7 +127,7 @@ def register(bp: Blueprint) -> None:
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
-                _close(session, caller, job, body, refused)
+                _close(session, caller, job, body, refused, admission.details if admission is not None else {})
             return job_out(job)
 
 
@@ -137,14 +143,14 @@ def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
     return job
 
 
-def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None) -> None:
+def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None, capped: dict[str, Any]) -> None:
     """The final decision: released (unless the budget or a score's consents no longer allow it: ``refused``), rejected, or failed."""
     status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
     reason = body.reason
     if status is JobStatus.RELEASED and refused is not None:
         status, reason = JobStatus.FAILED, refused  # nothing is released
     job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
-    details = job_service.transition_details(job)
+    details = job_service.transition_details(job, **capped)
     ledger().append(session, actor=caller.user_id, action=f"job.{status.value}", object_type="job", object_id=job.id, details=details)
     if status is JobStatus.RELEASED and budget.job_epsilon(job.spec) is None:
         _record_cells(session, job)  # DP cells are noisy: differencing checks do not apply

@@ -16,14 +16,16 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.values import JobStage, JobStatus
+from jobs.released import cell_count
 from sandbox.db import Database
 from sandbox.models import Job, JobOutput
 from sandbox.runtime import he_score
 from sandbox.runtime.definition import Outcome
 from sandbox.runtime.services import record_cells
-from sandbox.service import budget
+from sandbox.service import budget, release_cap
 from sandbox.service.jobs import transition_details
 from sandbox.service.ledger import Ledger
+from sandbox.service.release_cap import CAP_REACHED
 
 EXHAUSTED = "privacy budget exhausted"
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.CHECKING.value)
@@ -125,6 +127,9 @@ class Queue:
         too; a held one is charged at review); if the budget no longer covers a release, the job fails
         with no output stored and nothing spent. Likewise a released score job records its
         ``scored`` entities' uses here (``he_score.record_uses``), and a released query its cells.
+        The job's ``released_cells`` are counted here, and a release that would pass the grant's cap on
+        released cells fails with ``CAP_REACHED`` (``release_cap.admit``, before the charge: a DP job it
+        stops is charged as a failure).
         """
         status, reason, scored = outcome.status, outcome.reason, outcome.scored
         verdict = outcome.verdict.as_json() if outcome.verdict is not None else None
@@ -135,6 +140,15 @@ class Queue:
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
             job.verdict = verdict  # before charging: the verdict says whether the answer spent δ
+            if outcome.released is not None:
+                job.released_cells = cell_count(outcome.released)
+            capped: dict[str, Any] = {}
+            if status is JobStatus.RELEASED:
+                admission = release_cap.admit(session, job)
+                capped = admission.details
+                if not admission.fits:
+                    status, reason, verdict, output = JobStatus.FAILED, CAP_REACHED, None, None
+                    job.verdict = None
             if status is JobStatus.RELEASED:
                 if not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
                     # Another release spent what this one needed after the pre-check: nothing leaves.
@@ -149,7 +163,7 @@ class Queue:
                     job.verdict = None
             if output is not None:
                 session.add(output)
-            self._end(session, job, status, reason, outcome.cause)
+            self._end(session, job, status, reason, outcome.cause, **capped)
             if status is JobStatus.RELEASED:
                 record_cells(session, job, outcome.cells)
         return True
@@ -157,7 +171,9 @@ class Queue:
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
         return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
 
-    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "", spent: bool = False) -> None:
+    def _end(
+        self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "", spent: bool = False, **recorded: Any
+    ) -> None:
         """End ``job``; ``spent``: it read the data, so a DP job spends its ε (before the ledger append: lock order)."""
         if spent:
             budget.charge(session, self.ledger, job, f"worker:{self.worker_id}", ended=status)
@@ -165,7 +181,7 @@ class Queue:
         job.stage, job.finished_at = JobStage.DONE.value, _now()
         job.progress = 1.0
         job.lease_owner, job.lease_expires_at = None, None
-        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        extra: dict[str, Any] = {**recorded, "reason": reason} if reason else dict(recorded)
         if cause:
             extra["cause"] = cause
         if job.verdict:

@@ -88,12 +88,13 @@ COUNTS = [12, 13, 15, 25, 35, 45, 7, 105]
 
 @pytest.mark.parametrize("base", [5, 10], ids=["base_5", "base_10"])
 def test_rounding_matches_acros_round_table(base: int) -> None:
-    rows = [{"g": str(i), "n": v, "mean": v / 3, "__units_0": 200} for i, v in enumerate(COUNTS)]
+    rows = [{"g": str(i), "n": v, "mean": 1 / 3, "__units_0": 200, "__count_mean": v, "__sum_mean": v / 3} for i, v in enumerate(COUNTS)]
     controlled = control(result(rows), [N, MEAN], ["__units_0"], Disclosure(rounding=True, round_base=base))
     acro = round_table(pd.DataFrame({"n": COUNTS}), base)["n"].tolist()
     assert controlled.released.column("n").to_pylist() == acro
     assert controlled.released.column("n").type == pa.int64()
-    assert controlled.released.column("mean").to_pylist() == [v / 3 for v in COUNTS]  # only counts and totals
+    sums = round_table(pd.DataFrame({"s": [v / 3 for v in COUNTS]}), base)["s"].tolist()
+    assert controlled.released.column("mean").to_pylist() == [s / n if n else None for s, n in zip(sums, acro, strict=True)]
     assert controlled.rounded
     assert controlled.summary()["rounded"] is True
     table_notes = [n for n in controlled.notes if n.row == TABLE_ROW]
@@ -113,6 +114,53 @@ def test_rounding_comes_after_suppression_and_keeps_decimal_totals() -> None:
     assert controlled.released.column("total").to_pylist() == [None, Decimal("1235.00")]
     assert controlled.released.column("total").type == pa.decimal128(18, 2)
     assert controlled.suppressed == 2
+
+
+def rounded_to(value: float, base: int) -> float:
+    return float(round(value / base) * base)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 1), min_size=12, max_size=200), st.sampled_from([3, 5, 10]))
+def test_a_mean_of_ones_and_zeros_gives_no_exact_count(values: list[int], base: int) -> None:
+    """AVG of a 0/1 column beside a rounded count: released, it is R(ones) / R(n), never ones / n."""
+    n, ones = len(values), sum(values)
+    row = {"n": n, "mean": ones / n, "__units_0": n, "__count_mean": n, "__sum_mean": float(ones)}
+    released = control(
+        result([row]), [N, MEAN], ["__units_0"], Disclosure(rounding=True, round_base=base, threshold=1, zeros_disclosive=False)
+    ).released
+    count, mean = released.column("n").to_pylist()[0], released.column("mean").to_pylist()[0]
+    assert count == rounded_to(n, base)
+    assert mean == (rounded_to(ones, base) / count if count else None)
+    if mean is not None:
+        assert round(mean * count) % base == 0  # the mean and the count give back a rounded total only
+
+
+def test_spreads_come_from_rounded_sums_and_min_max_are_rounded() -> None:
+    values = [1.0, 2.0, 2.0, 3.0, 7.0, 1.0, 4.0, 4.0, 5.0, 9.0, 2.0, 3.0, 8.0]
+    n, total, squares = len(values), sum(values), sum(v * v for v in values)
+    row: dict[str, Any] = {"sd": float(np.std(values, ddof=1)), "var": float(np.var(values, ddof=1)), "lo": 1.0, "hi": 9.0, "__units_0": n}
+    row |= {"__below_lo": n, "__above_lo": n, "__below_hi": n, "__above_hi": n}
+    for name in ("sd", "var"):
+        row |= {f"__count_{name}": n, f"__sum_{name}": total, f"__sumsq_{name}": squares}
+    outputs = [Output("sd", Aggregate.STDDEV), Output("var", Aggregate.VARIANCE), Output("lo", Aggregate.MIN), Output("hi", Aggregate.MAX)]
+    released = control(result([row]), outputs, ["__units_0"], Disclosure(rounding=True, round_base=5, threshold=1)).released
+    rn, rs, rq = rounded_to(n, 5), rounded_to(total, 5), rounded_to(squares, 5)
+    variance = (rq - rs * rs / rn) / (rn - 1)
+    assert released.column("var").to_pylist() == [pytest.approx(variance)]
+    assert released.column("sd").to_pylist() == [pytest.approx(variance**0.5)]
+    assert (released.column("lo").to_pylist(), released.column("hi").to_pylist()) == ([0.0], [10.0])
+
+
+@pytest.mark.parametrize("aggregate", [Aggregate.MEDIAN, Aggregate.QUANTILE, Aggregate.AVG, Aggregate.STDDEV])
+def test_what_cannot_be_derived_from_rounded_numbers_is_withheld(aggregate: Aggregate) -> None:
+    """A quantile's position gives counts whatever its value; a mean without its components would be exact."""
+    rows = [{"g": g, "n": n, "x": x, "__units_0": n, "__below_x": n, "__above_x": n} for g, n, x in [("a", 40, 0.375), ("b", 41, 0.5)]]
+    controlled = control(result(rows), [N, Output("x", aggregate)], ["__units_0"], Disclosure(rounding=True))
+    assert controlled.released.column("x").to_pylist() == [None, None]
+    assert controlled.released.column("n").to_pylist() == [40, 40]
+    assert {(n.row, n.rule) for n in controlled.notes if n.column == "x"} == {(0, "rounding"), (1, "rounding")}
+    assert controlled.status is CellStatus.SUPPRESS
 
 
 def test_rounding_off_leaves_values() -> None:

@@ -220,3 +220,20 @@ def test_a_job_stopped_before_the_release_stage_decrypts_nothing() -> None:
     with pytest.raises(Stopped):
         he_aggregate.run(plan, Policy.model_validate(HE_POLICY), table, pair.public, lambda *args: asked.append(args) or ({}, ""), stage)
     assert asked == []
+
+
+def test_under_rounding_a_mean_comes_from_the_rounded_total_and_count(world: World, app: Flask, pums_he: dict[str, Any]) -> None:
+    """An exact mean beside a rounded count gives the count back: under rounding it is R(total) / R(count)."""
+    grant_id = he_grant(world, pums_he["id"], {**HE_POLICY, "disclosure": {"rounding": True, "round_base": 5}})
+    job = run_he(world, app, grant_id)
+    assert job["status"] == "released", job
+    rows = {row["race"]: row for row in result_of(world, job["id"])["rows"]}
+    expected = pums_frame().groupby("race").agg(n=("pid", "size"), values=("income", "count"), total=("income", "sum"))
+
+    def rounded(value: float) -> float:
+        return float(round(value / 5) * 5)
+
+    for race in (1, 2, 3, 4):
+        assert (rows[race]["n"], rows[race]["total"]) == (rounded(expected.loc[race, "n"]), rounded(expected.loc[race, "total"]))
+        mean = rounded(expected.loc[race, "total"]) / rounded(expected.loc[race, "values"])
+        assert rows[race]["mean_income"] == pytest.approx(mean, rel=1e-12)
