@@ -222,7 +222,13 @@ class _Run:
         else:
             public = self.services.public_key(plan.key)
             result = he_aggregate.run(plan, self.policy, table, public, self.services.decrypt, self.stage)
-        released = form(result.columns, result.table, result.notes, result.summary)
+        # Keys are outputs: the groups are the data's own, so a fully withheld group is left out (no layout).
+        keys = tuple(c["name"] for c in result.columns if c["kind"] == "group_key")
+        aggregates = [c["name"] for c in result.columns if c["kind"] != "group_key"]
+        table, notes = hide(result.table, result.notes, KeyLayout(keys, (None,) * len(keys)), aggregates)
+        shown = {"rows": table.num_rows, "cells": table.num_rows * len(aggregates)}
+        summary = {**result.summary, **{k: v for k, v in shown.items() if k in result.summary}}
+        released = form(result.columns, table, notes, summary)
         return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, released)
 
     def _score(self, plan: ScorePlan) -> Outcome:

@@ -76,7 +76,10 @@ def grant_on(world: World, meta: dict[str, Any], path: Path, columns: dict[str, 
     return str(grant.json["id"])
 
 
-def neighbour(tmp_path: Path, source: Path, meta: dict[str, Any], change: Callable[[pd.DataFrame], pd.DataFrame]) -> tuple[dict[str, Any], Path]:
+Change = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def neighbour(tmp_path: Path, source: Path, meta: dict[str, Any], change: Change) -> tuple[dict[str, Any], Path]:
     """The dataset with one person removed or moved, under a name of its own."""
     frame = change(pd.read_csv(source))
     path = tmp_path / f"{meta['name']}_n.csv"
@@ -179,7 +182,8 @@ def test_declared_keys_show_every_combination(world: World, app: Flask) -> None:
     assert [r["n"] for r in race5] == [None, None]
     notes = {(n["row"], n["column"]): n for n in form["notes"]}
     seen = [notes[(form["rows"].index(r), "n")] for r in race5]
-    assert seen[0]["status"] == "withheld" and {**seen[0], "row": 0} == {**seen[1], "row": 0}
+    assert seen[0]["status"] == "withheld"
+    assert {**seen[0], "row": 0} == {**seen[1], "row": 0}
     assert form["summary"]["rows"] == 12
 
 
@@ -208,8 +212,12 @@ def test_bins_of_a_sensitive_column_are_laid_out(world: World, app: Flask) -> No
 SENSITIVE_KEYS = {
     "pums_raw_income": Attack("pums", "SELECT income, COUNT(*) AS n FROM pums GROUP BY income", "sensitive_key"),
     "pums_income_identity": Attack("pums", "SELECT income + 0 AS i, COUNT(*) AS n FROM pums GROUP BY income + 0", "sensitive_key"),
-    "pums_narrow_bins": Attack("pums", "SELECT FLOOR(income / 1000) AS b, COUNT(*) AS n FROM pums GROUP BY FLOOR(income / 1000)", "sensitive_key"),
-    "pums_round_is_not_a_bin": Attack("pums", "SELECT ROUND(income, -4) AS b, COUNT(*) AS n FROM pums GROUP BY ROUND(income, -4)", "sensitive_key"),
+    "pums_narrow_bins": Attack(
+        "pums", "SELECT FLOOR(income / 1000) AS b, COUNT(*) AS n FROM pums GROUP BY FLOOR(income / 1000)", "sensitive_key"
+    ),
+    "pums_round_is_not_a_bin": Attack(
+        "pums", "SELECT ROUND(income, -4) AS b, COUNT(*) AS n FROM pums GROUP BY ROUND(income, -4)", "sensitive_key"
+    ),
     "teacher_raw_optimism": Attack(
         "teacher_survey", "SELECT sex, optimism, COUNT(*) AS n FROM teacher_survey GROUP BY sex, optimism", "sensitive_key"
     ),
@@ -218,7 +226,8 @@ SENSITIVE_KEYS = {
 
 @pytest.mark.parametrize("attack", SENSITIVE_KEYS.values(), ids=SENSITIVE_KEYS.keys())
 def test_a_sensitive_column_is_never_grouped_by_its_raw_values(attack: Attack, world: World, app: Flask) -> None:
-    meta, path, columns = (PUMS_META, PUMS_CSV, PUMS_DIMENSIONS) if attack.dataset == "pums" else (TEACHER_META, TEACHER_CSV, TEACHER_DIMENSIONS)
+    pums = attack.dataset == "pums"
+    meta, path, columns = (PUMS_META, PUMS_CSV, PUMS_DIMENSIONS) if pums else (TEACHER_META, TEACHER_CSV, TEACHER_DIMENSIONS)
     assert_refused(world, app, grant_on(world, meta, path, columns), attack)
 
 
@@ -258,5 +267,6 @@ def test_a_crosstab_with_margins_lays_out_every_combination(
     expected = {(r, c, "") for r in rows for c in cols} | {(r, None, column) for r in rows} | {(None, c, index) for c in cols}
     expected |= {(None, None, f"{index},{column}")}
     shown = [(r[index], r[column], r["total_over"]) for r in form["rows"]]
-    assert len(shown) == len(expected) and set(shown) == expected
+    assert len(shown) == len(expected)
+    assert set(shown) == expected
     assert form["summary"]["rows"] == len(expected)
