@@ -20,6 +20,7 @@ A layout larger than ``MAX_LAYOUT_ROWS`` is not made; every key then counts as u
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,7 @@ def _free_parts(table: pa.Table, layout: KeyLayout, masks: Sequence[int]) -> lis
             elif sets[j] is not None and values[j][i] in sets[j]:  # type: ignore[operator]
                 part.append(_DECLARED)
             else:
-                part.append(("value", values[j][i]))
+                part.append(("value", _same(values[j][i])))
         parts.append((mask, tuple(part)))
     return parts
 
@@ -121,11 +122,19 @@ def complete(table: pa.Table, layout: KeyLayout, outputs: Sequence[Output]) -> t
         if size > MAX_LAYOUT_ROWS:
             return _sorted(table, layout), layout.undeclared()
         wanted += [(mask, combo) for combo in itertools.product(*choices)]  # type: ignore[arg-type]
-    present = set(zip(_masks(table), _key_tuples(table, layout.keys), strict=True))
-    missing = [(mask, combo) for mask, combo in wanted if (mask, combo) not in present]
+    present = {(mask, tuple(map(_same, combo))) for mask, combo in zip(_masks(table), _key_tuples(table, layout.keys), strict=True)}
+    missing = [(mask, combo) for mask, combo in wanted if (mask, tuple(map(_same, combo))) not in present]
     if missing:
         table = pa.concat_tables([table, _empty_rows(table, layout.keys, outputs, missing)])
     return _sorted(table, layout), layout
+
+
+def _same(value: Any) -> Any:
+    """A value as compared between rows: every NaN is the same key (DuckDB groups NaNs together)."""
+    return _NAN if isinstance(value, float) and math.isnan(value) else value
+
+
+_NAN = ("nan",)
 
 
 def _product(sizes: Any) -> int:

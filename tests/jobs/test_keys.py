@@ -79,3 +79,11 @@ def test_a_domain_that_does_not_fit_the_column_counts_as_undeclared() -> None:
     done, layout = complete(table, KeyLayout(("k",), (("x", "y"),)), OUTPUTS[:1])
     assert layout.domains == (None,)
     assert done.column("k").to_pylist() == [1]
+
+
+def test_a_nan_key_is_one_key() -> None:
+    table = pa.table({"x": [float("nan"), 1.5], "n": [3, 40], "__units_0": [3, 40]})
+    done, layout = complete(table, KeyLayout(("x",), (None,)), OUTPUTS[:1])
+    assert done.num_rows == 2
+    shown, _ = hide(done, withheld([1]), layout, ["n"])  # NaN sorts last: row 1 is the withheld NaN row
+    assert shown.column("x").to_pylist() == [1.5]
