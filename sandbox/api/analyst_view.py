@@ -7,7 +7,7 @@ analyst something about the data. So the analyst sees:
 - every withheld cell with one status (``withheld``) and one reason: primary and secondary suppression,
   differencing and review flags look alike; the rule, counts and evidence stay with auditors;
 - a job's reason from a short list of fixed texts that do not depend on the data (time limit, budget,
-  cancellation), else one fixed text per status;
+  cancellation), else one fixed text per status (a memory failure reads as any failure);
 - of the verdict, its status and the DP accounting (ε per output, mechanisms, noise scales);
 - timestamps and durations in whole seconds.
 
@@ -22,14 +22,17 @@ from typing import Any
 
 from core.values import JobStatus
 from policies.rules import CellStatus
-from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON, TIMEOUT_REASON
+from sandbox.runtime.child import FAILED_REASON, TIMEOUT_REASON
 
 WITHHELD = "withheld"
 WITHHELD_REASON = "withheld by output control"
 
 # Reasons that depend on the analyst's own actions, the budget or the limits, not on a value: the
-# rest (a library's message, a rule that fired on a cell) are the auditors' to read.
-FIXED_REASONS = frozenset({TIMEOUT_REASON, MEMORY_REASON, FAILED_REASON, "cancelled by the analyst", "privacy budget exhausted"})
+# rest (a library's message, a rule that fired on a cell) are the auditors' to read. Running out of
+# memory can depend on the data (how many groups, how many distinct values): it reads as any other
+# failure, so that a failure is one bit and no more. A timeout keeps its text: the whole-second
+# run time, near the limit the analyst set, tells it anyway.
+FIXED_REASONS = frozenset({TIMEOUT_REASON, FAILED_REASON, "cancelled by the analyst", "privacy budget exhausted"})
 STATUS_REASONS = {
     JobStatus.HELD: "held for review by the bureau's auditors",
     JobStatus.BLOCKED: WITHHELD_REASON,

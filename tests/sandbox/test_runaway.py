@@ -160,6 +160,7 @@ def test_a_child_that_dies_fails_its_job_with_a_fixed_reason(
     time.sleep(0.5)  # inside the run
     os.kill(pid, sig)
     worker.join(20)
-    job = job_json(world, job_id)
+    job = job_json(world, job_id, world.auditor)
     assert (job["status"], job["reason"], job["attempts"]) == ("failed", reason, 1)
+    assert job_json(world, job_id)["reason"] == "the job failed inside the sandbox; the operator has the details"  # the analyst's
     assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == [cause]
