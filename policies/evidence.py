@@ -91,10 +91,16 @@ def is_evidence(column: str) -> bool:
 
 @dataclass(frozen=True)
 class Output:
-    """An aggregate output column and the aggregate that produced it."""
+    """An aggregate output column, the aggregate that produced it, and what it aggregates.
+
+    ``argument`` names the aggregated expression (``None``: COUNT(*), or not known): a sum and a
+    mean of one argument in one row give that population's count (sum / mean), and output control
+    protects that count like a released one (``policies.linked``).
+    """
 
     name: str
     aggregate: Aggregate
+    argument: str | None = None
 
 
 @dataclass(frozen=True)

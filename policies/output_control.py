@@ -7,7 +7,8 @@ behind a cell, top contributors, ...) is computed by the query engine alongside 
 the contract of ``policies.evidence``, never by pulling rows into Python.
 
 The stages, in order: rules (each cell keeps its worst verdict) -> secondary suppression (tables
-with margins, when the policy asks for it) -> rounding (when the policy asks for it). Suppression
+with margins, when the policy asks for it) -> linked cells (``policies.linked``: no sum and mean
+released beside a withheld count of the same row, and so on) -> rounding (when the policy asks for it). Suppression
 always comes before rounding, as in ACRO, so that a rounded value never stands in for a withheld one.
 
 Rounding covers every released number, not only counts and totals: an exact mean beside a rounded
@@ -39,6 +40,7 @@ from policies.evidence import (
     is_evidence,
     negative_column,
 )
+from policies.linked import link
 from policies.model import Aggregate, Disclosure
 from policies.rules import RULES, CellStatus, Rule, Verdict, rule, threshold, worst
 from policies.secondary import Key, Limits, protect
@@ -132,6 +134,7 @@ def control(
     complements = 0
     if settings.secondary_suppression and GROUPING_COLUMN in table.column_names:
         verdicts, complements = _protect_margins(table, outputs, verdicts, settings, limits)
+    verdicts = link(verdicts, outputs)
     released = _withhold(table, outputs, verdicts)
     notes = tuple(
         Note(i, name, verdict.status, verdict.rule, verdict.reason, verdict.evidence)

@@ -18,6 +18,7 @@ from core.schema import DatasetSchema
 from jobs.query.arguments import check_argument
 from jobs.query.functions import is_aggregate
 from jobs.query.joins import check_join
+from jobs.query.keys import KeyPlan, plan_keys
 from jobs.query.model import OutputColumn, QueryRule, violation
 from jobs.query.outputs import check_order, classify_outputs, group_keys, is_output_ref
 from jobs.query.resolve import ColumnRef, Source, resolve, sources_of
@@ -85,6 +86,11 @@ class Checker:
         check_order(select, outputs, scope.name)
         self._check_rounding(select, outputs)
         return outputs
+
+    def keys(self, select: exp.Select, outputs: tuple[OutputColumn, ...]) -> KeyPlan:
+        """The statement's group keys: their declared values and order; a sensitive key must have declared values."""
+        scope = _Scope(self.policy, self.schemas, sources_of(select, self.schemas), frozenset())
+        return plan_keys(select, outputs, scope.ref, self.schemas)
 
     def _check_rounding(self, select: exp.Select, outputs: tuple[OutputColumn, ...]) -> None:
         """Under rounding every released number is rounded or derived from rounded counts and sums

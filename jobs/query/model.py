@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from core.errors import BadRequest, PolicyViolation
 from jobs.dp.plan import DPPlan
 from policies.model import Aggregate
+
+if TYPE_CHECKING:
+    from jobs.query.keys import KeyPlan
 
 
 class BadSql(BadRequest):
@@ -46,6 +50,7 @@ class QueryRule(StrEnum):
     AGGREGATE_ARGUMENT = "aggregate_argument"  # a measure column or arithmetic of measures; no constants, branches, comparisons
     AGGREGATE_OUTPUT = "aggregate_output"  # an aggregate output is the bare aggregate call, nothing computed on it
     GROUP_KEY = "group_key"  # a key is one dimension column (or a function of one), and it is output
+    SENSITIVE_KEY = "sensitive_key"  # a sensitive column is a key only through its declared domain or bins of its bounds
     HAVING = "having"  # no HAVING: which rows appear would depend on a suppressed value
     ORDER_BY = "order_by"  # ORDER BY output group keys only: a row's position would show a suppressed value
     LIMIT = "limit"  # no LIMIT/OFFSET: which rows are cut off depends on the data
@@ -67,6 +72,7 @@ class OutputColumn:
     name: str  # output column name as the analyst will see it (identifiers are normalised to lower case)
     kind: OutputKind
     aggregate: Aggregate | None  # the aggregate of an AGGREGATE column, None for a group key
+    argument: str | None = None  # the aggregate's argument as SQL (None for COUNT(*)): cells over one population
 
 
 @dataclass(frozen=True)
@@ -87,4 +93,5 @@ class QueryPlan:
     executable_sql: str
     unit_columns: tuple[str, ...]  # "__units_0", "__units_1", ...
     evidence_columns: tuple[str, ...] = ()  # "__top_<c>", "__missing_<c>", ... in result order (policies.evidence)
+    keys: KeyPlan | None = None  # the group keys' declared values and order (``jobs.query.keys``)
     dp: DPPlan | None = None  # on a DP grant, the noisy form that runs instead (``jobs.query.dp.plan_dp``)

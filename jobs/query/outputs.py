@@ -44,7 +44,9 @@ def classify_outputs(select: exp.Select, name_of: Namer) -> tuple[OutputColumn, 
             message = f"output column {name} computes on an aggregate: output the aggregate itself, nothing computed on it"
             raise violation(QueryRule.AGGREGATE_OUTPUT, message)
         kind = OutputKind.AGGREGATE if aggregates else OutputKind.GROUP_KEY
-        outputs.append(OutputColumn(name, kind, aggregate_of(aggregates[0]) if aggregates else None))
+        argument = aggregates[0].this if aggregates else None
+        shown = None if argument is None or isinstance(argument, exp.Star) else argument.sql(dialect="duckdb")
+        outputs.append(OutputColumn(name, kind, aggregate_of(aggregates[0]) if aggregates else None, shown))
     if not group and all(output.kind is OutputKind.GROUP_KEY for output in outputs):
         raise violation(QueryRule.ROW_LEVEL_OUTPUT, "the query returns rows: aggregate (COUNT, SUM, ...) and GROUP BY dimensions instead")
     _check_keys(select, group, name_of)

@@ -15,6 +15,7 @@ from core.errors import InternalError
 from core.schema import DatasetSchema
 from jobs.query.checker import Checker
 from jobs.query.functions import check_functions, normalise_functions
+from jobs.query.keys import as_run
 from jobs.query.model import BadSql, OutputKind, QueryPlan, QueryRule, violation
 from jobs.query.parse import DIALECT, parse_select
 from jobs.query.resolve import qualify_query
@@ -60,7 +61,9 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
     qualified = qualify_query(select, schemas)
     _check_whole_rows(qualified)
     check_functions(qualified, policy.aggregates)
-    outputs = Checker(policy, schemas).query(qualified)
+    checker = Checker(policy, schemas)
+    outputs = checker.query(qualified)
+    keys = checker.keys(qualified, outputs)
     make_safe(qualified, schemas)
     executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
     evidence_columns: tuple[str, ...] = ()
@@ -76,6 +79,7 @@ def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], un
         executable_sql=executable.sql(dialect=DIALECT, copy=False),
         unit_columns=unit_columns,
         evidence_columns=evidence_columns,
+        keys=as_run(keys, qualified),
     )
 
 

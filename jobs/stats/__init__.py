@@ -77,4 +77,6 @@ def run(plan: StatsPlan, tables: Mapping[str, pa.Table], engine: Engine, setting
     if plan.sql is None:
         raise InternalError("a table op without SQL")
     table = engine.run(plan.sql, inputs)
-    return StatsResult(table, plan.outputs, plan.unit_columns, plan.dimensions, None, {})
+    return StatsResult(
+        table, plan.outputs, plan.unit_columns, plan.dimensions, None, {}, key_domains=plan.key_domains, arguments=plan.arguments
+    )

@@ -42,13 +42,19 @@ class Scope:
     def privacy_unit(self) -> str:
         return self.schema.privacy_unit
 
-    def dimension(self, column: str) -> ColumnSpec:
-        """A column used to group or label: ``dimension`` or ``plain``."""
+    def dimension(self, column: str, binned: bool = False) -> ColumnSpec:
+        """A column used to group or label: ``dimension`` or ``plain``.
+
+        Keys are outputs: a sensitive column groups only through its declared domain, or through public
+        bins (``binned``: a histogram's edges), never by its raw values.
+        """
         spec, use = self._usable(column)
+        name = self._name(column)
         if use not in _DIMENSION_USES:
-            raise violation(
-                StatsRule.MEASURE_AS_DIMENSION, f"column {self._name(column)} may only be aggregated, not grouped by", self._name(column)
-            )
+            raise violation(StatsRule.MEASURE_AS_DIMENSION, f"column {name} may only be aggregated, not grouped by", name)
+        if spec.role is ColumnRole.SENSITIVE and spec.domain is None and not binned:
+            message = f"column {name} is sensitive and has no declared domain: its raw values cannot label rows (a histogram bins it)"
+            raise violation(StatsRule.SENSITIVE_KEY, message, name)
         return spec
 
     def measure(self, column: str) -> ColumnSpec:

@@ -36,7 +36,7 @@ def histogram_edges(spec: HistogramSpec, scope: Scope) -> list[float]:
 
 def plan_histogram(spec: HistogramSpec, scope: Scope) -> StatsPlan:
     """Counts per bin with distinct units: dimensions ``lower`` and ``upper``, output ``count``."""
-    column = scope.dimension(spec.column)
+    column = scope.dimension(spec.column, binned=True)
     if not column.type.numeric:
         name = f"{scope.dataset}.{spec.column}"
         raise violation(StatsRule.NOT_NUMERIC, f"column {name} is {column.type.value}, not numeric", name)

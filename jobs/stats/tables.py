@@ -39,8 +39,7 @@ def top_n(scope: Scope) -> int:
 
 def grouped_plan(op: str, scope: Scope, dimensions: Sequence[str], cells: Sequence[Cell], margins: bool) -> StatsPlan:
     """Check the dimensions, refuse output names that clash with them, and build the cells query."""
-    for dimension in dimensions:
-        scope.dimension(dimension)
+    specs = [scope.dimension(dimension) for dimension in dimensions]
     scope.aggregates(cell.aggregate for cell in cells)
     clash = sorted({cell.name for cell in cells} & set(dimensions))
     if clash:
@@ -55,6 +54,8 @@ def grouped_plan(op: str, scope: Scope, dimensions: Sequence[str], cells: Sequen
         dimensions=tuple(dimensions),
         margins=margins and bool(dimensions),
         sql=cell_sql(query).sql(dialect=DIALECT),
+        key_domains=tuple(None if spec.domain is None else tuple(spec.domain) for spec in specs),
+        arguments=tuple(cell.argument for cell in cells),
     )
 
 

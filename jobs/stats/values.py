@@ -13,6 +13,7 @@ from enum import StrEnum
 import pyarrow as pa
 
 from core.errors import PolicyViolation
+from core.schema import Scalar
 from policies.model import Aggregate
 
 UNITS_COLUMN = "__units_0"  # statistics ops read one table: one unit count per row
@@ -31,6 +32,7 @@ class StatsRule(StrEnum):
     DATA_DERIVED_BINS = "data_derived_bins"  # histogram edges come from the spec or declared bounds only
     FUNCTION_NOT_ALLOWED = "function_not_allowed"  # formula functions outside the allowlist
     ENCRYPTED_COLUMN = "encrypted_column"  # paillier columns are aggregated by he jobs only
+    SENSITIVE_KEY = "sensitive_key"  # a sensitive column groups a table only through its declared domain (or a histogram's bins)
 
 
 def violation(rule: StatsRule, message: str, column: str | None = None) -> PolicyViolation:
@@ -73,6 +75,10 @@ class StatsPlan:
     sql: str | None
     unit_columns: tuple[str, ...] = (UNITS_COLUMN,)
     model: ModelPlan | None = None
+    # Per dimension its declared values (``None``: undeclared), for ``jobs.keys``; ``None`` altogether when
+    # the rows are the spec's own (describe, histogram, correlation): every row is there whatever the data.
+    key_domains: tuple[tuple[Scalar, ...] | None, ...] | None = None
+    arguments: tuple[str | None, ...] = ()  # per output, the column it aggregates (None: a count of rows)
 
 
 @dataclass(frozen=True)
@@ -89,3 +95,5 @@ class StatsResult:
     dimensions: tuple[str, ...]
     refused: str | None = None
     summary: dict[str, float] = field(default_factory=dict)
+    key_domains: tuple[tuple[Scalar, ...] | None, ...] | None = None  # as the plan's
+    arguments: tuple[str | None, ...] = ()

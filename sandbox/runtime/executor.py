@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -21,10 +22,12 @@ from jobs.dp import release as dp_release
 from jobs.engine import Engine, QueryInterrupted
 from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.he import run_aggregate as he_aggregate
+from jobs.keys import KeyLayout, complete, hide
 from jobs.query import OutputKind, QueryPlan
 from jobs.query import validate as validate_query
+from jobs.query.keys import layout as query_layout
 from jobs.query.population import population_sql, populations
-from jobs.released import form
+from jobs.released import Released, form
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
 from jobs.stats.dp import DPStats
@@ -33,7 +36,7 @@ from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from policies.release import decide, released_rows, row_keys, row_units
+from policies.release import Release, decide, released_rows, row_keys, row_units
 from policies.secondary import Limits as SuppressionLimits
 from sandbox.runtime import he_score
 from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
@@ -124,7 +127,8 @@ class _Run:
     def _query(self, plan: QueryPlan) -> Outcome:
         raw = self.engine.run(plan.executable_sql, self.tables, self.interrupt)
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
-        outs = [Output(o.name, o.aggregate) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
+        outs = [Output(o.name, o.aggregate, o.argument) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
+        raw, layout = complete(raw, query_layout(plan, self.engine, self.tables), outs)
         controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
         aggregates = [o.name for o in outs]
         keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
@@ -137,7 +141,7 @@ class _Run:
         self.stage(JobStage.RELEASE, 0.95)
         release = decide(controlled, extra, aggregates, self.policy, keys, units)
         columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
-        released = form(columns, release.table, release.notes, release.summary)
+        released = _shown(columns, release, layout, aggregates)
         return Outcome(release.status, release.reason, Verdict.of(release.summary), raw, released, tuple(release.cells))
 
     def _differencing(self, plan: QueryPlan, cells: list[differencing.Cell]) -> list[differencing.Finding]:
@@ -185,7 +189,12 @@ class _Run:
             return Outcome(JobStatus.BLOCKED, result.refused, Verdict(CellStatus.BLOCK, result.refused), result.table)
         if plan.model is not None:
             return self._model(result)
-        outs = [Output(name, aggregate) for name, aggregate in result.outputs]
+        arguments = result.arguments or (None,) * len(result.outputs)
+        outs = [Output(name, aggregate, argument) for (name, aggregate), argument in zip(result.outputs, arguments, strict=True)]
+        layout = None
+        if result.key_domains is not None:
+            table, layout = complete(result.table, KeyLayout(result.dimensions, result.key_domains), outs)
+            result = replace(result, table=table)
         try:
             controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure, limits=self._suppression_limits())
         except TooExpensive:
@@ -195,8 +204,9 @@ class _Run:
         self.stage(JobStage.RELEASE, 0.95)
         keys, units = row_keys(result.table, result.dimensions), row_units(result.table, result.unit_columns)
         release = decide(controlled, [], [o.name for o in outs], self.policy, keys, units)
-        table = with_margins(release.table, result)
-        released = form(_stats_columns(table, result), table, release.notes, release.summary)
+        release = replace(release, table=with_margins(release.table, result))
+        masks = result.table.column(GROUPING_COLUMN).to_pylist() if GROUPING_COLUMN in result.table.column_names else None
+        released = _shown(_stats_columns(release.table, result), release, layout, [o.name for o in outs], masks)
         return Outcome(release.status, release.reason, Verdict.of(release.summary), result.table, released)
 
     def _suppression_limits(self) -> SuppressionLimits:
@@ -227,7 +237,13 @@ class _Run:
         else:
             public = self.services.public_key(plan.key)
             result = he_aggregate.run(plan, self.policy, table, public, self.services.decrypt, self.stage)
-        released = form(result.columns, result.table, result.notes, result.summary)
+        # Keys are outputs: the groups are the data's own, so a fully withheld group is left out (no layout).
+        keys = tuple(c["name"] for c in result.columns if c["kind"] == "group_key")
+        aggregates = [c["name"] for c in result.columns if c["kind"] != "group_key"]
+        table, notes = hide(result.table, result.notes, KeyLayout(keys, (None,) * len(keys)), aggregates)
+        shown = {"rows": table.num_rows, "cells": table.num_rows * len(aggregates)}
+        summary = {**result.summary, **{k: v for k, v in shown.items() if k in result.summary}}
+        released = form(result.columns, table, notes, summary)
         return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, released)
 
     def _score(self, plan: ScorePlan) -> Outcome:
@@ -246,6 +262,17 @@ class _Run:
         if self.policy.release_mode is ReleaseMode.ALWAYS_REVIEW:
             return JobStatus.HELD, HELD_BY_POLICY
         return JobStatus.RELEASED, ""
+
+
+def _shown(
+    columns: list[dict[str, str]], release: Release, layout: KeyLayout | None, aggregates: list[str], masks: list[int] | None = None
+) -> Released:
+    """The released form: a fully withheld row only where its keys are declared or shown by a released row."""
+    table, notes = release.table, release.notes
+    if layout is not None:
+        table, notes = hide(table, notes, layout, aggregates, masks)
+    summary = {**release.summary, "rows": table.num_rows, "cells": table.num_rows * len(aggregates)}
+    return form(columns, table, notes, summary)
 
 
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:

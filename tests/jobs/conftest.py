@@ -28,6 +28,9 @@ TAX_META: dict[str, Any] = {
         "tax_paid": {"role": "sensitive", "type": "float", "bounds": [0, 1_000_000]},
         "filed": {"role": "attribute", "type": "date"},
         "firm_id": {"role": "identifier", "type": "int"},
+        # Sensitive columns granted as dimensions: a coded category (a key through its domain) and a rate (through bins).
+        "bracket": {"role": "sensitive", "type": "int", "domain": [1, 2, 3, 4, 5]},
+        "rate": {"role": "sensitive", "type": "float", "bounds": [0, 50]},
         # A provider-encrypted column (``he`` jobs only): every SQL use of it is refused.
         "tax_enc": {"role": "sensitive", "type": "paillier", "paillier": {"key": "a" * 64, "scale": 2}},
     },
@@ -51,7 +54,15 @@ POLICY = Policy.model_validate(
                 "married": "plain",
                 "pid": "join_key",
             },
-            "tax": {"pid": "join_key", "industry": "dimension", "tax_paid": "measure", "filed": "dimension", "tax_enc": "measure"},
+            "tax": {
+                "pid": "join_key",
+                "industry": "dimension",
+                "tax_paid": "measure",
+                "filed": "dimension",
+                "tax_enc": "measure",
+                "bracket": "dimension",
+                "rate": "dimension",
+            },
         },
         "aggregates": ["count", "count_distinct", "sum", "avg", "median", "quantile", "min", "max"],
         "job_kinds": ["query"],
@@ -96,6 +107,8 @@ def tax_register(pums: pd.DataFrame) -> pd.DataFrame:
             "tax_paid": pids * 10.0,
             "filed": (pd.Timestamp("2020-01-01") + pd.to_timedelta(pids % 1000, unit="D")).dt.date,
             "firm_id": pids % 50,
+            "bracket": pids % 5 + 1,
+            "rate": (pids % 500) / 10.0,
             "tax_enc": pids.map(lambda pid: int(pid).to_bytes(8, "big")),  # stands in for ciphertexts: never read
         }
     )

@@ -42,10 +42,18 @@ def test_plan_describes_outputs(policy: Policy, schemas: dict[str, DatasetSchema
         OutputColumn("industry", OutputKind.GROUP_KEY, None),
         OutputColumn("decade", OutputKind.GROUP_KEY, None),
         OutputColumn("n", OutputKind.AGGREGATE, Aggregate.COUNT),
-        OutputColumn("mean_income", OutputKind.AGGREGATE, Aggregate.AVG),
-        OutputColumn("_col_4", OutputKind.AGGREGATE, Aggregate.COUNT_DISTINCT),
+        OutputColumn("mean_income", OutputKind.AGGREGATE, Aggregate.AVG, '"p"."income"'),
+        OutputColumn("_col_4", OutputKind.AGGREGATE, Aggregate.COUNT_DISTINCT, 'DISTINCT "p"."pid"'),
     )
     assert plan.group_keys == ("industry", "decade")
+    # Keys are outputs: industry has no declared values; the decade is a bin of age's declared bounds (0..100).
+    assert plan.keys is not None
+    assert plan.keys.sources is not None
+    industry, decade = plan.keys.sources
+    assert industry is None
+    assert decade is not None
+    assert decade.expression == 'FLOOR("__v" / 10)'
+    assert decade.values == (0, 5, 15, 25, 35, 45, 55, 65, 75, 85, 95, 100)
     assert plan.datasets == ("pums", "tax")
     assert plan.unit_columns == ("__units_0", "__units_1")
 
