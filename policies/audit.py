@@ -179,6 +179,8 @@ class History:
 
     def record(self, job_id: str, populations: Sequence[BitMap], span: Span | None = None) -> None:
         """Add a release's cells; ``span`` is the span after them when the audit already computed it."""
+        if not populations:
+            return
         self.cells += [Released(job_id, p) for p in populations]
         union = self.unions.setdefault(job_id, BitMap())
         for population in populations:
