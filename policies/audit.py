@@ -158,6 +158,13 @@ class _BySize:
         low, high = np.searchsorted(self.sizes, size - (k - 1)), np.searchsorted(self.sizes, size + (k - 1), side="right")
         return self.items[low:high]
 
+    def insert(self, items: Sequence[Released]) -> None:
+        """Add a few items where their sizes belong (a release's cells: no re-sort of thousands)."""
+        for item in items:
+            at = int(np.searchsorted(self.sizes, len(item.population), side="right"))
+            self.items.insert(at, item)
+            self.sizes = np.insert(self.sizes, at, len(item.population))
+
 
 def _by_size() -> _BySize:
     return _BySize()
@@ -181,6 +188,7 @@ class History:
         """Add a release's cells; ``span`` is the span after them when the audit already computed it."""
         if not populations:
             return
+        known = job_id in self.unions
         self.cells += [Released(job_id, p) for p in populations]
         union = self.unions.setdefault(job_id, BitMap())
         for population in populations:
@@ -188,6 +196,25 @@ class History:
         if span is None:
             span = self.span.copy()
             span.add(populations)
+        self.span = span
+        self._cells.insert([Released(job_id, p) for p in populations])
+        if known:
+            self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
+        else:
+            self._unions.insert([Released(job_id, union)])
+
+    def record_many(self, releases: Sequence[tuple[str, Sequence[BitMap]]]) -> None:
+        """Add several releases at once: one refinement pass and one basis computation for all of them."""
+        populations = [p for _, cells in releases for p in cells]
+        if not populations:
+            return
+        span = self.span.copy()
+        span.add(populations)
+        for job_id, cells in releases:
+            self.cells += [Released(job_id, p) for p in cells]
+            union = self.unions.setdefault(job_id, BitMap())
+            for population in cells:
+                union |= population
         self.span = span
         self._cells = _BySize.of(self.cells)
         self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])

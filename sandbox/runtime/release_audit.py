@@ -86,13 +86,15 @@ def _history(session: Session, keys: KeyStore, version_id: str) -> audit.History
     missing = sorted(i for i in ids if i not in cached.ids)
     if missing:
         by_job: dict[str, list[BitMap]] = {}
+        data_keys: dict[str, bytes] = {}  # one unwrap per job: its rows share its data key
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             stored = session.scalars(select(CellPopulation).where(CellPopulation.id.in_(chunk)).order_by(CellPopulation.created_at))
             for row in stored:
-                by_job.setdefault(row.job_id, []).append(_open(keys, row))
-        for job_id, populations in by_job.items():
-            cached.history.record(job_id, populations)
+                if row.job_id not in data_keys:
+                    data_keys[row.job_id] = keys.unwrap(row.wrapped_key, row.master_key_id, context=_context(row.job_id))
+                by_job.setdefault(row.job_id, []).append(_open(data_keys[row.job_id], row))
+        cached.history.record_many(list(by_job.items()))
         cached.ids = ids
     _CACHE[version_id] = cached
     return cached.history
@@ -149,8 +151,7 @@ def _remember(version_id: str, job_id: str, ids: list[str], populations: list[Bi
             cached.ids = cached.ids | frozenset(ids)
 
 
-def _open(keys: KeyStore, row: CellPopulation) -> BitMap:
-    data_key = keys.unwrap(row.wrapped_key, row.master_key_id, context=_context(row.job_id))
+def _open(data_key: bytes, row: CellPopulation) -> BitMap:
     return BitMap.deserialize(envelope.decrypt(data_key, row.population, key_id=f"{row.job_id}:population:{row.row_index}"))
 
 
@@ -158,7 +159,8 @@ def held(session: Session, keys: KeyStore, job_id: str) -> dict[str, dict[int, B
     """A held job's stored populations: version id -> row -> population (empty when it stored none)."""
     out: dict[str, dict[int, BitMap]] = {}
     for row in session.scalars(select(CellPopulation).where(CellPopulation.job_id == job_id, CellPopulation.released.is_(False))):
-        out.setdefault(row.dataset_version_id, {})[row.row_index] = _open(keys, row)
+        data_key = keys.unwrap(row.wrapped_key, row.master_key_id, context=_context(row.job_id))
+        out.setdefault(row.dataset_version_id, {})[row.row_index] = _open(data_key, row)
     return out
 
 
