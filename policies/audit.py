@@ -49,7 +49,6 @@ from enum import Enum
 
 import numpy as np
 from pyroaring import BitMap
-from scipy import linalg  # type: ignore[import-untyped]  # scipy ships no type information
 
 CAP = 1_000_000  # (basis rows + new cells) x atoms: about 1,000 x 1,000, a few seconds of SVD
 TOLERANCE = 1e-9
@@ -60,6 +59,34 @@ class Rule(Enum):
     UNION = "union"
     COMBINATION = "combination"
     TOO_LARGE = "too_large"
+
+
+def _left_null_vectors(matrix: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Up to ``limit`` independent vectors ``c`` with ``c @ matrix = 0`` (none: its rows are independent).
+
+    Gram-Schmidt over the rows, tracking each orthonormal row as a combination of the rows: a row left
+    with (next to) nothing is a combination that vanishes. Matrix-vector products only: LAPACK's
+    decompositions run BLAS thread pools that, on a busy machine, made each small call ~40 ms.
+    """
+    rows, width = matrix.shape
+    found: list[np.ndarray] = []
+    ortho, coefficients, kept = np.zeros((rows, width)), np.zeros((rows, rows)), 0
+    for i in range(rows):
+        residual, combination = matrix[i].copy(), np.zeros(rows)
+        combination[i] = 1.0
+        for _ in range(2):  # twice: stable to rounding
+            projection = ortho[:kept] @ residual
+            residual = residual - projection @ ortho[:kept]
+            combination = combination - projection @ coefficients[:kept]
+        norm = float(np.linalg.norm(residual))
+        if norm <= TOLERANCE:
+            found.append(combination)
+            if len(found) >= limit:
+                break
+            continue
+        ortho[kept], coefficients[kept] = residual / norm, combination / norm
+        kept += 1
+    return found
 
 
 @dataclass(frozen=True)
@@ -82,7 +109,14 @@ class Released:
 
 @dataclass
 class Span:
-    """The atoms of the released cells and a basis of their indicator vectors in atom coordinates."""
+    """The atoms of the released cells and an orthonormal basis of their indicator vectors.
+
+    Coordinates are per atom, scaled by the square root of its size (``x_j = w_j sqrt(|atom_j|)`` for
+    a vector ``w`` on units that is constant on atoms), so that the inner product is the units' one.
+    Splitting an atom then splits its column into two scaled copies without changing any inner
+    product: the basis stays orthonormal, and a new cell is added by orthogonalising its one row
+    against it (no decomposition of the whole span per release).
+    """
 
     atoms: list[BitMap] = field(default_factory=list)
     basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -102,29 +136,46 @@ class Span:
         """Refine the atoms by ``populations`` and add their indicator vectors to the span."""
         for population in populations:
             self._refine(population)
-        rows = np.array([[1.0 if p.intersect(atom) else 0.0 for atom in self.atoms] for p in populations]).reshape(-1, len(self.atoms))
-        stacked = np.vstack([self.basis, rows]) if self.basis.size else rows
-        self.basis = linalg.orth(stacked.T).T if stacked.size else stacked
+        roots = np.sqrt(self.sizes.astype(float))
+        for population in populations:
+            row = np.fromiter((root if population.intersect(atom) else 0.0 for atom, root in zip(self.atoms, roots, strict=True)), float)
+            self._orthogonalise(row)
+
+    def _orthogonalise(self, row: np.ndarray) -> None:
+        """Append the part of ``row`` outside the span, normalised (twice Gram-Schmidt: stable to rounding)."""
+        norm = float(np.linalg.norm(row))
+        if norm == 0.0:
+            return
+        residual = row
+        for _ in range(2):
+            if self.basis.shape[0]:
+                residual = residual - self.basis.T @ (self.basis @ residual)
+        left = float(np.linalg.norm(residual))
+        if left > TOLERANCE * norm:
+            self.basis = np.vstack([self.basis, residual / left])
 
     def _refine(self, population: BitMap) -> None:
-        columns: list[int] = []
+        split, inside_share = list[int](), list[float]()
         for j in range(len(self.atoms)):
             atom = self.atoms[j]
             inside = atom & population
             if 0 < len(inside) < len(atom):
                 self.atoms[j] = inside
                 self.atoms.append(atom - inside)
-                columns.append(j)  # the new atom's column copies the split one: old cells held both halves
+                split.append(j)
+                inside_share.append(len(inside) / len(atom))
         fresh = population - self.covered
         if fresh:
             self.atoms.append(fresh)
             self.covered |= fresh
-        if self.basis.size:
-            width = len(self.atoms) - self.basis.shape[1]
-            padding = np.zeros((self.basis.shape[0], width - len(columns)))
-            self.basis = np.hstack([self.basis, self.basis[:, columns], padding])
-        else:
+        rows = self.basis.shape[0]
+        if not rows:
             self.basis = np.zeros((0, len(self.atoms)))
+            return
+        share = np.array(inside_share)
+        halves = self.basis[:, split] * np.sqrt(1.0 - share)
+        self.basis[:, split] = self.basis[:, split] * np.sqrt(share)
+        self.basis = np.hstack([self.basis, halves, np.zeros((rows, 1 if fresh else 0))])
 
     def isolates(self, k: int) -> bool:
         """Whether some nonzero combination is supported on fewer than k units (conservative when dim W >= 2)."""
@@ -132,15 +183,12 @@ class Span:
         small = sizes < k
         if not small.any() or not self.basis.size:
             return False
-        rank = self.basis.shape[0]  # orthonormal rows
-        big = self.basis[:, ~small]
-        dim_w = rank - (np.linalg.matrix_rank(big, tol=TOLERANCE) if big.size else 0)
-        if dim_w <= 0:
-            return False
-        if dim_w >= 2:
-            return True
-        combiners = linalg.null_space(big.T) if big.size else np.eye(rank)
-        direction = combiners[:, 0] @ self.basis[:, small]
+        null = _left_null_vectors(self.basis[:, ~small], limit=2)
+        if not null:
+            return False  # dim W = 0
+        if len(null) >= 2:
+            return True  # dim W >= 2: conservative
+        direction = null[0] @ self.basis[:, small]
         return bool(int(sizes[small][np.abs(direction) > TOLERANCE].sum()) < k)
 
 

@@ -120,7 +120,7 @@ def _pinned_or_isolated(cells: list[BitMap], universe: int, k: int) -> bool:
 cell = st.frozensets(st.integers(0, 7), min_size=1, max_size=8)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(cell, min_size=1, max_size=3), min_size=1, max_size=4))
 def test_what_the_audit_keeps_never_isolates_fewer_than_k_units(releases: list[list[frozenset[int]]]) -> None:
     """Soundness: after any sequence of releases over 8 units, the kept cells' span isolates no set of fewer than k units."""
