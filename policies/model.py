@@ -86,6 +86,30 @@ class Disclosure(BaseModel):
     ] = 0.2
 
 
+class CostLimits(BaseModel):
+    """What one job may cost, checked at submission against its plan's estimate (``jobs.cost``).
+
+    Threat: one analyst's job that holds a worker for its whole timeout, or its memory, delays every
+    other organisation's jobs; a dry run that does so ties up a web worker. A job over any cap is
+    refused with 422 ``too_expensive`` naming the cap and the estimate, before it is queued. The
+    suppression programme grows much faster than its table (on 2 cores a 1,600-cell table with
+    margins took about 45 s), so it has its own cap on cells and a time limit while it runs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_cells: Annotated[int, Field(ge=1, le=10_000_000, description="cells one release may have: groups times aggregate outputs")] = (
+        100_000
+    )
+    max_dimensions: Annotated[int, Field(ge=1, le=32, description="dimensions (group keys) one table may have")] = 5
+    max_suppression_cells: Annotated[
+        int, Field(ge=1, le=100_000, description="cells of a table with margins that secondary suppression may protect")
+    ] = 5_000
+    suppression_seconds: Annotated[
+        float, Field(gt=0, le=3_600, allow_inf_nan=False, description="time limit of secondary suppression's programmes")
+    ] = 60.0
+
+
 class DPSettings(BaseModel):
     """Differential privacy for a grant's query jobs. No defaults: every privacy parameter is the steward's choice.
 
@@ -138,6 +162,7 @@ class Policy(BaseModel):
     reviewers: Annotated[int, Field(ge=1, le=3, description="independent auditors who must release a held output")] = 1
     dp: DPSettings | None = None  # None: output control only; with it, query jobs are answered with DP noise
     he: HESettings | None = None  # limits of homomorphic jobs (scoring); None: no scoring
+    limits: CostLimits = CostLimits()  # what one job may cost; refused at submission past it
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:

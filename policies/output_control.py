@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from policies.evidence import GROUPING_COLUMN, CellEvidence, Output, evidence_rows, is_evidence, negative_column
 from policies.model import Aggregate, Disclosure
 from policies.rules import RULES, CellStatus, Rule, Verdict, rule, threshold, worst
-from policies.secondary import Key, protect
+from policies.secondary import Key, Limits, protect
 
 __all__ = [
     "RULES",
@@ -97,9 +97,13 @@ def control(
     unit_columns: Sequence[str],
     settings: Disclosure,
     rules: Sequence[str] | None = None,
+    limits: Limits | None = None,
 ) -> Controlled:
     """Run the named rules (all registered rules when ``None``) on every aggregate cell; withhold cells
     that do not pass, add complements when the table has margins, round what is released.
+
+    ``limits`` bound secondary suppression (``policies.lp_audit.Limits``, its defaults when ``None``):
+    past them it raises ``TooExpensive`` and nothing is released.
 
     Withheld means SUPPRESS or BLOCK; a REVIEW cell stays in ``released`` for the release decision.
     An unknown rule name is a configuration error (``KeyError``), never silently skipped.
@@ -108,7 +112,7 @@ def control(
     verdicts = judge(table, outputs, unit_columns, settings, chosen)
     complements = 0
     if settings.secondary_suppression and GROUPING_COLUMN in table.column_names:
-        verdicts, complements = _protect_margins(table, outputs, verdicts, settings)
+        verdicts, complements = _protect_margins(table, outputs, verdicts, settings, limits)
     released = _withhold(table, outputs, verdicts)
     notes = tuple(
         Note(i, name, verdict.status, verdict.rule, verdict.reason, verdict.evidence)
@@ -147,7 +151,7 @@ def worst_verdict(verdicts: Sequence[Verdict]) -> Verdict:
 
 
 def _protect_margins(
-    table: pa.Table, outputs: Sequence[Output], verdicts: list[dict[str, Verdict]], settings: Disclosure
+    table: pa.Table, outputs: Sequence[Output], verdicts: list[dict[str, Verdict]], settings: Disclosure, limits: Limits | None
 ) -> tuple[list[dict[str, Verdict]], int]:
     """Secondary suppression over each additive output of a table with margins (``__grouping``).
 
@@ -172,7 +176,7 @@ def _protect_margins(
         else:
             width = settings.p_ratio * max(abs(values[i]) for i in primary) or 1.0
             nonnegative = not _has_negative(table, out.name)
-        rows |= protect(keys, values, primary, width, nonnegative).complements
+        rows |= protect(keys, values, primary, width, nonnegative, limits).complements
     reason = "withheld so that suppressed cells cannot be worked out from the margins"
     complement = Verdict(CellStatus.SUPPRESS, "secondary_suppression", reason, {"complement": True})
     changed = [

@@ -73,7 +73,15 @@ _SCALARS: dict[type[exp.Expr], frozenset[str]] = {
 # Clauses and names, checked by the structure stage; their expressions are checked here.
 _STRUCTURAL = (exp.Select, exp.From, exp.Join, exp.Table, exp.TableAlias, exp.Subquery, exp.Where, exp.Group, exp.Having,
                exp.Order, exp.Ordered, exp.Limit, exp.Offset, exp.Alias, exp.Identifier, exp.Column, exp.Star)  # fmt: skip
-_CAST_TYPES = frozenset((exp.DataType.NUMERIC_TYPES - {exp.DataType.Type.BIT}) | exp.DataType.TEXT_TYPES | {exp.DataType.Type.DATE})
+# Integers, FLOAT/DOUBLE, text, DATE. Not DECIMAL: a fixed-width value that DuckDB unifies with an
+# integer (in a comparison, COALESCE, CASE...) is cast to the decimal's width, which raises on a large
+# value (jobs.query.safety).
+_CAST_TYPES = frozenset(
+    (exp.DataType.INTEGER_TYPES - {exp.DataType.Type.BIT})
+    | {exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE}
+    | exp.DataType.TEXT_TYPES
+    | {exp.DataType.Type.DATE}
+)
 _LITERALS = (exp.Literal, exp.Null, exp.Boolean)
 
 
@@ -147,7 +155,7 @@ def _check_scalar(node: exp.Expr) -> None:
     if isinstance(node, exp.In) and node.args.get("query") is None and not all(_is_literal(e) for e in node.expressions):
         raise violation(QueryRule.FUNCTION_NOT_ALLOWED, "IN takes a list of literals or a subquery")
     if isinstance(node, exp.Cast) and (not isinstance(node.to, exp.DataType) or node.to.this not in _CAST_TYPES):
-        raise violation(QueryRule.FUNCTION_NOT_ALLOWED, "CAST is allowed to numeric, text and date types only")
+        raise violation(QueryRule.FUNCTION_NOT_ALLOWED, "CAST is allowed to integer, FLOAT, DOUBLE, text and DATE types only (not DECIMAL)")
     if isinstance(node, exp.Round) and node.args.get("decimals") is not None and not node.args["decimals"].is_int:
         raise violation(QueryRule.FUNCTION_NOT_ALLOWED, "ROUND takes a whole number of decimals")
     if isinstance(node, exp.Var) and not (isinstance(node.parent, exp.Extract) and node.arg_key == "this"):

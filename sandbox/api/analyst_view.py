@@ -7,7 +7,7 @@ analyst something about the data. So the analyst sees:
 - every withheld cell with one status (``withheld``) and one reason: primary and secondary suppression,
   differencing and review flags look alike; the rule, counts and evidence stay with auditors;
 - a job's reason from a short list of fixed texts that do not depend on the data (time limit, budget,
-  cancellation), else one fixed text per status;
+  cancellation), else one fixed text per status (a memory failure reads as any failure);
 - of the verdict, its status and the DP accounting (ε per output, mechanisms, noise scales);
 - timestamps and durations in whole seconds.
 
@@ -22,43 +22,50 @@ from typing import Any
 
 from core.values import JobStatus
 from policies.rules import CellStatus
-from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON, TIMEOUT_REASON
+from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON
 
 WITHHELD = "withheld"
 WITHHELD_REASON = "withheld by output control"
 
-# Reasons that depend on the analyst's own actions, the budget or the limits, not on a value: the
-# rest (a library's message, a rule that fired on a cell) are the auditors' to read.
-FIXED_REASONS = frozenset({TIMEOUT_REASON, MEMORY_REASON, FAILED_REASON, "cancelled by the analyst", "privacy budget exhausted"})
+# A held or blocked job's stored reason names the rule that fired (or whether anything was flagged at
+# all under always_review): the analyst reads one text per status. A failed job's reason is the
+# worker's own text: a crash or a library's message never gets there (``sandbox.runtime.child`` sends
+# its fixed FAILED_REASON), and what remains is operational (time limit, grant revoked, custodian
+# unreachable, a score's consents changed), not a value. Running out of memory can depend on the data
+# (how many groups, how many distinct values): it reads as any other failure, so that a failure is one
+# bit and no more. A timeout keeps its text: the whole-second run time, near the analyst's limit, tells it anyway.
 STATUS_REASONS = {
     JobStatus.HELD: "held for review by the bureau's auditors",
     JobStatus.BLOCKED: WITHHELD_REASON,
-    JobStatus.FAILED: FAILED_REASON,
 }
-SUMMARY_KEYS = ("status", "rows", "cells", "dp", "fit", "he")
+# Counts per rule: how many cells were primary or secondary suppressions or flagged, and the verdict's
+# reason naming the rule. The rest of a summary (rows, cells, DP accounting, a model's fit, an he job's
+# decryption and a score's scales and counts, which the score's design shows the analyst) stays.
+DISCLOSURE_KEYS = frozenset({"reason", "suppressed", "complements", "complementary", "flagged"})
 
 
 def reason(status: JobStatus, stored: str | None) -> str | None:
     """The job's reason as the analyst reads it. A review's decision keeps its reason (a person wrote it)."""
-    if stored is None or status in (JobStatus.RELEASED, JobStatus.REJECTED, JobStatus.QUEUED, JobStatus.RUNNING):
-        return stored
-    if stored in FIXED_REASONS:
-        return stored
-    return STATUS_REASONS.get(status, WITHHELD_REASON)
+    if stored is None:
+        return None
+    if status is JobStatus.FAILED:
+        return FAILED_REASON if stored == MEMORY_REASON else stored
+    return STATUS_REASONS.get(status, stored)
 
 
 def verdict(stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The verdict's status and DP accounting; counts of suppressed, flagged or complementary cells stay out."""
+    """The verdict without counts of suppressed, flagged or complementary cells, nor the rule's reason."""
     if stored is None:
         return None
-    return {key: stored[key] for key in ("status", "dp") if key in stored}
+    return {key: value for key, value in stored.items() if key not in DISCLOSURE_KEYS}
 
 
 def released(form: dict[str, Any]) -> dict[str, Any]:
     """The released form with every withheld cell alike and a summary without disclosure counts."""
     notes = [_note(note) for note in form.get("notes", [])]
-    summary = {key: form["summary"][key] for key in SUMMARY_KEYS if key in form.get("summary", {})}
-    summary["withheld"] = sum(1 for note in notes if note["status"] == WITHHELD)
+    summary = {key: value for key, value in form.get("summary", {}).items() if key not in DISCLOSURE_KEYS}
+    if "cells" in summary:  # an output-controlled table; a score has no cells to withhold
+        summary["withheld"] = sum(1 for note in notes if note["status"] == WITHHELD)
     return {**form, "notes": notes, "summary": summary}
 
 

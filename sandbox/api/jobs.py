@@ -57,7 +57,7 @@ def register(bp: Blueprint) -> None:
         body=JobIn,
         response=JobCreated,
         status=202,
-        errors=(400, 401, 403, 404, 422),
+        errors=(400, 401, 403, 404, 422, 429),
     )
     def submit(caller: Principal, body: JobIn) -> JobCreated:
         config = current_app.config
@@ -71,6 +71,7 @@ def register(bp: Blueprint) -> None:
                 body.spec,
                 int(config["JOB_TIMEOUT_SECONDS"]),
                 int(config["JOB_MAX_ATTEMPTS"]),
+                int(config["CATALOGUE_COUNT_BASE"]),
             )
             return JobCreated(id=job.id, status=job.status)
 
@@ -146,7 +147,7 @@ def register(bp: Blueprint) -> None:
     )
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
         grant = get_visible(read_session(), caller, body.grant_id)
-        checked = job_service.check(grant, body.kind, body.spec)
+        checked = job_service.check(grant, body.kind, body.spec, int(current_app.config["CATALOGUE_COUNT_BASE"]))
         schemas, versions = job_service.schemas_of(grant)
         config = current_app.config
         limits = DryRunLimits(int(config["DRY_RUN_TIMEOUT_SECONDS"]), int(config["DRY_RUN_MEMORY_BYTES"]), int(config["DRY_RUN_MAX_CELLS"]))

@@ -84,7 +84,9 @@ def _operation(spec: APISpec, ep: Endpoint) -> dict[str, Any]:
     if ep.response is not None:
         ok["content"] = {"application/json": {"schema": _schema_ref(spec, ep.response)}}
     operation["responses"][str(ep.status)] = ok
-    for status in sorted(set(ep.errors) | ({401} if ep.roles is not None else set())):
+    # Every body can be too deep or too large (400 ``too_deep``, 413 ``too_large``), whatever the operation.
+    implied = ({401} if ep.roles is not None else set()) | ({400, 413} if ep.body is not None or ep.multipart is not None else set())
+    for status in sorted(set(ep.errors) | implied):
         operation["responses"][str(status)] = {
             "description": STATUS_TEXT.get(status, "error"),
             "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},

@@ -110,6 +110,8 @@ def register(bp: Blueprint) -> None:
             pending = body.decision == "release" and releases_ < needed
             # Charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
             affordable = pending or body.decision != "release" or budget.charge(session, ledger(), job, caller.user_id)
+            if body.decision == "reject":  # a rejection is an answer too: a DP job that read the data spends its ε
+                budget.charge(session, ledger(), job, caller.user_id, ended=JobStatus.REJECTED)
             refused = None if affordable else EXHAUSTED
             if refused is None and not pending and body.decision == "release":
                 refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)

@@ -10,7 +10,7 @@ from policies.model import Policy
 from sandbox.api.schemas import DatasetOut, GrantOut, Requested, VersionOut
 from sandbox.models import Dataset, DatasetVersion, Grant
 from sandbox.service.auth import Principal
-from sandbox.service.datasets import Datasets
+from sandbox.service.datasets import Datasets, catalogue_count
 from sandbox.service.grants import effective_status
 from sandbox.service.ledger import Ledger
 
@@ -28,12 +28,6 @@ def datasets() -> Datasets:
 def sees_exact_counts(caller: Principal, dataset: Dataset) -> bool:
     """The owning bureau's stewards and auditors see exact sizes; everyone else a rounded catalogue."""
     return caller.role is Role.AUDITOR or (caller.role is Role.STEWARD and caller.org_id == dataset.org_id)
-
-
-def catalogue_count(count: int, base: int) -> int:
-    """``count`` to the nearest multiple of ``base``; a non-empty table never shows 0."""
-    rounded = (count + base // 2) // base * base
-    return max(rounded, base) if count > 0 else 0
 
 
 def version_out(version: DatasetVersion, exact: bool) -> VersionOut:

@@ -2,7 +2,7 @@
 
 It runs in a child process (``ChildExecutor``) under the dry-run limits, never in the web worker
 that serves the request: a heavy dry run answers 422 quickly (``too_expensive`` before it runs,
-when its answer could have more cells than the cap; ``timeout`` when it passes its time limit;
+when its answer could have more cells than the cap, estimated by ``jobs.cost`` on the mock rows; ``timeout`` when it passes its time limit;
 ``memory_limit``), any engine error 422 with a fixed message, and the web worker stays healthy.
 
 The definition is marked ``mock``: DP answers say so in their summary and are charged nothing (no
@@ -11,31 +11,23 @@ spend is recorded, nothing goes on the ledger), he aggregates count only, score 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import SandboxError
+from core.errors import TooExpensive
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage
+from jobs.cost import estimate
 from jobs.mock import mock_levels
 from jobs.released import Released
-from jobs.stats import StatsPlan
 from sandbox.runtime.child import ChildExecutor
-from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Plan
+from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits
 from sandbox.runtime.executor import DRY_RUN
 from sandbox.runtime.sources import MockTable
 from sandbox.service.budget import job_epsilon
 from sandbox.service.jobs import Checked
 
 DRY_RUN_JOB = "dry-run"
-
-
-class TooExpensive(SandboxError):
-    """The dry run's answer could be larger than the cap: refused before it runs."""
-
-    code = "too_expensive"
-    status = 422
 
 
 @dataclass(frozen=True)
@@ -62,12 +54,13 @@ def dry_run(
     time limit is the dry-run limit, or the job's own ``timeout_seconds`` if that is shorter.
     """
     rows, seed = mock
-    cells = estimated_cells(checked.plan, schemas, rows)
+    protects = checked.policy.disclosure.secondary_suppression
+    cells = estimate(checked.plan, schemas, dict.fromkeys(schemas, rows), mock_levels, protects).cells
     if cells > limits.max_cells:
         raise TooExpensive(
             f"the answer could have about {cells} cells, more than the {limits.max_cells} a dry run may compute; "
             "use fewer or coarser dimensions, or fewer mock rows",
-            details={"cells": cells, "max_cells": limits.max_cells},
+            details={"limit": "dry_run_max_cells", "estimate": cells, "max": limits.max_cells},
         )
     refs = tuple(DatasetRef(name, str(versions[name]["version_id"]), schemas[name], False) for name in checked.datasets)
     timeout = min(checked.timeout or limits.timeout_seconds, limits.timeout_seconds)
@@ -90,16 +83,6 @@ def dry_run(
         return outcome.released
     summary = outcome.verdict.as_json() if outcome.verdict is not None else {"status": "block", "reason": outcome.reason}
     return {"columns": [], "rows": [], "notes": [], "summary": summary}
-
-
-def estimated_cells(plan: Plan, schemas: dict[str, DatasetSchema], rows: int) -> int:
-    """An upper bound on a statistics table's cells on ``rows`` mock rows: each dimension's distinct mock values
-    (one more for its margin), multiplied, times the aggregates. 0 for other plans (their cost is bounded by the limits only)."""
-    if not isinstance(plan, StatsPlan) or plan.model is not None:
-        return 0
-    columns = schemas[plan.dataset].columns
-    levels = [mock_levels(columns[d], rows) + int(plan.margins) for d in plan.dimensions if d in columns]
-    return math.prod(levels) * max(len(plan.outputs), 1)
 
 
 def _no_stages(stage: JobStage, progress: float) -> None:

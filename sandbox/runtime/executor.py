@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from core.errors import BadRequest, InternalError
+from core.errors import BadRequest, InternalError, TooExpensive
 from core.values import JobStage, JobStatus
 from crypto.paillier import PublicKey
 from jobs.dp import release as dp_release
-from jobs.engine import Engine
+from jobs.engine import Engine, QueryInterrupted
 from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.he import run_aggregate as he_aggregate
 from jobs.population import by_version, population_sql, query_unit_datasets, split, unit_dictionary
@@ -35,6 +35,7 @@ from policies.evidence import GROUPING_COLUMN, Output, is_evidence
 from policies.model import ReleaseMode
 from policies.output_control import CellStatus, control
 from policies.release import decide
+from policies.secondary import Limits as SuppressionLimits
 from sandbox.runtime import he_score
 from sandbox.runtime.definition import JobDefinition, Outcome, Populations, Verdict
 
@@ -169,7 +170,12 @@ class _Run:
         if plan.model is not None:
             return self._model(result)
         outs = [Output(name, aggregate) for name, aggregate in result.outputs]
-        controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure)
+        try:
+            controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure, limits=self._suppression_limits())
+        except TooExpensive:
+            if self.interrupt is not None and self.interrupt.is_set():
+                raise QueryInterrupted("the job was stopped during secondary suppression") from None
+            raise
         self.stage(JobStage.RELEASE, 0.95)
         release = decide(controlled, [], [o.name for o in outs], self.policy)
         table = with_margins(release.table, result)
@@ -177,6 +183,15 @@ class _Run:
         return Outcome(
             release.status, release.reason, Verdict.of(release.summary), result.table, released, _kept(populations, release.rows)
         )
+
+    def _suppression_limits(self) -> SuppressionLimits:
+        """The policy's caps on secondary suppression; a run stopped in process (cancelled, timed out) interrupts
+        its programmes. A child process is killed instead."""
+        caps, interrupt = self.policy.limits, self.interrupt
+        relations = caps.max_suppression_cells * caps.max_dimensions  # a cell is a total in at most each of its dimensions
+        if interrupt is None:
+            return SuppressionLimits(caps.suppression_seconds, caps.max_suppression_cells, relations)
+        return SuppressionLimits(caps.suppression_seconds, caps.max_suppression_cells, relations, interrupted=interrupt.is_set)
 
     def _model(self, result: StatsResult) -> Outcome:
         """Coefficients, standard errors and fit statistics, already refused by the op when unsafe."""

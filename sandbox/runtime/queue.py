@@ -61,11 +61,15 @@ class Queue:
                 )
                 if job is None:
                     return None
+                started = job.status != JobStatus.QUEUED.value  # its worker read the data, then died
                 if job.cancel_requested:
-                    self._end(session, job, JobStatus.CANCELLED, "cancelled by the analyst")
+                    self._end(session, job, JobStatus.CANCELLED, "cancelled by the analyst", spent=started)
                     continue
                 if job.attempts >= job.max_attempts:
-                    self._end(session, job, JobStatus.FAILED, f"no worker finished the job in {job.attempts} attempts")
+                    self._end(session, job, JobStatus.FAILED, f"no worker finished the job in {job.attempts} attempts", spent=started)
+                    continue
+                if not started and not budget.fits_now(session, job):  # spent by others since submission: never read
+                    self._end(session, job, JobStatus.FAILED, EXHAUSTED)
                     continue
                 retry = job.status != JobStatus.QUEUED.value
                 job.status, job.stage, job.progress = JobStatus.RUNNING.value, JobStage.LOAD.value, 0.05
@@ -119,9 +123,10 @@ class Queue:
     def finish(self, claimed: Claimed, outcome: Outcome, output: JobOutput | None) -> bool:
         """End the job with its outcome and sealed output, in one transaction; False (and no change) if the lease is no longer ours.
 
-        The outcome's verdict becomes the stored JSON here (``Verdict.as_json``). A released DP job is
-        charged to the privacy budget here, in the same transaction; if the budget no longer covers it,
-        the job fails with no output stored and nothing spent. Likewise a released score job records its
+        The outcome's verdict becomes the stored JSON here (``Verdict.as_json``). A DP job is charged to
+        the privacy budget here, in the same transaction, whatever its status (a failure is an answer
+        too; a held one is charged at review); if the budget no longer covers a release, the job fails
+        with no output stored and nothing spent. Likewise a released score job records its
         ``scored`` entities' uses here (``he_score.record_uses``). An outcome with populations is audited
         here against every release of its dataset versions (``audited.on_finish``, under each version's
         lock): failing cells are withheld, or the job held, and the output sealed again accordingly.
@@ -135,10 +140,13 @@ class Queue:
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
             job.verdict = verdict  # before charging: the verdict says whether the answer spent δ
-            if status is JobStatus.RELEASED and not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
-                # Another release spent what this one needed after the pre-check: nothing leaves.
-                status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
-                job.verdict = None
+            if status is JobStatus.RELEASED:
+                if not budget.charge(session, self.ledger, job, f"worker:{self.worker_id}"):
+                    # Another release spent what this one needed after the pre-check: nothing leaves.
+                    status, reason, verdict, output = JobStatus.FAILED, EXHAUSTED, None, None
+                    job.verdict = None
+            elif status is not JobStatus.HELD:  # failed, timed out, cancelled, blocked: it read the data (a held one is charged at review)
+                budget.charge(session, self.ledger, job, f"worker:{self.worker_id}", ended=status)
             if status is JobStatus.RELEASED and scored:
                 refused = he_score.record_uses(session, self.ledger, job, scored, f"worker:{self.worker_id}")
                 if refused is not None:  # a consent revoked or a quota used up meanwhile: nothing leaves
@@ -174,7 +182,10 @@ class Queue:
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
         return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
 
-    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "") -> None:
+    def _end(self, session: Session, job: Job, status: JobStatus, reason: str, cause: str = "", spent: bool = False) -> None:
+        """End ``job``; ``spent``: it read the data, so a DP job spends its ε (before the ledger append: lock order)."""
+        if spent:
+            budget.charge(session, self.ledger, job, f"worker:{self.worker_id}", ended=status)
         job.status, job.reason = status.value, reason or None
         job.stage, job.finished_at = JobStage.DONE.value, _now()
         job.progress = 1.0

@@ -7,9 +7,11 @@ budget is the grant's total minus everything the organisation's grants have spen
 enterprise cannot multiply its budget by asking for several grants on the same data. A job that selects
 keys by DP (a grouping column without a declared domain) also spends δ: its share of the grant's
 ``delta_total`` in proportion to its ε (``policies.budget.delta_share``), which must fit what remains
-of the grant's δ. Only released jobs
-spend: ``charge`` runs in the transaction that releases, with the grant and dataset rows locked and
-the remaining budget recomputed from the spends, so parallel jobs can never overspend. Amounts are
+of the grant's δ. Every job that read the data spends its ε, released or not (a failure, a timeout,
+a cancellation after the start are answers too): ``charge`` runs in the transaction that ends the job,
+with the grant and dataset rows locked and the remaining budget recomputed from the spends, so
+parallel releases can never overspend; a job that never started (cancelled while queued) spends
+nothing. Amounts are
 stored as exact decimal strings and added up as fractions.
 """
 
@@ -23,7 +25,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import BudgetExhausted, Conflict, Forbidden, NotFound
-from core.values import Role
+from core.values import JobStatus, Role
 from policies.budget import Delta, Epsilon, selection_delta
 from policies.model import DPSettings, Policy
 from sandbox.models import BudgetSpend, Dataset, DatasetVersion, Grant, GrantPolicy, Job
@@ -126,13 +128,19 @@ def _message(limit: str) -> str:
     }[limit]
 
 
-def charge(session: Session, ledger: Ledger, job: Job, actor: str) -> bool:
-    """Record the job's spend inside the releasing transaction; False (nothing recorded) if it no longer fits.
+def charge(session: Session, ledger: Ledger, job: Job, actor: str, ended: JobStatus | None = None) -> bool:
+    """Record the job's spend inside the transaction that ends it; False (nothing recorded) if a release no longer fits.
+
+    ``ended`` is None for a release. Otherwise the job read the data and ends without releasing
+    (failed, timed out, cancelled while running, blocked, rejected): whether it failed, and when, can
+    depend on the data, so a free failure would be a noise-less oracle. Its ε is spent all the same
+    (δ is spent only by released key selection), even past what remains: the spend records what
+    happened, and later jobs are refused. ``fits_now`` keeps a job that no longer fits from starting.
 
     Locks the grant row, then the dataset row, and recomputes what remains from the spends: two jobs
-    releasing at once are serialised here, and the second sees the first's spend. A job already
-    charged (released once, retried) is not charged again. Its δ follows its verdict (the summary of
-    its answer), which the caller has set: a job whose answer selected keys spends its δ share.
+    ending at once are serialised here, and the second sees the first's spend. A job already charged
+    (released once, retried) is not charged again. Its δ follows its verdict (the summary of its
+    answer), which the caller has set: a job whose answer selected keys spends its δ share.
     """
     epsilon = job_epsilon(job.spec)
     if epsilon is None:
@@ -140,33 +148,60 @@ def charge(session: Session, ledger: Ledger, job: Job, actor: str) -> bool:
     if session.scalar(select(BudgetSpend.id).where(BudgetSpend.job_id == job.id)) is not None:
         return True
     grant = session.scalar(select(Grant).where(Grant.id == job.grant_id).with_for_update().execution_options(populate_existing=True))
-    version_id = next(iter(job.dataset_versions.values()))["version_id"]
-    dataset_id = session.scalars(select(DatasetVersion.dataset_id).where(DatasetVersion.id == version_id)).one()
+    dataset_id = _dataset_id(session, job)
     dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update().execution_options(populate_existing=True))
-    pinned = session.scalars(
-        select(GrantPolicy.policy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
-    ).one()
-    settings = Policy.model_validate(pinned).dp
+    settings = _pinned_settings(session, job)
     if grant is None or dataset is None or settings is None:
         return False
-    delta = spent_delta(job, settings, epsilon)
-    if refusal(session, grant, dataset, settings, epsilon, delta) is not None:
+    delta = spent_delta(job, settings, epsilon) if ended is None else Delta(0.0)
+    over = refusal(session, grant, dataset, settings, epsilon, delta) is not None
+    if over and ended is None:
         return False
     amounts = {"epsilon": exact_text(epsilon.value), "delta": exact_text(delta.value)}
     session.add(BudgetSpend(job_id=job.id, grant_id=grant.id, dataset_id=dataset.id, **amounts))
+    ended_details = {} if ended is None else {"ended": ended.value, "over_budget": over}
     ledger.append(
         session,
         actor=actor,
         action="budget.spend",
         object_type="grant",
         object_id=grant.id,
-        details={"job_id": job.id, "dataset_id": dataset.id, **amounts},
+        details={"job_id": job.id, "dataset_id": dataset.id, **amounts, **ended_details},
     )
     return True
 
 
+def fits_now(session: Session, job: Job) -> bool:
+    """Whether the job's ε still fits every limit (True for a job without ε): asked before a DP job starts reading.
+
+    Not the atomic check (``charge`` is); it keeps a job queued before others spent the budget from
+    reading the data, failing and then being charged past the limits.
+    """
+    epsilon = job_epsilon(job.spec)
+    if epsilon is None:
+        return True
+    grant = session.get(Grant, job.grant_id)
+    dataset = session.get(Dataset, _dataset_id(session, job))
+    settings = _pinned_settings(session, job)
+    if grant is None or dataset is None or settings is None:
+        return False
+    return refusal(session, grant, dataset, settings, epsilon, Delta(0.0)) is None
+
+
+def _dataset_id(session: Session, job: Job) -> str:
+    version_id = next(iter(job.dataset_versions.values()))["version_id"]
+    return str(session.scalars(select(DatasetVersion.dataset_id).where(DatasetVersion.id == version_id)).one())
+
+
+def _pinned_settings(session: Session, job: Job) -> DPSettings | None:
+    pinned = session.scalars(
+        select(GrantPolicy.policy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
+    ).one()
+    return Policy.model_validate(pinned).dp
+
+
 def view(session: Session, grant: Grant) -> dict[str, Any] | None:
-    """What the grant's current policy allows, what its released jobs spent, and each dataset's global cap."""
+    """What the grant's current policy allows, what its jobs spent, and each dataset's global cap."""
     found = current_policy(grant)
     settings = found[0].dp if found is not None else None
     if settings is None:

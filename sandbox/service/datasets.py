@@ -34,6 +34,12 @@ from sandbox.service.validation import parse_model
 from sandbox.storage import EncryptedStore
 
 
+def catalogue_count(count: int, base: int) -> int:
+    """``count`` to the nearest multiple of ``base``; a non-empty table never shows 0."""
+    rounded = (count + base // 2) // base * base
+    return max(rounded, base) if count > 0 else 0
+
+
 def parse_meta(raw: str | None, limits: JsonLimits) -> DatasetMeta:
     """The upload's ``meta`` part, read within ``limits`` like every JSON body."""
     if raw is None:

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, NotFound, PolicyViolation, ValidationFailed
+from core.errors import BadRequest, BudgetExhausted, Conflict, InternalError, NotFound, PolicyViolation, TooExpensive, ValidationFailed
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus, Role
 from crypto import ledger as ledger_crypto
+from jobs import cost
 from jobs import he as he_jobs
 from jobs.he import HEPlan
 from jobs.query import QueryPlan
@@ -34,6 +35,7 @@ from policies.model import Policy
 from sandbox.models import Grant, Job
 from sandbox.service import budget
 from sandbox.service.auth import Principal
+from sandbox.service.datasets import catalogue_count
 from sandbox.service.grants import active_policy, get_visible
 from sandbox.service.ledger import Ledger
 from sandbox.service.validation import parse_model
@@ -145,8 +147,9 @@ def plan_job(
     raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query, stats and he jobs", details={"field": "kind"})
 
 
-def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
-    """The policy pre-check: the grant allows the kind now, the spec is well formed, the job obeys the policy."""
+def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any], count_base: int) -> Checked:
+    """The policy pre-check: the grant allows the kind now, the spec is well formed, the job obeys the policy,
+    and its estimated size is within the policy's cost limits (``TooExpensive`` otherwise)."""
     policy, version = active_policy(grant, kind)
     spec = dict(raw_spec)
     timeout = (
@@ -158,7 +161,16 @@ def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any]) -> Checked:
     # Only he plans depend on one row per unit at submission (a score needs it); query and stats plans
     # use it at run time for cheaper SQL, and dry runs run on mock rows, in which units may repeat.
     unique = unique_units(grant) if kind is JobKind.HE else frozenset()
-    return Checked(spec, timeout, policy, version, plan_job(kind, spec, policy, schemas, unique))
+    plan = plan_job(kind, spec, policy, schemas, unique)
+    rows = {link.dataset.name: public_rows(link.dataset.current.row_count, count_base) for link in grant.datasets}
+    cost.check(cost.estimate(plan, schemas, rows, cost.declared_levels, policy.disclosure.secondary_suppression), policy.limits)
+    return Checked(spec, timeout, policy, version, plan)
+
+
+def public_rows(count: int, base: int) -> int:
+    """A bound on a dataset's rows from what the catalogue shows analysts (``catalogue_count``) alone, so
+    that a cost estimate, which a refusal names, tells no more than the catalogue."""
+    return catalogue_count(count, base) + base // 2
 
 
 def unique_units(grant: Grant) -> frozenset[str]:
@@ -175,11 +187,12 @@ def submit(
     raw_spec: dict[str, Any],
     default_timeout: int,
     max_attempts: int,
+    count_base: int,
 ) -> Job:
     grant = get_visible(session, caller, grant_id)
     digest = spec_hash(raw_spec)
     try:
-        checked = check(grant, kind, raw_spec)
+        checked = check(grant, kind, raw_spec, count_base)
     except PolicyViolation as exc:
         _refused(
             session,
@@ -188,6 +201,10 @@ def submit(
             grant,
             {"kind": kind.value, "spec_sha256": digest, "rule": exc.details.get("rule"), "column": exc.details.get("column")},
         )
+        raise
+    except TooExpensive as exc:
+        details = {"kind": kind.value, "spec_sha256": digest, "rule": exc.code, "limit": exc.details.get("limit")}
+        _refused(session, ledger, caller, grant, details)
         raise
     _precheck_budget(session, ledger, caller, grant, checked, digest)
     _, versions = schemas_of(grant)

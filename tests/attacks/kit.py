@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask
 
 from sandbox.demo.seed import TEACHER_META
-from tests.conftest import PUMS_META, World, auth, request_grant
-from tests.datafiles import DEMO_DATA, data_file
+from tests.conftest import PUMS_META, World, auth, data_file, request_grant
+from tests.datafiles import DEMO_DATA
 from tests.sandbox.jobkit import approve, job_json, run_worker, submit
 
 RACE5_INCOME = 56000  # the one race-5 person of PUMS_pid

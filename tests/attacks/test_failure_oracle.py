@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
 import pytest
 from flask import Flask
 
-from tests.attacks.kit import Attack, assert_refused, granted, released
+from jobs.engine import DuckDBEngine
+from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON, OutOfMemory
+from tests.attacks.kit import RACE5_INCOME, Attack, assert_refused, granted, released
 from tests.conftest import World
+from tests.sandbox.jobkit import job_json, run_worker, submit
 
 CASES = {
     "cast_case_on_measure": Attack(
@@ -46,3 +55,44 @@ def test_arithmetic_that_would_overflow_on_large_values_runs(world: World, app: 
     )
     assert status == "released"
     assert len(rows) == 2
+
+
+class _OutOfMemoryOnOnePerson:
+    """Stands in for a run whose memory depends on the data: it exhausts the child's memory (as ``ChildExecutor``
+    reports it) exactly when the race-5 person's income is above ``threshold``, and runs on DuckDB otherwise."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+
+    def run(self, sql: str, tables: Mapping[str, pa.Table], interrupt: threading.Event | None = None) -> pa.Table:
+        pums = tables["pums"].to_pandas()
+        if (pums.loc[pums.race == 5, "income"] > self.threshold).any():
+            raise OutOfMemory(MEMORY_REASON, "memory: OutOfMemoryException")
+        return DuckDBEngine().run(sql, tables, interrupt)
+
+
+class _Broken:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("engine down")
+
+
+def test_a_memory_failure_on_one_person_reads_like_any_other_failure(world: World, app: Flask) -> None:
+    """The fact of failure stays a 1-bit channel (DP grants charge it, test_dp_failures.py); its text and timings add nothing."""
+    grant_id = granted(world, "pums")
+    sql = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex ORDER BY sex"
+    seen = {}
+    for name, engine in {"memory": _OutOfMemoryOnOnePerson(RACE5_INCOME - 1), "other": _Broken()}.items():
+        job_id = submit(world, grant_id, sql).json["id"]
+        run_worker(app, engine=engine)
+        seen[name] = job_json(world, job_id)
+        assert job_json(world, job_id, world.auditor)["reason"] == (MEMORY_REASON if name == "memory" else FAILED_REASON)
+    memory, other = seen["memory"], seen["other"]
+    assert (memory["status"], memory["reason"]) == (other["status"], other["reason"]) == ("failed", FAILED_REASON)
+    for job in (memory, other):
+        for moment in ("created_at", "started_at", "finished_at"):
+            assert datetime.fromisoformat(job[moment]).microsecond == 0
+        assert float(job["run_seconds"]).is_integer()
+        assert float(job["queued_seconds"]).is_integer()
+    job_id = submit(world, grant_id, sql).json["id"]
+    run_worker(app, engine=_OutOfMemoryOnOnePerson(RACE5_INCOME))  # the condition does not hold: it runs
+    assert job_json(world, job_id)["status"] == "released"

@@ -27,8 +27,8 @@ def test_submit_and_wait_give_a_dataframe(deployment: Deployment, capsys: pytest
             assert row["n"] == counts[row["educ"]]
         else:
             assert pd.isna(row["n"])
-    assert frame.attrs["summary"]["suppressed"] == 2 * int((counts < 10).sum())
-    assert all(note["rule"] == "threshold" for note in frame.attrs["notes"])
+    assert frame.attrs["summary"]["withheld"] == 2 * int((counts < 10).sum())
+    assert all(note["status"] == "withheld" for note in frame.attrs["notes"])
     assert f"job {job_id[:8]}" in capsys.readouterr().err  # the progress bar
 
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from flask import Flask
 
-from sandbox.api.services import catalogue_count
 from sandbox.models import Dataset
+from sandbox.service.datasets import catalogue_count
 from tests.conftest import PUMS_META, World, auth, data_file
 
 

@@ -54,7 +54,7 @@ def test_race_aggregate_equals_the_plaintext_computation(world: World, app: Flas
         assert rows[race]["mean_income"] == pytest.approx(expected.loc[race, "mean_income"], rel=1e-12)
     for race in (5, 6):  # fewer than 10 persons
         assert rows[race] == {"race": race, "n": None, "total": None, "mean_income": None}
-    assert {(n["row"], n["rule"]) for n in result["notes"]} == {(4, "threshold"), (5, "threshold")}
+    assert {(n["row"], n["status"]) for n in result["notes"]} == {(4, "withheld"), (5, "withheld")}
     he = result["summary"]["he"]
     assert he["decrypted"] == 4  # one sum per released race: total and mean_income share it
     assert set(he["rules_not_evaluated"]) == {"nk_dominance", "p_ratio", "negative"}

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 
 from crypto import paillier
 from crypto.paillier import KeyPair
+from jobs.engine import DuckDBEngine
 from sandbox.db import get_db_of
 from sandbox.models import Consent, Job, ScoreUse
 from sandbox.runtime import he_score
@@ -45,7 +46,7 @@ from tests.sandbox.scorekit import (
 )
 
 CONSENTING = [person(p) for p in range(1, 21)]
-SUMMARY_KEYS = {"status", "reason", "op", "key", "scale", "weights_scale", "feature_scale", "features"}
+SUMMARY_KEYS = {"status", "op", "key", "scale", "weights_scale", "feature_scale", "features"}
 COUNT_KEYS = {"requested", "distinct", "scored", "over_quota", "unavailable"}
 
 
@@ -66,10 +67,11 @@ def grant_id(world: World, persons: dict[str, Any]) -> str:
     return grant_id
 
 
-def run_score(app: Flask, world: World, grant_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+def run_score(app: Flask, world: World, grant_id: str, spec: dict[str, Any], in_process: bool = False) -> dict[str, Any]:
+    """Submit and run one score job; ``in_process`` runs it in this process, where a test's monkeypatch reaches it."""
     response = submit_score(world, grant_id, spec)
     assert response.status_code == 202, response.json
-    assert run_worker(app) == 1
+    assert run_worker(app, DuckDBEngine() if in_process else None) == 1
     return job_json(world, response.json["id"])
 
 
@@ -231,7 +233,7 @@ def test_a_consent_revoked_while_the_job_runs_fails_the_release(
         return scored
 
     monkeypatch.setattr(he_score, "score", score_then_revoke)
-    job = run_score(app, world, grant_id, score_spec(key, CONSENTING[:3]))
+    job = run_score(app, world, grant_id, score_spec(key, CONSENTING[:3]), in_process=True)
     assert (job["status"], job["reason"]) == ("failed", he_score.CHANGED)
     assert uses(app) == 0
     assert world.client.get(f"{API}/jobs/{job['id']}/result", headers=auth(world.analyst)).status_code == 409
@@ -250,11 +252,11 @@ def test_a_quota_used_up_by_a_concurrent_job_fails_the_later_release(
         scored = original(*args, **kwargs)
         if not second:  # the first job has computed its scores; a second worker runs the second job to the end
             second.append(submit_score(world, grant_id, score_spec(key, CONSENTING[:1])).json["id"])
-            assert run_worker(app) == 1
+            assert run_worker(app, DuckDBEngine()) == 1
         return scored
 
     monkeypatch.setattr(he_score, "score", score_while_another_job_runs)
-    first = run_score(app, world, grant_id, score_spec(key, CONSENTING[:2]))
+    first = run_score(app, world, grant_id, score_spec(key, CONSENTING[:2]), in_process=True)
     assert job_json(world, second[0])["status"] == "released"
     assert (first["status"], first["reason"]) == ("failed", he_score.CHANGED)
     assert (uses(app, CONSENTING[0]), uses(app, CONSENTING[1])) == (1, 0)

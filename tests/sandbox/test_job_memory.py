@@ -83,8 +83,9 @@ def test_a_job_past_its_memory_limit_fails_cleanly_and_spills_nothing(app: Flask
 
     assert run_worker(app) == 1
 
-    finished = job_json(world, job.json["id"])
-    assert (finished["status"], finished["reason"]) == ("failed", "the job exceeded its memory limit")
+    finished = job_json(world, job.json["id"])  # the analyst reads it as any failure (sandbox/api/analyst_view.py)
+    assert (finished["status"], finished["reason"]) == ("failed", "the job failed inside the sandbox; the operator has the details")
+    assert job_json(world, job.json["id"], world.auditor)["reason"] == "the job exceeded its memory limit"
     after = _snapshot(instance, cwd, scratch)
     new = sorted(str(p) for p in after if p not in before)
     assert [p for p in new if not p.startswith(str(instance))] == []  # nothing in the working directory or $TMPDIR

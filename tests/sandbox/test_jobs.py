@@ -30,7 +30,8 @@ def test_race_query_releases_races_1_to_4_and_suppresses_5_and_6(world: World, a
     assert run_worker(app) == 1
     job = job_json(world, job_id)
     assert job["status"] == "released"
-    assert job["verdict"]["suppressed"] == 4
+    assert "suppressed" not in job["verdict"]  # the analyst reads no counts of withheld cells
+    assert job_json(world, job_id, token=world.steward)["verdict"]["suppressed"] == 4
     assert job["run_seconds"] is not None
     result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
     rows = {row["race"]: row for row in result["rows"]}
@@ -44,7 +45,7 @@ def test_race_query_releases_races_1_to_4_and_suppresses_5_and_6(world: World, a
         assert rows[race]["mean_income"] is None
     suppressed = {(result["rows"][n["row"]]["race"], n["column"]) for n in result["notes"]}
     assert suppressed == {(5, "n"), (5, "mean_income"), (6, "n"), (6, "mean_income")}
-    assert all(n["rule"] == "threshold" and n["status"] == "suppress" for n in result["notes"])
+    assert all(n["rule"] == "output_control" and n["status"] == "withheld" for n in result["notes"])
     assert "__units_0" not in result["rows"][0]
 
 
@@ -116,7 +117,8 @@ def test_all_cells_suppressed_is_blocked(world: World, app: Flask, approved: str
     run_worker(app)
     job = job_json(world, job_id)
     assert job["status"] == "blocked"
-    assert job["reason"] == "no cell passed output control"
+    assert job["reason"] == "withheld by output control"  # the stored reason is the auditors'
+    assert job_json(world, job_id, token=world.steward)["reason"] == "no cell passed output control"
     response = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst))
     assert response.status_code == 409
     assert response.json["error"]["details"]["status"] == "blocked"

@@ -27,6 +27,9 @@ POLICY: dict[str, Any] = {
     },
     "aggregates": ["count", "sum", "avg"],
     "job_kinds": ["query", "stats"],
+    # Past the default cap on secondary suppression (``test_cost_limits``): raised, so that the heavy
+    # crosstab reaches the runtime limits tested here.
+    "limits": {"max_suppression_cells": 100_000},
 }
 HEAVY = {
     "op": "crosstab",
@@ -78,7 +81,9 @@ def test_a_heavy_dry_run_is_refused_before_it_runs(world: World, grant: str) -> 
     response = dry_run(world, grant, "stats", HEAVY)
     assert response.status_code == 422, response.json
     assert response.json["error"]["code"] == "too_expensive"
-    assert response.json["error"]["details"]["cells"] > response.json["error"]["details"]["max_cells"]
+    details = response.json["error"]["details"]
+    assert details["limit"] == "dry_run_max_cells"
+    assert details["estimate"] > details["max"] == 20_000
     assert time.monotonic() - started < 2
     assert world.client.get("/api/v1/healthz").status_code == 200
 
@@ -160,6 +165,7 @@ def test_a_child_that_dies_fails_its_job_with_a_fixed_reason(
     time.sleep(0.5)  # inside the run
     os.kill(pid, sig)
     worker.join(20)
-    job = job_json(world, job_id)
+    job = job_json(world, job_id, world.auditor)
     assert (job["status"], job["reason"], job["attempts"]) == ("failed", reason, 1)
+    assert job_json(world, job_id)["reason"] == "the job failed inside the sandbox; the operator has the details"  # the analyst's
     assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == [cause]
