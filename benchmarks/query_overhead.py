@@ -12,13 +12,13 @@ Times, on the same data and SQL, in one run:
   (c) raw DuckDB over the plaintext Arrow table already in memory.
   (d) a near-duplicate query end to end: the same grouping ``WHERE age < 100``, i.e. without those
       3 people. Its cells for their races differ from the base query's released cells by 1..k-1
-      units, so the differencing check recomputes the populations (this query's and each earlier
-      released job's) and holds the job for review: this is the time of that re-run path.
+      units, so the release audit (every run computes its rows' populations; the audit compares
+      them with every earlier release of the version) holds the job for review.
 Also the worker's peak resident memory (VmHWM) against the Arrow table's size.
 
 Checked at every run (exit status 1 if any fails): every released cell of (a) equals raw DuckDB's
 (c) (counts exactly, means to 1e-9 relative), and at least one cell is released; each (d) is held,
-its differencing flags are exactly on the planted people's races. Targets (full size only):
+the release audit flags exactly the planted people's races. Targets (full size only):
 a <= 2b + 0.2 s; at 10M rows and more, worker peak <= 3x the Arrow table.
 
     .venv/bin/python benchmarks/query_overhead.py            # 1M and 10M rows
@@ -159,12 +159,12 @@ def end_to_end(client: Client, grant_id: str, sql: str) -> tuple[float, str, pd.
     return time.perf_counter() - start, job_id, frame
 
 
-def differencing_flags(app: object, job_id: str) -> set[int]:
-    """The races whose cells the differencing check flagged (read in-process from the sealed output, as an auditor sees it)."""
+def audit_flags(app: object, job_id: str) -> set[int]:
+    """The races whose cells the release audit flagged (read in-process from the sealed output, as an auditor sees it)."""
     with get_db_of(app).sessions() as session:  # type: ignore[arg-type]
         output = session.get(JobOutput, job_id)
         released = outputs.open_released(get_keys_of(app), output)  # type: ignore[arg-type]
-    rows = [note["row"] for note in released["notes"] if note["rule"] == "differencing"]
+    rows = [note["row"] for note in released["notes"] if note["rule"] == "release_audit"]
     return {released["rows"][row]["race"] for row in rows}
 
 
@@ -188,12 +188,12 @@ def check_released(checks: Checks, frame: pd.DataFrame | None, raw: pa.Table) ->
 
 
 def check_near_duplicates(checks: Checks, app: object, runs: list[tuple[float, str, pd.DataFrame | None]], planted: set[int]) -> None:
-    """Each near-duplicate is held, flagged by the differencing check on exactly the planted people's races."""
+    """Each near-duplicate is held, flagged by the release audit on exactly the planted people's races."""
     held = [job_id for _, job_id, frame in runs if frame is None]
     checks.check(f"(d) every near-duplicate is held for review ({len(held)} of {len(runs)})", len(held) == len(runs))
-    flagged = [differencing_flags(app, job_id) for _, job_id, _ in runs]
+    flagged = [audit_flags(app, job_id) for _, job_id, _ in runs]
     checks.check(
-        f"(d) differencing flags exactly the races of the {PLANTED} left-out people {sorted(planted)}",
+        f"(d) the release audit flags exactly the races of the {PLANTED} left-out people {sorted(planted)}",
         all(f == planted for f in flagged),
         f"flagged {[sorted(f) for f in flagged]}",
     )
@@ -286,7 +286,7 @@ def main() -> None:
             f"{r['peak'] / r['table']:.2f}",
         )
         print("  ".join(f"{c:>14}" for c in cells))
-    print(f"(b) and (c) are the baselines; (d) is held for review after recomputing its populations and those of "
+    print(f"(b) and (c) are the baselines; (d) is held for review by the release audit against "
           f"{results[-1]['earlier']} earlier released jobs of the base query (warm-up + repeats)")  # fmt: skip
     sys.exit(checks.finish())
 

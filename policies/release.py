@@ -1,9 +1,9 @@
-"""The release decision: output control's verdicts, the differencing check, and the grant's release mode.
+"""The release decision: output control's verdicts and the grant's release mode.
 
 Suppression is applied automatically. Cells flagged for review are withheld under ``auto`` and
 hold the output for an auditor under ``review_on_flag``; ``always_review`` holds everything; a
-table with nothing releasable is blocked. The released cells are returned, for the runtime to record for
-later differencing checks.
+table with nothing releasable is blocked. The rows with a cell to release are returned: their populations
+are audited against every earlier release of the version before anything leaves (``policies.audit``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.values import JobStatus
-from policies import differencing
 from policies.model import Policy, ReleaseMode
 from policies.output_control import CellStatus, Controlled, Note
 
@@ -28,7 +27,7 @@ class Release:
     table: pa.Table  # what the analyst would receive
     notes: tuple[Note, ...]
     summary: dict[str, Any]
-    cells: list[differencing.Cell] = field(default_factory=list)  # released rows, for later differencing checks
+    rows: list[int] = field(default_factory=list)  # rows with a cell to release: the release audit checks their populations
 
 
 def released_rows(controlled_notes: Sequence[Note], rows: int, aggregates: Sequence[str]) -> list[int]:
@@ -39,10 +38,8 @@ def released_rows(controlled_notes: Sequence[Note], rows: int, aggregates: Seque
     return [i for i in range(rows) if withheld.get(i, 0) < len(aggregates)]
 
 
-def decide(
-    controlled: Controlled, extra: Sequence[Note], aggregates: Sequence[str], policy: Policy, keys: list[differencing.Key], units: list[int]
-) -> Release:
-    """Combine output control's notes with further flags (differencing) under the release mode."""
+def decide(controlled: Controlled, extra: Sequence[Note], aggregates: Sequence[str], policy: Policy) -> Release:
+    """Combine output control's notes with further flags under the release mode."""
     mode = policy.release_mode
     flagged = [
         Note(n.row, n.column, CellStatus.SUPPRESS if mode is ReleaseMode.AUTO else CellStatus.REVIEW, n.rule, n.reason) for n in extra
@@ -58,8 +55,7 @@ def decide(
     if controlled.status is CellStatus.BLOCK or cells in {0, withheld}:
         reason = controlled.reason or "no cell passed output control"
         return Release(JobStatus.BLOCKED, reason, table, notes, summary | {"status": "block", "reason": reason})
-    rows = released_rows(notes, controlled.released.num_rows, aggregates)
-    released = [differencing.Cell(keys[i], units[i]) for i in rows]
+    released = released_rows(notes, controlled.released.num_rows, aggregates)
     if review or mode is ReleaseMode.ALWAYS_REVIEW:
         reason = "cells flagged for review" if review else "the policy holds every output for review"
         return Release(JobStatus.HELD, reason, table, notes, summary, released)
@@ -89,15 +85,3 @@ def _withhold(table: pa.Table, notes: Sequence[Note]) -> pa.Table:
             column = pc.if_else(keep, column, pa.scalar(None, column.type))
         columns[name] = column
     return pa.table(columns)
-
-
-def row_keys(table: pa.Table, group_keys: Sequence[str]) -> list[differencing.Key]:
-    """Each row's group key values, in the order of ``group_keys``."""
-    columns = [table.column(k).to_pylist() for k in group_keys]
-    return [tuple(col[i] for col in columns) for i in range(table.num_rows)]
-
-
-def row_units(table: pa.Table, unit_columns: Sequence[str]) -> list[int]:
-    """Each row's privacy units: the fewest over its datasets' unit counts (0 where none)."""
-    columns = [table.column(c).to_pylist() for c in unit_columns]
-    return [min((int(col[i] or 0) for col in columns), default=0) for i in range(table.num_rows)]

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -301,25 +302,43 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ReleasedCell(Base):
-    """A released cell, for differencing checks: which job, which row, how many units it covered.
+class CellPopulation(Base):
+    """The privacy units behind one cell row of a released or held job, for the release audit.
 
-    The cell's population is not stored: dataset versions are immutable, so it is recomputed
-    exactly from the job's plan when a later cell comes close enough in size to matter.
+    ``population`` is a roaring bitmap of the units' indices in the dataset version
+    (``jobs.population``), sealed with the job's own data key, which the master key wraps
+    (``wrapped_key``) bound to the job: a copy of the database reveals neither which units nor whose.
+    ``released`` is false while the job is held: a held job's rows are audited again when an
+    auditor releases it, and only released rows count as earlier releases.
     """
 
-    __tablename__ = "released_cells"
+    __tablename__ = "cell_populations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     dataset_version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"))
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"))
     row_index: Mapped[int] = mapped_column(Integer)
-    key: Mapped[list[Any]] = mapped_column(JSON)  # the row's group-key values
-    units: Mapped[int] = mapped_column(BigInteger)
+    released: Mapped[bool] = mapped_column(Boolean)
+    population: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_released_cells_version_org_units", "dataset_version_id", "org_id", "units"),)
+    __table_args__ = (Index("ix_cell_populations_version_released", "dataset_version_id", "released"),)
+
+
+class AuditFinding(Base):
+    """Why the release audit withheld or flagged a row: for auditors (``GET /reviews``), never the analyst."""
+
+    __tablename__ = "audit_findings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    row_index: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(20))
+    earlier_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class BudgetSpend(Base):

@@ -18,7 +18,7 @@ of the cells the release shows; a withheld cell's value is not in it (most were 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,12 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
+from pyroaring import BitMap
 
 from core.errors import SandboxError
 from core.values import JobStage, JobStatus
 from crypto import paillier, paillier_bulk
 from crypto.paillier import PublicKey
 from jobs.he import AggregatePlan
+from jobs.population import group_populations
 from policies import release as releases
 from policies.evidence import Output, component_column, missing_column
 from policies.model import Aggregate, Policy
@@ -52,6 +54,7 @@ class Groups:
     rows: NDArray[np.int64]
     units: NDArray[np.int64]
     values: dict[str, NDArray[np.int64]]  # per encrypted column, rows with a value
+    unit_codes: NDArray[np.int64]  # per input row, its unit's index in the version (``jobs.population``); -1 for none
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Result:
     columns: list[dict[str, str]]
     table: pa.Table
     notes: tuple[Note, ...]
+    populations: dict[int, BitMap] = field(default_factory=dict)  # rows to release -> their units, for the release audit
 
 
 def group(table: pa.Table, plan: AggregatePlan, values_known: bool = True) -> Groups:
@@ -84,15 +88,15 @@ def group(table: pa.Table, plan: AggregatePlan, values_known: bool = True) -> Gr
     index = rank[codes] if n else codes
     count = len(order)
     unit = pc.dictionary_encode(table.column(plan.privacy_unit).combine_chunks())
-    unit_codes = np.asarray(unit.indices.to_numpy(zero_copy_only=False), np.int64)
-    pairs = np.unique(index * max(len(unit.dictionary), 1) + unit_codes)
+    unit_codes = np.asarray(pc.fill_null(unit.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+    pairs = np.unique((index * max(len(unit.dictionary), 1) + unit_codes)[unit_codes >= 0])
     units = np.bincount(pairs // max(len(unit.dictionary), 1), minlength=count).astype(np.int64)
     rows = np.bincount(index, minlength=count).astype(np.int64)
     values = {}
     for column in plan.encrypted:
         valid = np.asarray(pc.is_valid(table.column(column)).to_numpy(zero_copy_only=False), bool) if values_known else np.ones(n, bool)
         values[column] = np.bincount(index, weights=valid, minlength=count).astype(np.int64)
-    return Groups(keys.take(pa.array(order)) if plan.group_by else pa.table({}), index, rows, units, values)
+    return Groups(keys.take(pa.array(order)) if plan.group_by else pa.table({}), index, rows, units, values, unit_codes)
 
 
 def control_table(groups: Groups, plan: AggregatePlan, sums: dict[Cell, Decimal] | None = None) -> pa.Table:
@@ -175,13 +179,14 @@ def run(plan: AggregatePlan, policy: Policy, table: pa.Table, public: PublicKey 
     filled = control_table(groups, plan, sums)
     release = _decide(filled, plan, policy, groups)
     he = {"key": plan.key, "decrypted": len(mantissas), "decision_sha256": digest}
-    return _result(release, plan, filled, he)
+    result = _result(release, plan, filled, he)
+    everyone = group_populations(groups.index, groups.unit_codes, len(groups.rows))
+    return replace(result, populations={row: everyone[row] for row in release.rows})
 
 
 def _decide(table: pa.Table, plan: AggregatePlan, policy: Policy, groups: Groups) -> releases.Release:
     controlled: Controlled = control(table, outputs_of(plan), [UNITS], policy.disclosure, RULES)
-    keys = [tuple(row.values()) for row in groups.keys.to_pylist()] if plan.group_by else [()]
-    return releases.decide(controlled, [], [o.name for o in plan.outputs], policy, keys, [int(u) for u in groups.units])
+    return releases.decide(controlled, [], [o.name for o in plan.outputs], policy)
 
 
 def _result(release: releases.Release, plan: AggregatePlan, raw: pa.Table, he: dict[str, Any]) -> Result:

@@ -15,11 +15,7 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, Forbidden
 from core.values import JobStatus, Role
 from jobs.released import rows_of
-from policies.differencing import Cell
-from policies.evidence import UNITS_PREFIX
 from policies.model import Policy
-from policies.output_control import CellStatus, Note
-from policies.release import released_rows, row_keys, row_units
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
@@ -27,9 +23,8 @@ from sandbox.api.services import ledger
 from sandbox.db import writing
 from sandbox.keys import get_keys
 from sandbox.models import GrantPolicy, Job, JobOutput, Review
-from sandbox.runtime import he_score, outputs
-from sandbox.runtime.queue import EXHAUSTED
-from sandbox.runtime.services import record_cells
+from sandbox.runtime import audited, he_score, outputs, release_audit
+from sandbox.runtime.queue import EXHAUSTED, recounted
 from sandbox.service import budget, release_cap
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
@@ -45,19 +40,22 @@ def _reviewers_required(session: Session, job: Job) -> int:
     return Policy.model_validate(pinned.policy).reviewers
 
 
-def _record_cells(session: Session, job: Job) -> None:
-    """The rows a reviewer released, for later differencing checks (from the sealed raw output)."""
+def _audit(session: Session, job: Job) -> audited.Audited | None:
+    """The release audit of a held job being released, in this transaction; its output sealed again if cells are withheld."""
     output = session.get(JobOutput, job.id)
     if output is None:
-        return
-    raw, released = outputs.open_raw(get_keys(), output), outputs.open_released(get_keys(), output)
-    keys = [c["name"] for c in released["columns"] if c["kind"] == "group_key"]
-    aggregates = [c["name"] for c in released["columns"] if c["kind"] == "aggregate"]
-    units = row_units(raw, [c for c in raw.column_names if c.startswith(UNITS_PREFIX)])
-    notes = [Note(n["row"], n["column"], CellStatus(n["status"]), n["rule"], n["reason"]) for n in released["notes"]]
-    rows = released_rows(notes, raw.num_rows, aggregates)
-    key_rows = row_keys(raw, keys)
-    record_cells(session, job, [Cell(key_rows[i], units[i]) for i in rows])
+        return None
+    done = audited.on_review(session, get_keys(), job, outputs.open_released(get_keys(), output))
+    if done.released is not None:
+        sealed = outputs.seal(get_keys(), job.id, outputs.open_raw(get_keys(), output), done.released)
+        output.raw, output.released, output.wrapped_key, output.master_key_id = (
+            sealed.raw,
+            sealed.released,
+            sealed.wrapped_key,
+            sealed.master_key_id,
+        )
+        job.verdict = recounted(job.verdict, done)
+    return done
 
 
 def register(bp: Blueprint) -> None:
@@ -84,6 +82,7 @@ def register(bp: Blueprint) -> None:
                         job=job_out(job),
                         raw={"columns": raw.column_names, "rows": rows_of(raw)},
                         proposed=outputs.open_released(get_keys(), output),
+                        findings=release_audit.findings(session, job.id),
                     )
                 )
                 ledger().append(
@@ -122,12 +121,14 @@ def register(bp: Blueprint) -> None:
             refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
             if refused is None and not pending and body.decision == "release":
                 refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
+            # Audited now, against everything released by now, under the version's lock (before any ledger append).
+            done = _audit(session, job) if refused is None and not pending and body.decision == "release" else None
             details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
             ledger().append(
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
-                _close(session, caller, job, body, refused, admission.details if admission is not None else {})
+                _close(session, caller, job, body, refused, done, admission.details if admission is not None else {})
             return job_out(job)
 
 
@@ -143,14 +144,19 @@ def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
     return job
 
 
-def _close(session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None, capped: dict[str, Any]) -> None:
-    """The final decision: released (unless the budget or a score's consents no longer allow it: ``refused``), rejected, or failed."""
+def _close(
+    session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None, done: audited.Audited | None, capped: dict[str, Any]
+) -> None:
+    """The final decision: released (unless the budget or a score's consents no longer allow it: ``refused``), rejected, or failed.
+
+    A release the audit left nothing of (``done``) is blocked; one it withheld cells of is released without them.
+    """
     status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
     reason = body.reason
     if status is JobStatus.RELEASED and refused is not None:
         status, reason = JobStatus.FAILED, refused  # nothing is released
+    elif status is JobStatus.RELEASED and done is not None and done.status is JobStatus.BLOCKED:
+        status, reason = JobStatus.BLOCKED, done.reason
     job.status, job.reason, job.finished_at = status.value, reason, datetime.now(UTC)
     details = job_service.transition_details(job, **capped)
     ledger().append(session, actor=caller.user_id, action=f"job.{status.value}", object_type="job", object_id=job.id, details=details)
-    if status is JobStatus.RELEASED and budget.job_epsilon(job.spec) is None:
-        _record_cells(session, job)  # DP cells are noisy: differencing checks do not apply

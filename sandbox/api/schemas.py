@@ -279,6 +279,7 @@ class ReviewItem(BaseModel):
     job: JobOut
     raw: dict[str, Any]
     proposed: dict[str, Any]
+    findings: list[dict[str, Any]]  # the release audit's: row, rule, earlier_job_id, detail (auditors only)
 
 
 class ReviewList(BaseModel):

@@ -73,7 +73,7 @@ PRELOAD = [
     "opendp.prelude",
     "sandbox.runtime.child",  # and with it the executor, jobs.* and policies.*
 ]
-SERVICE_CALLS = frozenset({"earlier_cells", "earlier_query", "public_key", "decrypt", "eligibility"})
+SERVICE_CALLS = frozenset({"public_key", "decrypt", "eligibility"})
 POLL_SECONDS = 0.05  # how often the parent looks at ``interrupt`` while the child is quiet
 CPU_GRACE_SECONDS = 5  # between RLIMIT_CPU's SIGXCPU and its SIGKILL
 KILL_WAIT_SECONDS = 10
@@ -297,12 +297,6 @@ class _RemoteServices:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def earlier_cells(self, *args: Any) -> Any:
-        return _ask(self.conn, ("call", "earlier_cells", args))
-
-    def earlier_query(self, *args: Any) -> Any:
-        return _ask(self.conn, ("call", "earlier_query", args))
 
     def public_key(self, *args: Any) -> Any:
         return _ask(self.conn, ("call", "public_key", args))

@@ -23,7 +23,6 @@ from jobs.released import Released
 from jobs.stats import StatsPlan
 from jobs.stats.dp import DPStats
 from policies.budget import Epsilon
-from policies.differencing import Cell
 from policies.model import Policy
 from policies.rules import CellStatus
 
@@ -60,7 +59,7 @@ class JobDefinition:
     job_id: str
     org_id: str
     kind: JobKind
-    spec: Mapping[str, Any]  # as submitted; a differencing check plans its populations from it
+    spec: Mapping[str, Any]  # as submitted; the population run plans it again, counting units distinctly
     spec_sha256: str
     plan: Plan
     datasets: tuple[DatasetRef, ...]
@@ -114,12 +113,26 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Populations:
+    """The privacy units behind the rows of one dataset version that the job would release, for the release audit.
+
+    ``bitmaps`` maps a row of the released form to its population: a serialized roaring ``BitMap``
+    of the units' indices in the version (``jobs.population``). Never shown to anyone; stored sealed
+    when the job is released or held (``sandbox.runtime.release_audit``).
+    """
+
+    version_id: str
+    bitmaps: Mapping[int, bytes]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a run ended and what it produced, for the queue to store in one transaction.
 
     ``released`` is the form the analyst receives if the job is released (None when nothing may be
-    shown, e.g. a refused model); ``raw`` the table auditors see; ``cells`` the released query cells
-    to record for later differencing checks; ``scored`` the entities a score job scored, whose uses
+    shown, e.g. a refused model); ``raw`` the table auditors see; ``populations`` the units behind the
+    rows to release, per dataset version, which the queue audits against everything released from
+    those versions before anything leaves (``sandbox.runtime.audited``); ``scored`` the entities a score job scored, whose uses
     are recorded when it is released; ``cause`` what auditors see of a failure's origin. A released DP
     answer's spend follows from the job's ε and its verdict (whether it selected keys): ``budget.charge``
     reads both, for the queue and for reviews alike.
@@ -130,7 +143,7 @@ class Outcome:
     verdict: Verdict | None = None
     raw: pa.Table | None = None
     released: Released | None = None
-    cells: tuple[Cell, ...] = ()
+    populations: tuple[Populations, ...] = ()
     scored: tuple[str, ...] = ()
     cause: str = ""  # for the ledger: why a run failed beyond its fixed reason (a type or signal, never a message)
 

@@ -3,13 +3,16 @@
 ``Executor.run(definition, tables, services, stage)`` dispatches once on the plan's type and returns
 a typed ``Outcome``. The worker calls it with the decrypted tables and database-backed ``Services``;
 a dry run with mock tables and ``DRY_RUN`` services, which record nothing and find nothing earlier.
+A real run of a query, a table statistic or an he aggregate also returns, per dataset version, the
+population of each row it would release (``jobs.population``): the queue audits them against every
+earlier release of the version (``sandbox.runtime.audited``) before anything leaves.
 ``stage`` reports progress and raises when the job must stop (cancelled, timed out, lease lost).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,23 +26,21 @@ from jobs.engine import Engine, QueryInterrupted
 from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.he import run_aggregate as he_aggregate
 from jobs.keys import KeyLayout, complete, hide
+from jobs.population import by_version, population_sql, query_unit_datasets, split, unit_dictionary
 from jobs.query import OutputKind, QueryPlan
-from jobs.query import validate as validate_query
 from jobs.query.keys import layout as query_layout
-from jobs.query.population import population_sql, populations
 from jobs.released import Released, form
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
 from jobs.stats.dp import DPStats
-from policies import differencing
 from policies.budget import Epsilon
 from policies.evidence import GROUPING_COLUMN, Output, is_evidence
-from policies.model import Policy, ReleaseMode
+from policies.model import ReleaseMode
 from policies.output_control import CellStatus, Note, control
-from policies.release import Release, decide, released_rows, row_keys, row_units
+from policies.release import Release, decide
 from policies.secondary import Limits as SuppressionLimits
 from sandbox.runtime import he_score
-from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
+from sandbox.runtime.definition import JobDefinition, Outcome, Populations, Verdict
 
 Stage = Callable[[JobStage, float], None]
 HELD_BY_POLICY = "the policy holds every output for review"
@@ -47,14 +48,6 @@ HELD_BY_POLICY = "the policy holds every output for review"
 
 class Services(Protocol):
     """What a run needs of the instance while it runs: lookups and the recorded decryption of he sums."""
-
-    def earlier_cells(self, version_id: str, low: int, high: int) -> list[differencing.Earlier]:
-        """Cells released on ``version_id`` with ``low``..``high`` units by other queries (differencing)."""
-        ...
-
-    def earlier_query(self, job_id: str) -> tuple[str, Policy]:
-        """An earlier query job's SQL and the policy it ran under, to recompute its populations."""
-        ...
 
     def public_key(self, fingerprint: str) -> PublicKey | None:
         """A registered Paillier key of the domain."""
@@ -70,13 +63,7 @@ class Services(Protocol):
 
 
 class DryRunServices:
-    """A dry run's services: nothing was released before, nothing is decrypted, nothing is recorded."""
-
-    def earlier_cells(self, version_id: str, low: int, high: int) -> list[differencing.Earlier]:
-        return []
-
-    def earlier_query(self, job_id: str) -> tuple[str, Policy]:
-        raise InternalError("a dry run finds no earlier cells")
+    """A dry run's services: nothing is decrypted, nothing is recorded."""
 
     def public_key(self, fingerprint: str) -> PublicKey | None:
         return None
@@ -125,41 +112,35 @@ class _Run:
         return self._stats(plan)
 
     def _query(self, plan: QueryPlan) -> Outcome:
-        raw = self.engine.run(plan.executable_sql, self.tables, self.interrupt)
+        datasets = query_unit_datasets(plan.sql)
+        raw, populations = self._counted(plan.executable_sql, dict(zip(plan.unit_columns, datasets, strict=True)))
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         outs = [Output(o.name, o.aggregate, o.argument) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
         raw, layout = complete(raw, query_layout(plan, self.engine, self.tables), outs)
         controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
-        aggregates = [o.name for o in outs]
-        keys, units = row_keys(raw, plan.group_keys), row_units(raw, plan.unit_columns)
-        candidates = [differencing.Cell(keys[i], units[i]) for i in released_rows(controlled.notes, raw.num_rows, aggregates)]
-        extra = [
-            Note(keys.index(f.key), column, CellStatus.REVIEW, "differencing", _differencing_reason(f, self.policy))
-            for f in self._differencing(plan, candidates)
-            for column in aggregates
-        ]
         self.stage(JobStage.RELEASE, 0.95)
-        release = decide(controlled, extra, aggregates, self.policy, keys, units)
+        release = decide(controlled, [], [o.name for o in outs], self.policy)
         columns = [{"name": o.name, "kind": o.kind.value, "type": str(raw.schema.field(o.name).type)} for o in plan.outputs]
-        released = _shown(columns, release, layout, aggregates)
-        return Outcome(release.status, release.reason, Verdict.of(release.summary), raw, released, tuple(release.cells))
+        released, position = _shown(columns, release, layout, [o.name for o in outs])
+        return Outcome(
+            release.status, release.reason, Verdict.of(release.summary), raw, released, _kept(populations, release.rows, position)
+        )
 
-    def _differencing(self, plan: QueryPlan, cells: list[differencing.Cell]) -> list[differencing.Finding]:
-        """Cells whose population differs from an earlier released one by 1..k-1 units (single-table queries)."""
-        if len(plan.datasets) != 1 or len(plan.unit_columns) != 1 or not cells:
-            return []
-        k = self.policy.disclosure.threshold
-        version_id = self.definition.dataset(plan.datasets[0]).version_id
-        low, high = min(c.units for c in cells) - (k - 1), max(c.units for c in cells) + (k - 1)
-        pairs = differencing.candidates(cells, self.services.earlier_cells(version_id, low, high), k)
-        if not pairs:
-            return []
-        mine = self._populations(str(self.definition.spec["sql"]), self.policy)
-        return differencing.find(pairs, mine, lambda job_id: self._populations(*self.services.earlier_query(job_id)), k)
+    def _counted(self, sql: str, datasets: Mapping[str, str]) -> tuple[pa.Table, dict[str, list[Any]]]:
+        """The plan's table and, on real data, each row's population per dataset version (one run computes both).
 
-    def _populations(self, sql: str, policy: Policy) -> dict[differencing.Key, Any]:
-        plan = validate_query(sql, policy, self.definition.schemas)
-        return populations(self.engine.run(population_sql(plan), self.tables), plan.group_keys)
+        ``datasets`` maps each ``__units_<i>`` column to the dataset it counts. A dry run's mock rows
+        are nobody: it runs the plan as it is and audits nothing.
+        """
+        if self.definition.mock:
+            return self.engine.run(sql, self.tables, self.interrupt), {}
+        dictionaries = {
+            column: unit_dictionary(self.tables[name], self.definition.dataset(name).schema.privacy_unit)
+            for column, name in datasets.items()
+        }
+        raw, populations = split(self.engine.run(population_sql(sql), self.tables, self.interrupt), dictionaries)
+        versions = [(column, self.definition.dataset(name).version_id) for column, name in datasets.items()]
+        return raw, by_version(versions, populations, raw.num_rows)
 
     def _dp_query(self, plan: QueryPlan) -> Outcome:
         """Noisy answers; the budget is charged when the output is released (``Queue.finish`` or a review)."""
@@ -183,7 +164,12 @@ class _Run:
         return epsilon
 
     def _stats(self, plan: StatsPlan) -> Outcome:
-        result = run_stats(plan, self.tables, self.engine, self.policy.disclosure)
+        populations: dict[str, list[Any]] = {}
+        if plan.model is None and plan.sql is not None:  # a table: its cells are audited like a query's
+            raw, populations = self._counted(plan.sql, dict.fromkeys(plan.unit_columns, plan.dataset))
+            result = StatsResult(raw, plan.outputs, plan.unit_columns, plan.dimensions, None, {})
+        else:
+            result = run_stats(plan, self.tables, self.engine, self.policy.disclosure)
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         if result.refused:
             return Outcome(JobStatus.BLOCKED, result.refused, Verdict(CellStatus.BLOCK, result.refused), result.table)
@@ -202,12 +188,13 @@ class _Run:
                 raise QueryInterrupted("the job was stopped during secondary suppression") from None
             raise
         self.stage(JobStage.RELEASE, 0.95)
-        keys, units = row_keys(result.table, result.dimensions), row_units(result.table, result.unit_columns)
-        release = decide(controlled, [], [o.name for o in outs], self.policy, keys, units)
+        release = decide(controlled, [], [o.name for o in outs], self.policy)
         release = replace(release, table=with_margins(release.table, result))
         masks = result.table.column(GROUPING_COLUMN).to_pylist() if GROUPING_COLUMN in result.table.column_names else None
-        released = _shown(_stats_columns(release.table, result), release, layout, [o.name for o in outs], masks)
-        return Outcome(release.status, release.reason, Verdict.of(release.summary), result.table, released)
+        released, position = _shown(_stats_columns(release.table, result), release, layout, [o.name for o in outs], masks)
+        return Outcome(
+            release.status, release.reason, Verdict.of(release.summary), result.table, released, _kept(populations, release.rows, position)
+        )
 
     def _suppression_limits(self) -> SuppressionLimits:
         """The policy's caps on secondary suppression; a run stopped in process (cancelled, timed out) interrupts
@@ -240,11 +227,14 @@ class _Run:
         # Keys are outputs: the groups are the data's own, so a fully withheld group is left out (no layout).
         keys = tuple(c["name"] for c in result.columns if c["kind"] == "group_key")
         aggregates = [c["name"] for c in result.columns if c["kind"] != "group_key"]
-        table, notes = hide(result.table, result.notes, KeyLayout(keys, (None,) * len(keys)), aggregates)
+        table, notes, position = _hidden(result.table, result.notes, KeyLayout(keys, (None,) * len(keys)), aggregates)
         shown = {"rows": table.num_rows, "cells": table.num_rows * len(aggregates)}
         summary = {**result.summary, **{k: v for k, v in shown.items() if k in result.summary}}
         released = form(result.columns, table, notes, summary)
-        return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, released)
+        version = self.definition.dataset(plan.dataset).version_id
+        bitmaps = {position[row]: p.serialize() for row, p in result.populations.items() if row in position}
+        kept = (Populations(version, bitmaps),) if bitmaps else ()
+        return Outcome(result.status, result.reason, Verdict.of(result.summary), result.raw, released, kept)
 
     def _score(self, plan: ScorePlan) -> Outcome:
         """Encrypted scores of the eligible entities; there is no cell to check, only the release mode to obey."""
@@ -266,13 +256,28 @@ class _Run:
 
 def _shown(
     columns: list[dict[str, str]], release: Release, layout: KeyLayout | None, aggregates: list[str], masks: list[int] | None = None
-) -> Released:
-    """The released form: a fully withheld row only where its keys are declared or shown by a released row."""
+) -> tuple[Released, dict[int, int]]:
+    """The released form: a fully withheld row only where its keys are declared or shown by a released row;
+    and where each row of ``release.table`` went in it (the release audit's populations follow their rows)."""
     table, notes = release.table, release.notes
+    position = {i: i for i in range(table.num_rows)}
     if layout is not None:
-        table, notes = hide(table, notes, layout, aggregates, masks)
+        table, notes, position = _hidden(table, notes, layout, aggregates, masks)
     summary = {**release.summary, "rows": table.num_rows, "cells": table.num_rows * len(aggregates)}
-    return form(columns, table, notes, summary)
+    return form(columns, table, notes, summary), position
+
+
+ROW = "__row"  # a row's place before hiding, carried through ``hide`` and dropped after
+
+
+def _hidden(
+    table: pa.Table, notes: Sequence[Note], layout: KeyLayout, aggregates: list[str], masks: list[int] | None = None
+) -> tuple[pa.Table, tuple[Note, ...], dict[int, int]]:
+    """``jobs.keys.hide``, and the new place of every row it keeps."""
+    numbered = table.append_column(ROW, pa.array(range(table.num_rows), pa.int64()))
+    shown, kept = hide(numbered, notes, layout, aggregates, masks)
+    position = {old: new for new, old in enumerate(shown.column(ROW).to_pylist())}
+    return shown.drop_columns([ROW]), kept, position
 
 
 def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
@@ -290,8 +295,9 @@ def _stats_columns(table: pa.Table, result: StatsResult) -> list[dict[str, str]]
     return [{"name": n, "kind": kinds.get(n, "aggregate"), "type": str(table.schema.field(n).type)} for n in table.column_names]
 
 
-def _differencing_reason(finding: differencing.Finding, policy: Policy) -> str:
-    return (
-        f"its population differs from a cell released earlier (job {finding.job_id[:8]}) by {finding.difference} "
-        f"privacy units, fewer than {policy.disclosure.threshold}: subtracting the two would disclose them"
+def _kept(populations: Mapping[str, list[Any]], rows: list[int], position: Mapping[int, int]) -> tuple[Populations, ...]:
+    """The populations of the rows to release, per dataset version, serialized for the queue, each under its
+    row's place in the released form (``position``: a row with a cell to release is never hidden)."""
+    return tuple(
+        Populations(version, {position[row]: bitmaps[row].serialize() for row in rows}) for version, bitmaps in populations.items()
     )

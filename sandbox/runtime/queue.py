@@ -15,13 +15,14 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.errors import InternalError
 from core.values import JobStage, JobStatus
+from crypto.keyring import KeyStore
 from jobs.released import cell_count
 from sandbox.db import Database
 from sandbox.models import Job, JobOutput
-from sandbox.runtime import he_score
+from sandbox.runtime import audited, he_score, outputs
 from sandbox.runtime.definition import Outcome
-from sandbox.runtime.services import record_cells
 from sandbox.service import budget, release_cap
 from sandbox.service.jobs import transition_details
 from sandbox.service.ledger import Ledger
@@ -43,8 +44,10 @@ def _now() -> datetime:
 
 
 class Queue:
-    def __init__(self, db: Database, ledger: Ledger, worker_id: str, lease_seconds: float) -> None:
+    def __init__(self, db: Database, ledger: Ledger, worker_id: str, lease_seconds: float, keys: KeyStore | None = None) -> None:
+        """``keys`` seal the populations a release stores and an output the release audit amends (a worker's queue has them)."""
         self.db, self.ledger, self.worker_id, self.lease = db, ledger, worker_id, timedelta(seconds=lease_seconds)
+        self.keys = keys
 
     def claim(self) -> Claimed | None:
         """Take the oldest queued job, or one whose worker's lease expired; None when there is none."""
@@ -126,10 +129,12 @@ class Queue:
         the privacy budget here, in the same transaction, whatever its status (a failure is an answer
         too; a held one is charged at review); if the budget no longer covers a release, the job fails
         with no output stored and nothing spent. Likewise a released score job records its
-        ``scored`` entities' uses here (``he_score.record_uses``), and a released query its cells.
-        The job's ``released_cells`` are counted here, and a release that would pass the grant's cap on
-        released cells fails with ``CAP_REACHED`` (``release_cap.admit``, before the charge: a DP job it
-        stops is charged as a failure).
+        ``scored`` entities' uses here (``he_score.record_uses``). The job's ``released_cells`` are
+        counted here, and a release that would pass the grant's cap on released cells fails with
+        ``CAP_REACHED`` (``release_cap.admit``, before the charge: a DP job it stops is charged as a
+        failure). An outcome with populations is audited here against every release of its dataset
+        versions (``audited.on_finish``, under each version's lock): failing cells are withheld, or the
+        job held, and the output sealed again accordingly.
         """
         status, reason, scored = outcome.status, outcome.reason, outcome.scored
         verdict = outcome.verdict.as_json() if outcome.verdict is not None else None
@@ -161,12 +166,32 @@ class Queue:
                 if refused is not None:  # a consent revoked or a quota used up meanwhile: nothing leaves
                     status, reason, verdict, output = JobStatus.FAILED, refused, None, None
                     job.verdict = None
+            if status in (JobStatus.RELEASED, JobStatus.HELD) and outcome.populations and outcome.released is not None:
+                status, reason, verdict, output = self._audit(session, job, outcome, status, reason, verdict, output)
             if output is not None:
                 session.add(output)
             self._end(session, job, status, reason, outcome.cause, **capped)
-            if status is JobStatus.RELEASED:
-                record_cells(session, job, outcome.cells)
         return True
+
+    def _audit(
+        self,
+        session: Session,
+        job: Job,
+        outcome: Outcome,
+        status: JobStatus,
+        reason: str,
+        verdict: dict[str, Any] | None,
+        output: JobOutput | None,
+    ) -> tuple[JobStatus, str, dict[str, Any] | None, JobOutput | None]:
+        """The release audit of a finishing job; an amended form is sealed again in place of ``output``."""
+        if self.keys is None:
+            raise InternalError("a queue that finishes jobs with populations needs the key store")
+        assert outcome.released is not None
+        done = audited.on_finish(session, self.keys, job, outcome.populations, status, reason, outcome.released)
+        if done.released is not None and outcome.raw is not None:
+            output = outputs.seal(self.keys, job.id, outcome.raw, done.released)
+            job.verdict = verdict = recounted(verdict, done)
+        return done.status, done.reason, verdict, output
 
     def _ours(self, claimed: Claimed) -> tuple[Any, ...]:
         return (Job.id == claimed.job_id, Job.lease_owner == self.worker_id, Job.attempts == claimed.attempt, Job.status.in_(ACTIVE))
@@ -194,3 +219,12 @@ class Queue:
             object_id=job.id,
             details=transition_details(job, **extra),
         )
+
+
+def recounted(verdict: dict[str, Any] | None, done: audited.Audited) -> dict[str, Any] | None:
+    """The stored verdict after the release audit amended the form: its counts, and its status when it changed."""
+    if verdict is None or done.released is None:
+        return verdict
+    summary = done.released["summary"]
+    status = {JobStatus.BLOCKED: "block", JobStatus.HELD: "review"}.get(done.status, verdict.get("status"))
+    return {**verdict, "status": status, "suppressed": summary["suppressed"], "flagged": summary["flagged"]}

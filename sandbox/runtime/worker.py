@@ -60,7 +60,7 @@ class Worker:
         self.engine = engine
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds, self.poll_seconds = instance.lease_seconds, instance.poll_seconds
-        self.queue = Queue(self.db, self.ledger, self.id, self.lease_seconds)
+        self.queue = Queue(self.db, self.ledger, self.id, self.lease_seconds, self.keys)
         self.stopping = threading.Event()
 
     def run(self, once: bool = False) -> int:
@@ -164,8 +164,11 @@ def definition_of(job: Job, policy: Policy, versions: dict[str, DatasetVersion],
         DatasetRef(name, v.id, DatasetSchema.model_validate(v.schema), v.unit_count == v.row_count) for name, v in versions.items()
     )
     schemas = {ref.name: ref.schema for ref in refs}
-    unique = frozenset(ref.name for ref in refs if ref.unique_units)
     kind = JobKind(job.kind)
+    # One row per unit lets plans count rows instead of distinct units; a query or table statistic
+    # that releases exact cells must name its units, whose populations the release audit needs.
+    counted = kind in (JobKind.QUERY, JobKind.STATS) and policy.dp is None
+    unique = frozenset() if counted else frozenset(ref.name for ref in refs if ref.unique_units)
     plan = plan_job(kind, job.spec, policy, schemas, unique)
     return JobDefinition(
         job.id, job.org_id, kind, dict(job.spec), job.spec_sha256, plan, refs, policy, Limits(timeout_seconds), job_epsilon(job.spec)

@@ -234,3 +234,19 @@ def test_under_rounding_a_mean_comes_from_the_rounded_total_and_count(world: Wor
         assert (rows[race]["n"], rows[race]["total"]) == (rounded(expected.loc[race, "n"]), rounded(expected.loc[race, "total"]))
         mean = rounded(expected.loc[race, "total"]) / rounded(expected.loc[race, "values"])
         assert rows[race]["mean_income"] == pytest.approx(mean, rel=1e-12)
+
+
+def test_he_aggregates_join_the_release_audit(world: World, app: Flask, he_grant_id: str, custodian: CustodianFixture) -> None:
+    """The total, then income by race: race 5 (one person) is suppressed, and the released races would give it away.
+
+    Their populations are compared like a query's (every kind on the version): under the he policy's
+    ``review_on_flag`` the second job is held, and the auditor sees the audit's finding.
+    """
+    total = run_he(world, app, he_grant_id, {**RACE_SPEC, "group_by": []})
+    assert total["status"] == "released", total
+    by_race = run_he(world, app, he_grant_id)
+    assert by_race["status"] == "held", by_race
+    assert world.client.get(f"/api/v1/jobs/{by_race['id']}/result", headers=auth(world.analyst)).status_code == 409
+    queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    item = next(i for i in queue if i["job"]["id"] == by_race["id"])
+    assert {(f["rule"], f["earlier_job_id"]) for f in item["findings"]} == {("union", total["id"])}

@@ -1,4 +1,8 @@
-"""Release decisions: review queue, release modes, the two-person rule, and differencing across releases."""
+"""Release decisions: review queue, release modes, the two-person rule, and the release audit across releases.
+
+The attacks on the audit (a + b - c, partitions, kinds, organisations, held outputs, races) are in
+``tests/attacks/test_release_audit.py``.
+"""
 
 from __future__ import annotations
 
@@ -75,12 +79,12 @@ def test_two_query_differencing_attack_is_held(world: World, app: Flask, approve
     assert world.client.get(f"/api/v1/jobs/{second}/result", headers=auth(world.analyst)).status_code == 409
     queue = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
     notes = queue[0]["proposed"]["notes"]
-    assert {n["rule"] for n in notes} == {"differencing"}
-    assert "by 1 privacy units" in notes[0]["reason"]
-    assert first[:8] in notes[0]["reason"]
+    assert {(n["rule"], n["status"]) for n in notes} == {("release_audit", "review")}
+    finding = {"row": 0, "rule": "pair", "earlier_job_id": first, "detail": "differs from an earlier cell by 1 units"}
+    assert queue[0]["findings"] == [finding]
 
 
-def test_differencing_spans_the_analysts_of_an_organisation(world: World, app: Flask, approved: str) -> None:
+def test_the_audit_spans_the_analysts_of_an_organisation(world: World, app: Flask, approved: str) -> None:
     from tests.conftest import make_user
 
     _, colleague = make_user(world.client, world.admin, world.analyst_org, "analyst", "colleague")
@@ -104,7 +108,7 @@ def _result(world: World, job_id: str, token: str) -> dict[str, Any]:
     return dict(response.json)
 
 
-def test_differencing_spans_organisations(world: World, app: Flask, pums: dict[str, Any], grant: dict[str, Any]) -> None:
+def test_the_audit_spans_organisations(world: World, app: Flask, pums: dict[str, Any], grant: dict[str, Any]) -> None:
     """Enterprise A asks income by sex, enterprise B the same but race 5: B's cell that differs by one person is withheld."""
     auto = {**PUMS_POLICY, "release_mode": "auto"}
     approve(world, grant["id"], auto)
@@ -121,9 +125,9 @@ def test_differencing_spans_organisations(world: World, app: Flask, pums: dict[s
     b_rows = {row["sex"]: row for row in b["rows"]}
     assert (b_rows[target["sex"]]["n"], b_rows[target["sex"]]["total"]) == (None, None)
     assert {row["sex"]: row for row in a["rows"]}[1 - target["sex"]] == b_rows[1 - target["sex"]]
-    flagged = [n for n in b["notes"] if n["status"] == "withheld"]
+    flagged = [n for n in b["notes"] if n["row"] == [r["sex"] for r in b["rows"]].index(target["sex"])]
     assert flagged
-    assert all(first[:8] not in n["reason"] for n in flagged)  # another organisation's job is never named
+    assert all(n["status"] == "withheld" and first[:8] not in n["reason"] for n in flagged)  # another organisation's job is never named
     totals = [row["total"] for result in (a, b) for row in result["rows"] if row["total"] is not None]
     assert target["income"] not in {abs(x - y) for x in totals for y in totals}, "the race-5 income is derivable"
 
@@ -135,16 +139,15 @@ def test_auto_mode_withholds_flagged_cells_and_releases_the_rest(world: World, a
     job_id = submit(world, grant["id"], "SELECT sex, COUNT(*) AS n FROM pums WHERE race <> 5 GROUP BY sex").json["id"]
     run_worker(app)
     job = job_json(world, job_id)
-    assert job["status"] in {"released", "blocked"}
-    if job["status"] == "released":
-        result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
-        flagged = [n for n in result["notes"] if n["status"] != "pass"]
-        assert flagged
-        assert all((n["status"], n["rule"]) == ("withheld", "output_control") for n in flagged)
-        assert all(result["rows"][n["row"]][n["column"]] is None for n in flagged)
+    assert job["status"] == "released"
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    flagged = [n for n in result["notes"] if n["status"] == "withheld"]
+    assert len(flagged) == 1  # the race-5 person's sex; the other sex's count is released
+    assert all(result["rows"][n["row"]][n["column"]] is None for n in flagged)
+    assert sum(1 for row in result["rows"] if row["n"] is not None) == 1
 
 
-def test_repeating_the_same_query_is_not_differencing(world: World, app: Flask, approved: str) -> None:
+def test_repeating_the_same_query_is_not_a_difference(world: World, app: Flask, approved: str) -> None:
     ids = [submit(world, approved, RACE_SQL).json["id"] for _ in range(2)]
     run_worker(app)
     assert [job_json(world, i)["status"] for i in ids] == ["released", "released"]
@@ -216,7 +219,7 @@ def test_nobody_reviews_a_job_of_their_own_organisation(world: World, app: Flask
     assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(analyst)).status_code == 409
 
 
-def test_review_release_records_cells_for_differencing(world: World, app: Flask, grant: dict[str, Any]) -> None:
+def test_review_release_records_cells_for_the_audit(world: World, app: Flask, grant: dict[str, Any]) -> None:
     approve(world, grant["id"], {**PUMS_POLICY, "release_mode": "always_review"})
     first = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums").json["id"]
     run_worker(app)
@@ -224,7 +227,7 @@ def test_review_release_records_cells_for_differencing(world: World, app: Flask,
     second = submit(world, grant["id"], "SELECT COUNT(*) AS n FROM pums WHERE race <> 5").json["id"]
     run_worker(app)
     item = next(i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"] if i["job"]["id"] == second)
-    assert {n["rule"] for n in item["proposed"]["notes"]} == {"differencing"}
+    assert [(f["rule"], f["earlier_job_id"]) for f in item["findings"]] == [("pair", first)]
 
 
 def test_four_query_tracker_is_caught(world: World, app: Flask, approved: str) -> None:

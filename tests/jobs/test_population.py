@@ -1,0 +1,100 @@
+"""Populations of a job's rows: matched by row, never by key; one run gives values and populations; joins per dataset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyroaring import BitMap
+
+from jobs.engine import DuckDBEngine
+from jobs.population import by_version, group_populations, population_sql, query_unit_datasets, split, unit_dictionary
+from jobs.query.validate import validate
+from jobs.stats import plan as plan_stats
+from policies.model import Policy
+from tests.jobs.conftest import POLICY, SCHEMAS
+
+
+def people() -> pa.Table:
+    """Eight people; person 7 (pid 70) alone has a NaN education, and persons 0 and 1 share a row each twice."""
+    pid = [10, 11, 20, 30, 40, 50, 60, 70, 10, 11]
+    return pa.table(
+        {
+            "pid": pa.array(pid, pa.int64()),
+            "age": pa.array([30, 31, 40, 41, 50, 51, 60, 61, 30, 31], pa.int64()),
+            "sex": pa.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], pa.int64()),
+            "educ": pa.array([1.0, 1.0, 2.0, 2.0, 1.0, 2.0, 1.0, float("nan"), 1.0, 1.0]),
+            "race": pa.array([1, 1, 1, 1, 1, 1, 1, 5, 1, 1], pa.int64()),
+            "income": pa.array([1.0, 2, 3, 4, 5, 6, 7, 8, 1, 2]),
+            "married": pa.array([0] * 10, pa.int64()),
+        }
+    )
+
+
+def indices(table: pa.Table, pids: list[int]) -> BitMap:
+    dictionary = unit_dictionary(table, "pid").to_pylist()
+    return BitMap([dictionary.index(p) for p in pids])
+
+
+def run(sql: str, tables: dict[str, pa.Table], datasets: dict[str, str]) -> tuple[pa.Table, dict[str, list[BitMap]]]:
+    dictionaries = {column: unit_dictionary(tables[name], "pid") for column, name in datasets.items()}
+    return split(DuckDBEngine().run(population_sql(sql), tables), dictionaries)
+
+
+def test_a_nan_key_row_gets_its_own_people() -> None:
+    table = people()
+    plan = validate("SELECT educ, SUM(income) AS s FROM pums GROUP BY educ", POLICY, SCHEMAS)
+    raw, populations = run(plan.executable_sql, {"pums": table}, dict.fromkeys(plan.unit_columns, "pums"))
+    rows = {(None if math.isnan(v) else v): populations["__units_0"][i] for i, v in enumerate(raw.column("educ").to_pylist())}
+    assert rows[None] == indices(table, [70])  # NaN != NaN: a key lookup would find nobody
+    assert rows[1.0] == indices(table, [10, 11, 40, 60])
+    assert raw.column("__units_0").to_pylist() == [len(populations["__units_0"][i]) for i in range(raw.num_rows)]
+
+
+def test_one_run_gives_the_plans_values_and_unit_counts() -> None:
+    table = people()
+    plan = validate("SELECT sex, COUNT(*) AS n, SUM(income) AS s FROM pums GROUP BY sex ORDER BY sex", POLICY, SCHEMAS)
+    plain = DuckDBEngine().run(plan.executable_sql, {"pums": table})
+    raw, _ = run(plan.executable_sql, {"pums": table}, dict.fromkeys(plan.unit_columns, "pums"))
+    assert raw.to_pylist() == plain.to_pylist()
+
+
+def test_a_join_has_a_population_per_dataset() -> None:
+    pums, tax = people(), pa.table({"pid": pa.array([20, 30, 70], pa.int64()), "industry": ["a", "a", "b"], "tax_paid": [1.0, 2, 3]})
+    sql = "SELECT t.industry, SUM(p.income) AS s FROM pums AS p JOIN tax AS t ON p.pid = t.pid GROUP BY t.industry ORDER BY t.industry"
+    plan = validate(sql, POLICY, SCHEMAS)
+    assert query_unit_datasets(plan.sql) == ["pums", "tax"]
+    raw, populations = run(plan.executable_sql, {"pums": pums, "tax": tax}, dict(zip(plan.unit_columns, ["pums", "tax"], strict=True)))
+    assert populations["__units_0"][0] == indices(pums, [20, 30])
+    assert populations["__units_1"][1] == indices(tax, [70])
+    versions = by_version([("__units_0", "v-pums"), ("__units_1", "v-tax")], populations, raw.num_rows)
+    assert set(versions) == {"v-pums", "v-tax"}
+
+
+def test_a_self_join_counts_anyone_on_either_side() -> None:
+    populations = {"__units_0": [BitMap([1, 2])], "__units_1": [BitMap([2, 3])]}
+    assert by_version([("__units_0", "v"), ("__units_1", "v")], populations, 1) == {"v": [BitMap([1, 2, 3])]}
+
+
+def test_stats_tables_have_populations_with_margins() -> None:
+    table = people()
+    policy = Policy.model_validate({**POLICY.model_dump(mode="json"), "job_kinds": ["stats"]})
+    plan = plan_stats({"op": "crosstab", "dataset": "pums", "index": ["sex"], "columns": ["race"], "margins": True}, policy, SCHEMAS)
+    assert plan.sql is not None
+    raw, populations = run(plan.sql, {"pums": table}, dict.fromkeys(plan.unit_columns, "pums"))
+    sizes = raw.column("__units_0").to_pylist()
+    assert max(sizes) == 8  # the grand total: everyone
+    assert [len(p) for p in populations["__units_0"]] == sizes
+
+
+def test_a_plan_that_counts_rows_is_refused_not_audited_wrongly() -> None:
+    plan = validate("SELECT COUNT(*) AS n FROM pums", POLICY, SCHEMAS, frozenset({"pums"}))
+    with pytest.raises(ValueError, match="distinctly"):
+        population_sql(plan.executable_sql)
+
+
+def test_he_groups_populations_from_row_codes() -> None:
+    index, units = np.array([0, 1, 0, 1, 2]), np.array([0, 1, 2, -1, 1])
+    assert group_populations(index, units, 3) == [BitMap([0, 2]), BitMap([1]), BitMap([1])]
