@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import pyarrow as pa
+from pyroaring import BitMap
 
 from core.errors import BadRequest, InternalError, TooExpensive
 from core.values import JobStage, JobStatus
@@ -116,7 +117,7 @@ class _Run:
         raw, populations = self._counted(plan.executable_sql, dict(zip(plan.unit_columns, datasets, strict=True)))
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         outs = [Output(o.name, o.aggregate, o.argument) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
-        raw, layout = complete(raw, query_layout(plan, self.engine, self.tables), outs)
+        raw, layout, populations = _completed(raw, query_layout(plan, self.engine, self.tables), outs, populations)
         controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
         self.stage(JobStage.RELEASE, 0.95)
         release = decide(controlled, [], [o.name for o in outs], self.policy)
@@ -167,7 +168,9 @@ class _Run:
         populations: dict[str, list[Any]] = {}
         if plan.model is None and plan.sql is not None:  # a table: its cells are audited like a query's
             raw, populations = self._counted(plan.sql, dict.fromkeys(plan.unit_columns, plan.dataset))
-            result = StatsResult(raw, plan.outputs, plan.unit_columns, plan.dimensions, None, {})
+            result = StatsResult(
+                raw, plan.outputs, plan.unit_columns, plan.dimensions, None, {}, key_domains=plan.key_domains, arguments=plan.arguments
+            )
         else:
             result = run_stats(plan, self.tables, self.engine, self.policy.disclosure)
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
@@ -179,7 +182,7 @@ class _Run:
         outs = [Output(name, aggregate, argument) for (name, aggregate), argument in zip(result.outputs, arguments, strict=True)]
         layout = None
         if result.key_domains is not None:
-            table, layout = complete(result.table, KeyLayout(result.dimensions, result.key_domains), outs)
+            table, layout, populations = _completed(result.table, KeyLayout(result.dimensions, result.key_domains), outs, populations)
             result = replace(result, table=table)
         try:
             controlled = control(result.table, outs, result.unit_columns, self.policy.disclosure, limits=self._suppression_limits())
@@ -267,7 +270,18 @@ def _shown(
     return form(columns, table, notes, summary), position
 
 
-ROW = "__row"  # a row's place before hiding, carried through ``hide`` and dropped after
+ROW = "__row"  # a row's place before laying out or hiding, carried through and dropped after
+
+
+def _completed(
+    table: pa.Table, layout: KeyLayout, outs: Sequence[Output], populations: Mapping[str, list[Any]]
+) -> tuple[pa.Table, KeyLayout, dict[str, list[Any]]]:
+    """``jobs.keys.complete``, with each row's population following it (a laid-out empty row has nobody)."""
+    numbered = table.append_column(ROW, pa.array(range(table.num_rows), pa.int64()))
+    laid, layout = complete(numbered, layout, outs)
+    origin = laid.column(ROW).to_pylist()
+    moved = {version: [bitmaps[i] if i is not None else BitMap() for i in origin] for version, bitmaps in populations.items()}
+    return laid.drop_columns([ROW]), layout, moved
 
 
 def _hidden(

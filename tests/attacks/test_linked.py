@@ -83,7 +83,6 @@ MARGIN_LATER = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=AUDIT)
 @pytest.mark.parametrize("case", MARGIN_LATER.values(), ids=MARGIN_LATER.keys())
 def test_a_margin_released_later_gives_back_no_withheld_cell(case: Any, world: World, app: Flask) -> None:
     meta, path, columns, table_sql, margin_sql, keys, by, selected = case

@@ -49,12 +49,12 @@ def test_definition_and_outcome_survive_a_pickle_round_trip(app: Flask, world: W
     tables = {name: instance.datasets.read(v) for name, v in versions.items()}
     outcome = Executor(DuckDBEngine()).run(copy, tables, DatabaseServices(instance, copy, grant_id, "test"), _no_stages)
     back: Outcome = pickle.loads(pickle.dumps(outcome))  # noqa: S301 - as above
-    assert (back.status, back.reason, back.verdict, back.released, back.cells) == (
+    assert (back.status, back.reason, back.verdict, back.released, back.populations) == (
         outcome.status,
         outcome.reason,
         outcome.verdict,
         outcome.released,
-        outcome.cells,
+        outcome.populations,
     )
     assert back.raw is not None
     assert outcome.raw is not None

@@ -19,7 +19,8 @@ from urllib3 import encode_multipart_formdata
 from core.values import Role
 from sandbox.api.routing import declared
 from sandbox.service.json_input import JsonLimits, nesting_depth
-from tests.conftest import DEMO_DATA, PUMS_META, World, auth
+from tests.conftest import PUMS_META, World, auth
+from tests.datafiles import DEMO_DATA
 from tests.sandbox.test_openapi import assert_error_shape
 
 DEPTH = 64  # the default SANDBOX_MAX_JSON_DEPTH
