@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox import create_app
 from sandbox import bootstrap as setup
+from sandbox import create_app
 from sandbox.db import get_db_of
 from tests.conftest import PUMS_META, PUMS_POLICY, app_config, data_file, make_world, request_grant
 from tests.sandbox.jobkit import approve
