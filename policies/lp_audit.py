@@ -36,6 +36,8 @@ Interval = tuple[float, float]
 TOLERANCE = 1e-7  # on scaled values, where the largest magnitude is 1
 PROBES = 2  # random directions optimised per component before solving cell by cell
 
+SUPPRESSION_TOO_LONG = "secondary suppression took too long"  # how long depends on the data: the analyst reads any failure
+
 
 class TableError(ValueError):
     """The table is malformed: keys of different lengths or repeated, values not finite, bad cell indices."""
@@ -84,7 +86,7 @@ class Clock:
         """Seconds left; raises ``TooExpensive`` when none are, or when the caller interrupts."""
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TooExpensive("secondary suppression took too long", details={"seconds": self.limits.seconds})
+            raise TooExpensive(SUPPRESSION_TOO_LONG, details={"seconds": self.limits.seconds})
         if self.limits.interrupted():
             raise TooExpensive("secondary suppression was interrupted", details={"interrupted": True})
         return left

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from core.values import JobStatus
+from policies.lp_audit import SUPPRESSION_TOO_LONG
 from policies.rules import CellStatus
 from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON
 
@@ -41,6 +42,9 @@ STATUS_REASONS = {
 # Counts per rule: how many cells were primary or secondary suppressions or flagged, and the verdict's
 # reason naming the rule. The rest of a summary (rows, cells, DP accounting, a model's fit, an he job's
 # decryption and a score's scales and counts, which the score's design shows the analyst) stays.
+# Failures whose occurrence depends on the data (memory, how long the suppression programmes take):
+# the analyst reads them as any other failure, so that each is one bit and no more.
+DATA_DEPENDENT_FAILURES = frozenset({MEMORY_REASON, SUPPRESSION_TOO_LONG})
 DISCLOSURE_KEYS = frozenset({"reason", "suppressed", "complements", "complementary", "flagged"})
 
 
@@ -49,7 +53,7 @@ def reason(status: JobStatus, stored: str | None) -> str | None:
     if stored is None:
         return None
     if status is JobStatus.FAILED:
-        return FAILED_REASON if stored == MEMORY_REASON else stored
+        return FAILED_REASON if stored in DATA_DEPENDENT_FAILURES else stored
     return STATUS_REASONS.get(status, stored)
 
 

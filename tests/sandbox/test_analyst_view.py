@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from core.values import JobStatus
+from policies.lp_audit import SUPPRESSION_TOO_LONG
 from sandbox.api import analyst_view as view
 from sandbox.db import get_db_of
 from sandbox.models import Job
@@ -113,6 +114,7 @@ def test_the_analyst_reads_a_fixed_reason_and_whole_seconds_the_auditor_reads_th
 def test_fixed_reasons_pass_and_data_reasons_do_not() -> None:
     assert view.reason(JobStatus.FAILED, TIMEOUT_REASON) == TIMEOUT_REASON
     assert view.reason(JobStatus.FAILED, MEMORY_REASON) == FAILED_REASON
+    assert view.reason(JobStatus.FAILED, SUPPRESSION_TOO_LONG) == FAILED_REASON  # its timing depends on the data
     assert view.reason(JobStatus.CANCELLED, "cancelled by the analyst") == "cancelled by the analyst"
     assert view.reason(JobStatus.BLOCKED, "no cell passed output control") == view.WITHHELD_REASON
     assert view.reason(JobStatus.BLOCKED, "3 cells below threshold 10 (race=5: 1 unit)") == view.WITHHELD_REASON
