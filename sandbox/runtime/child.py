@@ -150,7 +150,7 @@ class ChildExecutor:
             ours.send((definition, dict(sources)))
             failed = DRY_RUN_FAILED_REASON if definition.mock else FAILED_REASON
             return _Parent(process, ours, services, stage, failed).serve(deadline, timeout, self.interrupt)
-        except (BrokenPipeError, EOFError):
+        except (ConnectionError, EOFError):  # the child died mid-conversation (reset, broken pipe or end of file)
             raise _death(_reap(process)) from None
         finally:
             _kill(process)

@@ -124,7 +124,8 @@ def test_a_job_past_its_timeout_is_killed_keeps_its_lease_and_runs_once(
     world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
-    app.config["WORKER_LEASE_SECONDS"] = 0.6
+    lease = 0.6
+    app.config["WORKER_LEASE_SECONDS"] = lease
     job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 2})
     started = time.monotonic()
     run_worker(app)
@@ -136,7 +137,8 @@ def test_a_job_past_its_timeout_is_killed_keeps_its_lease_and_runs_once(
         assert row is not None
         assert row.started_at is not None
         assert row.heartbeat_at is not None
-        assert row.heartbeat_at > row.started_at + timedelta(seconds=2)  # renewed past the timeout, until the child was dead
+        # renewed until the child was dead: the lease (0.6 s) still held when the timeout (2 s) came
+        assert row.heartbeat_at + timedelta(seconds=lease) > row.started_at + timedelta(seconds=2)
     assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == ["timeout"]
     (pid,) = child_pids(caplog)
     assert gone(pid)
