@@ -6,17 +6,25 @@ They hold metadata only, never a data value other than declared bounds and publi
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.values import ColumnRole, ColumnType, Level
-
-NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-_NAME = re.compile(NAME_PATTERN)
+from core.names import MAX_NAME_LENGTH, collisions, name_problem
+from core.values import ColumnRole, ColumnType, Encoding, Level
 
 Scalar = int | float | str | bool
+
+
+def _acceptable_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(f"the name {value!r} {problem}")
+    return value
+
+
+# A dataset, column or output name as specs write it (``core.names``): whatever reaches SQL is quoted there.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_acceptable_name)]
 
 
 class Bounds(BaseModel):
@@ -87,24 +95,54 @@ class DatasetMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="table name used in queries")]
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_NAME_LENGTH,
+            description="table name used in queries (any printable Unicode; quote it in SQL when it is not a plain word)",
+        ),
+    ]
     title: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=5_000)] = ""
     level: Level
     privacy_unit: str
     columns: Annotated[dict[str, ColumnSpec], Field(min_length=1, max_length=1_000)]
+    # How to read this upload's file; not part of the schema. Detected (CSV) or the first sheet (.xlsx) without them.
+    encoding: Annotated[Encoding | None, Field(description="text encoding of a CSV file: utf-8, gbk or gb18030")] = None
+    sheet: Annotated[str | None, Field(min_length=1, max_length=31, description="the sheet of an .xlsx workbook to read")] = None
+
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _encoding(cls, value: Any) -> Any:
+        return value.lower().replace("utf8", "utf-8") if isinstance(value, str) else value
 
     @field_validator("level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
         return Level.parse(value) if isinstance(value, str) else value
 
+    @field_validator("name", mode="after")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(f"the dataset name {value!r} {problem}")
+        return value
+
     @field_validator("columns", mode="after")
     @classmethod
     def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        """Every name acceptable (``core.names``), and no two that a query could not tell apart."""
         for name in value:
-            if not _NAME.match(name):
-                raise ValueError(f"column name {name!r} must match {NAME_PATTERN}")
+            problem = name_problem(name)
+            if problem:
+                raise ValueError(f"the column name {name!r} {problem}")
+        for first, second in collisions(value):
+            raise ValueError(
+                f"the column names {first!r} and {second!r} differ only in case or Unicode normal form; "
+                "queries match names without regard to either, so rename one"
+            )
         return value
 
     @model_validator(mode="after")

@@ -117,3 +117,11 @@ class JobStage(StrEnum):
     OUTPUT_CONTROL = "output_control"
     RELEASE = "release"
     DONE = "done"
+
+
+class Encoding(StrEnum):
+    """The text encodings a CSV upload may state (``meta.encoding``); without one, ingest detects UTF-8 or GB18030."""
+
+    UTF8 = "utf-8"
+    GBK = "gbk"
+    GB18030 = "gb18030"

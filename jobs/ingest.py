@@ -1,4 +1,12 @@
-"""Reading an uploaded CSV or Parquet file into an Arrow table, validated against its declared metadata.
+"""Reading an uploaded CSV, Excel (``.xlsx``) or Parquet file into an Arrow table, validated against its declared metadata.
+
+CSV text is UTF-8 (a byte-order mark is dropped), GBK or GB18030, as bureaus' exports are: the
+encoding the steward states (``meta.encoding``) is used strictly, and without one UTF-8 is tried,
+then GB18030 (a superset of GBK and GB2312). Text that is neither is refused, never stored as
+mojibake. Chinese text in GBK is practically never valid UTF-8 (its byte pairs break UTF-8's
+continuation rules), so the order of the guesses is safe; ``meta.encoding`` removes the guess.
+Header names are matched to the declared names in Unicode NFC, so an export that spells a name in
+decomposed form still matches. Workbooks are read by ``jobs.workbook``.
 
 Everything happens in memory, within ``IngestLimits`` checked while reading (``jobs.bounded``).
 Error messages name the column and the problem and carry counts,
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,13 +30,14 @@ import pyarrow.compute as pc
 
 from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetMeta
-from core.values import ColumnType
+from core.values import ColumnType, Encoding
 from crypto import paillier
 from crypto.paillier import PublicKey
-from jobs import bounded
+from jobs import bounded, workbook
 from jobs.bounded import IngestLimits
 
 PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = codecs.BOM_UTF8
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.INT: pa.int64(),
@@ -46,42 +56,92 @@ class Ingested:
 
 
 def detect_format(filename: str, data: bytes) -> str:
-    """``csv`` or ``parquet``, from the name and the bytes; they must agree."""
+    """``csv``, ``xlsx`` or ``parquet``, from the name and the bytes; they must agree."""
     lower = filename.lower()
     is_parquet = data[:4] == PARQUET_MAGIC and data[-4:] == PARQUET_MAGIC
     if lower.endswith((".parquet", ".pq")):
         if not is_parquet:
             raise ValidationFailed("the file is named as Parquet but is not a Parquet file", details={"field": "file"})
         return "parquet"
-    if lower.endswith((".csv", ".txt")):
+    if lower.endswith(".xlsx"):
+        if data[:4] != workbook.XLSX_MAGIC:
+            raise ValidationFailed("the file is named as an Excel workbook (.xlsx) but is not one", details={"field": "file"})
+        return "xlsx"
+    if lower.endswith(".csv"):
         if is_parquet or b"\x00" in data[:65536]:
             raise ValidationFailed("the file is named as CSV but is not CSV text", details={"field": "file"})
         return "csv"
-    raise ValidationFailed("the file name must end in .csv or .parquet", details={"field": "file"})
+    if lower.endswith(".xls"):
+        raise ValidationFailed("old Excel files (.xls) are not read: save the sheet as .xlsx or CSV", details={"field": "file"})
+    raise ValidationFailed("the file name must end in .csv, .xlsx or .parquet", details={"field": "file"})
 
 
-def read_table(filename: str, data: bytes, limits: IngestLimits) -> pa.Table:
-    """The file as an Arrow table, refused with ``UploadTooLarge`` as soon as it is seen to exceed ``limits``."""
+def read_table(filename: str, data: bytes, limits: IngestLimits, encoding: Encoding | None = None, sheet: str | None = None) -> pa.Table:
+    """The file as an Arrow table, refused with ``UploadTooLarge`` as soon as it is seen to exceed ``limits``.
+
+    ``encoding`` is the CSV text's stated encoding (detected without it); ``sheet`` the workbook's sheet
+    to read (its first without it). Either given for a file of another format is refused.
+    """
     fmt = detect_format(filename, data)
     if not data:
         raise ValidationFailed("the file is empty", details={"field": "file"})
+    if encoding is not None and fmt != "csv":
+        raise ValidationFailed(f"meta.encoding is for CSV files; this is a {fmt} file", details={"field": "encoding"})
+    if sheet is not None and fmt != "xlsx":
+        raise ValidationFailed(f"meta.sheet is for Excel workbooks; this is a {fmt} file", details={"field": "sheet"})
     try:
         if fmt == "parquet":
             return bounded.read_parquet(data, limits)
-        _check_utf8(data)
-        return bounded.read_csv(data, limits)
-    except UnicodeDecodeError:
-        raise ValidationFailed("the CSV file is not UTF-8 text", details={"field": "file"}) from None
+        if fmt == "xlsx":
+            return workbook.read_xlsx(data, limits, sheet)
+        return bounded.read_csv(utf8_text(data, encoding), limits)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ValidationFailed(f"the file could not be read as {fmt}: {_safe_reason(str(exc))}", details={"field": "file"}) from None
 
 
-def _check_utf8(data: bytes, chunk: int = 1 << 20) -> None:
-    """Raise ``UnicodeDecodeError`` unless ``data`` is UTF-8, decoding a chunk at a time (no full-size copy)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def utf8_text(data: bytes, encoding: Encoding | None = None) -> bytes:
+    """CSV bytes as UTF-8 without a byte-order mark: decoded strictly as ``encoding``, or as UTF-8, else GB18030.
+
+    Refused (400, naming the encodings tried and the byte offset, never a byte of the file) when the
+    text is none of them.
+    """
+    if encoding is None:
+        try:
+            _check(data, Encoding.UTF8)
+            return data.removeprefix(UTF8_BOM)
+        except UnicodeDecodeError:
+            pass
+        try:
+            return _check(data, Encoding.GB18030).encode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValidationFailed(
+                f"the CSV file is not UTF-8, GBK or GB18030 text (undecodable bytes at offset {error.start}); "
+                "save it as UTF-8, or state meta.encoding if it is one of these",
+                details={"field": "file"},
+            ) from None
+    try:
+        text = _check(data, encoding)
+    except UnicodeDecodeError as error:
+        raise ValidationFailed(
+            f"the CSV file is not {encoding.value} text as meta.encoding states (undecodable bytes at offset {error.start})",
+            details={"field": "file"},
+        ) from None
+    return data.removeprefix(UTF8_BOM) if encoding is Encoding.UTF8 else text.encode("utf-8")
+
+
+def _check(data: bytes, encoding: Encoding, chunk: int = 1 << 20) -> str:
+    """``data`` decoded strictly, a chunk at a time; a UTF-8 check keeps no text (it returns "")."""
+    decoder = codecs.getincrementaldecoder(encoding.value)()
     view = memoryview(data)
+    parts: list[str] = []
     for start in range(0, len(data), chunk):
-        decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
+        try:
+            text = decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
+        except UnicodeDecodeError as error:
+            raise UnicodeDecodeError(error.encoding, b"", start + error.start, start + error.end, error.reason) from None
+        if encoding is not Encoding.UTF8:
+            parts.append(text)
+    return "".join(parts)
 
 
 def _safe_reason(message: str) -> str:
@@ -106,6 +166,7 @@ def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] |
 
     ``keys`` are the registered Paillier keys by fingerprint (``paillier_keys`` says which to look up).
     """
+    table = _declared_spelling(meta, table)
     problems = _shape_problems(meta, table)
     if problems:
         _raise(problems)
@@ -124,6 +185,13 @@ def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] |
     result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
     units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
     return Ingested(result, result.num_rows, units)
+
+
+def _declared_spelling(meta: DatasetMeta, table: pa.Table) -> pa.Table:
+    """``table`` with each header that equals a declared name in NFC renamed to the declared spelling."""
+    declared = {unicodedata.normalize("NFC", name): name for name in meta.columns}
+    names = [declared.get(unicodedata.normalize("NFC", name), name) for name in table.column_names]
+    return table if names == table.column_names else table.rename_columns(names)
 
 
 def _shape_problems(meta: DatasetMeta, table: pa.Table) -> list[dict[str, str]]:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ValidationFailed
-from core.schema import NAME_PATTERN, ColumnSpec, DatasetSchema, PaillierColumn
+from core.schema import ColumnSpec, DatasetSchema, Name, PaillierColumn
 from core.values import ColumnRole, ColumnType
 from jobs.he.values import HEPlan, HERule, violation
 from policies.model import Aggregate, ColumnUse, Policy
@@ -30,7 +30,6 @@ from policies.model import Aggregate, ColumnUse, Policy
 MAX_GROUP_BY = 5
 MAX_AGGREGATES = 20
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 FUNCTIONS: dict[str, Aggregate] = {"count": Aggregate.COUNT, "sum": Aggregate.SUM, "avg": Aggregate.AVG}
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import PolicyViolation, ValidationFailed
-from core.schema import NAME_PATTERN, DatasetSchema
+from core.schema import DatasetSchema, Name
 from core.values import ColumnType
 from crypto import paillier
 from crypto.paillier import PublicKey
@@ -35,8 +35,6 @@ MAX_FEATURE_SCALE = 6
 MAX_ENTITIES = 1_000_000  # the most any policy may allow (``ScoreSettings.max_entities_per_job``)
 ENTITY_CHARS = 200  # the width of ``consents.entity`` and ``score_uses.entity``
 _FEATURE_USES = frozenset({ColumnUse.MEASURE, ColumnUse.PLAIN})
-
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class ScoreRule(StrEnum):

@@ -12,14 +12,16 @@ from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from jobs.query.model import BadSql, QueryRule, violation
+from jobs.query.spelling import Spelling
 
 DIALECT = "duckdb"
 MAX_CHARS = 20_000
 MAX_DEPTH = 200  # deeper trees are refused: every later stage walks the tree recursively
 
 
-def parse_select(sql: str) -> exp.Select:
-    """The one SELECT statement of ``sql``, identifiers normalised as DuckDB resolves them (case-insensitively).
+def parse_select(sql: str, spelling: Spelling) -> exp.Select:
+    """The one SELECT statement of ``sql``, identifiers normalised as DuckDB resolves them (case-insensitively),
+    each spelled by ``spelling``: declared names as declared, aliases as first written (``jobs.query.spelling``).
 
     Raises ``BadSql`` for empty, oversized, unparseable or non-statement text, and ``PolicyViolation``
     for several statements, a statement that is not a SELECT, a set operation or a WITH clause.
@@ -44,7 +46,8 @@ def parse_select(sql: str) -> exp.Select:
         raise BadSql("the text is not a query: send a SELECT statement", details={"field": "sql"})
     if statement.args.get("with_"):
         raise violation(QueryRule.SUBQUERY, "WITH (common table expressions) is not allowed: use a subquery in FROM")
-    return normalize_identifiers(statement, dialect=DIALECT)
+    spelling.adopt_aliases(statement)
+    return normalize_identifiers(statement, dialect=spelling)
 
 
 def _parse(sql: str) -> list[exp.Expr | None]:

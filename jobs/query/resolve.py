@@ -20,7 +20,7 @@ from core.errors import PolicyViolation
 from core.schema import DatasetSchema
 from core.values import ColumnType
 from jobs.query.model import QueryRule, violation
-from jobs.query.parse import DIALECT
+from jobs.query.spelling import Spelling
 
 SQL_TYPES = {
     ColumnType.INT: "BIGINT",
@@ -54,13 +54,16 @@ class Source:
     columns: Mapping[str, str]  # name visible through this reference -> dataset column
 
 
-def qualify_query(select: exp.Select, schemas: Mapping[str, DatasetSchema]) -> exp.Select:
-    """``select`` qualified, in place (the caller's own parse): the tree that is validated is the tree that runs."""
+def qualify_query(select: exp.Select, schemas: Mapping[str, DatasetSchema], spelling: Spelling) -> exp.Select:
+    """``select`` qualified, in place (the caller's own parse): the tree that is validated is the tree that runs.
+
+    ``spelling`` is the one ``parse_select`` used: names the qualifier adds are spelled as the parse spelled them.
+    """
     schema: dict[str, object] = {
         name: {column: SQL_TYPES[spec.type] for column, spec in dataset.columns.items()} for name, dataset in schemas.items()
     }
     try:
-        return qualify(select, dialect=DIALECT, schema=schema, validate_qualify_columns=False, identify=True)
+        return qualify(select, dialect=spelling, schema=schema, validate_qualify_columns=False, identify=True)
     except OptimizeError as exc:
         raise _refusal(str(exc)) from None
 

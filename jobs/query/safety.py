@@ -37,8 +37,8 @@ from sqlglot.optimizer.annotate_types import annotate_types
 
 from core.schema import DatasetSchema
 from jobs.query.model import QueryRule, violation
-from jobs.query.parse import DIALECT
 from jobs.query.resolve import SQL_TYPES
+from jobs.query.spelling import Spelling
 
 DataType = exp.DataType.Type
 
@@ -58,11 +58,11 @@ _UNIFYING = (*_COMPARED, exp.Case, exp.If, *_ARITHMETIC, exp.Div, exp.Paren)
 _BIGINT = range(-(2**63), 2**63)
 
 
-def make_safe(select: exp.Select, schemas: Mapping[str, DatasetSchema]) -> None:
+def make_safe(select: exp.Select, schemas: Mapping[str, DatasetSchema], spelling: Spelling) -> None:
     """Refuse comparisons across kinds and conditions that are not booleans, then rewrite ``select`` in place
-    so that no value can make it raise."""
+    so that no value can make it raise. ``spelling`` is the parse's (``jobs.query.spelling``)."""
     schema: dict[str, object] = {name: {column: SQL_TYPES[spec.type] for column, spec in s.columns.items()} for name, s in schemas.items()}
-    annotate_types(select, schema=schema, dialect=DIALECT)
+    annotate_types(select, schema=schema, dialect=spelling)
     for node in list(select.walk()):
         if isinstance(node, _COMPARED) or (isinstance(node, exp.Case) and node.args.get("this") is not None):
             _check_kinds(node)

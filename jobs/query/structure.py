@@ -13,17 +13,16 @@ and LIMIT/OFFSET (which rows are cut off depends on the data) in the statement i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from enum import StrEnum
 
 from sqlglot import exp
 
-from core.schema import NAME_PATTERN, DatasetSchema
+from core.names import name_problem
+from core.schema import DatasetSchema
 from jobs.query.model import QueryRule, violation
 
 RESERVED_PREFIX = "__"  # the sandbox's own columns (__units_0, __pu_0) use it
-_NAME = re.compile(NAME_PATTERN)
 
 
 class Role(StrEnum):
@@ -165,7 +164,9 @@ def _check_table(table: exp.Table, schemas: Mapping[str, DatasetSchema]) -> None
     if used - {"this", "alias"} or (alias is not None and alias.args.get("columns")):
         raise violation(QueryRule.TABLE_NOT_GRANTED, "a dataset is read as a plain name, optionally with an alias")
     if table.name not in schemas:
-        shown = f"table {table.name}" if _NAME.match(table.name) else "a file path or unknown table"
+        # FROM 'file.csv' parses as a quoted name: one that could be a path is not repeated
+        plain = name_problem(table.name) is None and not set(table.name) & set("./\\:")
+        shown = f"table {table.name}" if plain else "a file path or unknown table"
         raise violation(QueryRule.TABLE_NOT_GRANTED, f"{shown} is not a dataset of this grant")
 
 

@@ -21,6 +21,7 @@ from jobs.query.parse import DIALECT, parse_select
 from jobs.query.resolve import qualify_query
 from jobs.query.rewrite import add_evidence, add_unit_columns
 from jobs.query.safety import make_safe
+from jobs.query.spelling import spelling_of
 from jobs.query.structure import check_structure
 from policies.model import Policy
 
@@ -55,16 +56,17 @@ def validate(
 def _validate(sql: str, policy: Policy, schemas: Mapping[str, DatasetSchema], unique_units: frozenset[str], top_n: int | None) -> QueryPlan:
     if top_n is not None and top_n < 1:
         raise InternalError(f"top_n must be at least 1, not {top_n}")
-    select = parse_select(sql)
+    spelling = spelling_of(schemas)
+    select = parse_select(sql, spelling)
     normalise_functions(select)
     check_structure(select, schemas)
-    qualified = qualify_query(select, schemas)
+    qualified = qualify_query(select, schemas, spelling)
     _check_whole_rows(qualified)
     check_functions(qualified, policy.aggregates)
     checker = Checker(policy, schemas)
     outputs = checker.query(qualified)
     keys = checker.keys(qualified, outputs)
-    make_safe(qualified, schemas)
+    make_safe(qualified, schemas, spelling)
     executable, unit_columns = add_unit_columns(qualified, schemas, unique_units)
     evidence_columns: tuple[str, ...] = ()
     if top_n is not None:

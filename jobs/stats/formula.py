@@ -7,6 +7,9 @@ it, checked on the factor's syntax tree before anything runs:
   ``0`` / ``1``; no ``/``, ``**`` or other numbers at formula level;
 - ``C(column)``: a categorical term (one bare column, no contrast arguments);
 - a bare column: numeric if its declared type is numeric, else categorical (as patsy treats it);
+- ``Q("name")``: patsy's quoting of a column whose name is not a Python identifier (``Q("yrs.since.phd")``,
+  ``Q("纳税额")``), wherever a bare column may stand, ``C(Q("地区"))`` included; its one argument is a
+  string literal, looked up as a declared column name and never evaluated as code;
 - ``I(...)``, ``np.log``, ``np.log1p``, ``np.sqrt``, ``np.exp`` around arithmetic of columns and
   numeric literals (``+ - * /``, unary minus, ``**`` with a literal exponent of at most 10).
 
@@ -33,7 +36,7 @@ from core.schema import DatasetSchema
 from jobs.stats.values import StatsRule, violation
 
 NUMPY_FUNCTIONS = frozenset({"log", "log1p", "sqrt", "exp"})
-RESERVED_NAMES = frozenset({"np", "C", "I"})  # a column of one of these names would shadow the function
+RESERVED_NAMES = frozenset({"np", "C", "I", "Q"})  # a column of one of these names would shadow the function
 _FORMULA_NODES = frozenset({"~", "+", "-", ":", "*", "PYTHON_EXPR", "ONE", "ZERO"})
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 MAX_POWER = 10  # a literal exponent; 2 ** 99999999 would be evaluated by Python at full precision
@@ -110,11 +113,12 @@ def _factor(code: str, schema: DatasetSchema) -> Factor:
     if sum(1 for _ in ast.walk(body)) > MAX_FACTOR_NODES:
         raise ValidationFailed("a formula term is too long", details={"field": "formula"})
     if isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id == "C":
-        if len(body.args) != 1 or body.keywords or not isinstance(body.args[0], ast.Name):
-            raise violation(StatsRule.FUNCTION_NOT_ALLOWED, "C() takes exactly one column name")
-        return Factor(code, (_column(body.args[0].id, schema),), categorical=True)
+        name = _named(body.args[0]) if len(body.args) == 1 and not body.keywords else None
+        if name is None:
+            raise violation(StatsRule.FUNCTION_NOT_ALLOWED, 'C() takes exactly one column name (or Q("name"))')
+        return Factor(code, (_column(name, schema),), categorical=True)
     columns = tuple(dict.fromkeys(_numeric(body, schema)))
-    if isinstance(body, ast.Name):
+    if _named(body) is not None:
         spec = schema.column(columns[0])
         return Factor(code, columns, categorical=spec is not None and not spec.type.numeric)
     return Factor(code, columns, categorical=False)
@@ -122,8 +126,9 @@ def _factor(code: str, schema: DatasetSchema) -> Factor:
 
 def _numeric(node: ast.expr, schema: DatasetSchema) -> list[str]:
     """The columns of an allowed arithmetic expression; refuses every other construct."""
-    if isinstance(node, ast.Name):
-        return [_column(node.id, schema)]
+    name = _named(node)
+    if name is not None:
+        return [_column(name, schema)]
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return []
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -137,7 +142,18 @@ def _numeric(node: ast.expr, schema: DatasetSchema) -> list[str]:
     raise violation(StatsRule.FUNCTION_NOT_ALLOWED, f"'{ast.unparse(node)[:60]}' is not allowed in a formula: {_ALLOWED}")
 
 
-_ALLOWED = "columns, numbers, + - * / and small powers, C(), I(), np.log, np.log1p, np.sqrt, np.exp"
+_ALLOWED = 'columns, Q("name"), numbers, + - * / and small powers, C(), I(), np.log, np.log1p, np.sqrt, np.exp'
+
+
+def _named(node: ast.expr) -> str | None:
+    """The column a bare name or ``Q("name")`` stands for (None for anything else); a malformed Q() is refused."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Q":
+        if len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+            raise violation(StatsRule.FUNCTION_NOT_ALLOWED, 'Q() takes exactly one column name as a string: Q("name")')
+        return node.args[0].value
+    return None
 
 
 def _allowed_function(func: ast.expr) -> bool:
@@ -159,7 +175,7 @@ def _small_exponent(node: ast.expr) -> bool:
 
 def _column(name: str, schema: DatasetSchema) -> str:
     if name in RESERVED_NAMES or schema.column(name) is None:
-        raise ValidationFailed(f"unknown column {name} in the formula", details={"field": "formula", "column": name})
+        raise ValidationFailed(f"unknown column {name!r} in the formula", details={"field": "formula", "column": name})
     return name
 
 

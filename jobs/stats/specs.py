@@ -14,13 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from core.errors import ValidationFailed
-from core.schema import NAME_PATTERN
+from core.schema import Name
 from policies.model import Aggregate
 
 MAX_DIMENSIONS = 5  # with margins, 2**5 grouping sets: enough for tables, bounded in cost
 MAX_BINS = 200
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 AggFunc = Literal["count", "sum", "mean", "median", "std", "var", "min", "max"]
 
 AGGREGATE_OF: dict[str, Aggregate] = {

@@ -70,7 +70,7 @@ class Datasets:
         self.db, self.keys, self.store, self.ledger, self.limits = db, keys, store, ledger, limits
 
     def _validate(self, meta: DatasetMeta, filename: str, data: bytes) -> ingest.Ingested:
-        table = ingest.read_table(filename, data, self.limits)
+        table = ingest.read_table(filename, data, self.limits, meta.encoding, meta.sheet)
         with self.db.sessions() as session:
             keys = he_keys.public_keys(session, ingest.paillier_keys(meta))
         return ingest.validate(meta, table, keys)
@@ -124,7 +124,14 @@ class Datasets:
                 raise ValidationFailed("meta.name must be the dataset's name; datasets cannot be renamed", details={"field": "name"})
             title, description, level, schema = meta.title, meta.description, meta.level.value, meta.schema_only()
         full_meta = DatasetMeta(
-            name=dataset.name, title=title, description=description, level=level, privacy_unit=schema.privacy_unit, columns=schema.columns
+            name=dataset.name,
+            title=title,
+            description=description,
+            level=level,
+            privacy_unit=schema.privacy_unit,
+            columns=schema.columns,
+            encoding=meta.encoding if meta is not None else None,
+            sheet=meta.sheet if meta is not None else None,
         )
         ingested = self._validate(full_meta, filename, data)
         version, stored_path = self._seal(dataset_id, current.number + 1, caller, schema, ingested)

@@ -126,7 +126,8 @@ BAD_UPLOADS = [
     ("wrong-type-in-data", _meta(), _csv(HEADER + "40,1,9,1,1000,1,1\nforty,0,9,1,2000,0,2\n"), "p.csv", 400, "age"),
     ("null-privacy-unit", _meta(), _csv(HEADER + "40,1,9,1,1000,1,1\n41,0,9,1,2000,0,\n"), "p.csv", 400, "pid"),
     ("bad-level", _meta(level="secret"), PUMS_BYTES, "p.csv", 400, "level"),
-    ("bad-name", _meta(name="Drop Table"), PUMS_BYTES, "p.csv", 400, "name"),
+    ("bad-name", _meta(name="Drop\tTable"), PUMS_BYTES, "p.csv", 400, "name"),
+    ("reserved-name", _meta(name="__units_0"), PUMS_BYTES, "p.csv", 400, "name"),
     ("meta-not-json", "{name: pums", PUMS_BYTES, "p.csv", 400, "meta"),
     ("csv-that-is-parquet", _meta(), _parquet(pacsv.read_csv(io.BytesIO(PUMS_BYTES))), "p.csv", 400, "file"),
     ("parquet-that-is-csv", _meta(), PUMS_BYTES, "p.parquet", 400, "file"),
@@ -135,7 +136,9 @@ BAD_UPLOADS = [
     ("ragged-rows", _meta(), _csv(HEADER + "40,1,9,1,1000,1,1\n41,0,9\n"), "p.csv", 400, "file"),
     ("no-rows", _meta(), _csv(HEADER), "p.csv", 400, "*"),
     ("empty-file", _meta(), b"", "p.csv", 400, "file"),
-    ("unknown-extension", _meta(), PUMS_BYTES, "p.xlsx", 400, "file"),
+    ("csv-named-xlsx", _meta(), PUMS_BYTES, "p.xlsx", 400, "file"),
+    ("unknown-extension", _meta(), PUMS_BYTES, "p.json", 400, "file"),
+    ("txt-is-not-csv", _meta(), PUMS_BYTES, "p.txt", 400, "file"),
     ("duplicate-header", _meta(), _csv("age,age,educ,race,income,married,pid\n1,2,3,4,5,0,1\n"), "p.csv", 400, "age"),
 ]
 

@@ -7,6 +7,7 @@ during the request is measured; the bound stated in the README is asserted here.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -88,20 +89,36 @@ LIMITS = {
 SMALL = pa.table({"pid": pa.array(range(1000), pa.int64()), "income": pa.array([i % 10 for i in range(1000)], pa.int64())})
 
 
+def _xlsx(table: pa.Table) -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(table.column_names)
+    for row in zip(*(table[name].to_pylist() for name in table.column_names), strict=True):
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _small(fmt: str) -> bytes:
+    return {"parquet": _parquet, "csv": _csv, "xlsx": _xlsx}[fmt](SMALL)
+
+
 def _csv(table: pa.Table) -> bytes:
     return "\n".join(
         ["pid,income", *(f"{p},{i}" for p, i in zip(table["pid"].to_pylist(), table["income"].to_pylist(), strict=True))]
     ).encode()
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "xlsx"])
 @pytest.mark.parametrize("setting", list(LIMITS), ids=[k.lower() for k in LIMITS])
 def test_each_limit_refuses_with_413_naming_it_and_stores_nothing(app: Flask, world: World, setting: str, fmt: str) -> None:
     name, maximum = LIMITS[setting]
     app.config[setting] = maximum
     app.extensions["sandbox.datasets"].limits = ingest_limits(app.config)
-    data = _parquet(SMALL) if fmt == "parquet" else _csv(SMALL)
-    response = upload_bytes(world, META, data, f"small.{fmt}")
+    response = upload_bytes(world, META, _small(fmt), f"small.{fmt}")
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (413, "upload_too_large"), error
     assert error["details"] == {"limit": name, "maximum": maximum}
@@ -110,11 +127,11 @@ def test_each_limit_refuses_with_413_naming_it_and_stores_nothing(app: Flask, wo
     assert not list((Path(app.config["INSTANCE_PATH"]) / "data").rglob("*.sbxe"))
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "xlsx"])
 def test_a_table_at_the_limits_is_accepted(app: Flask, world: World, fmt: str) -> None:
     app.config.update(MAX_UPLOAD_ROWS=1000, MAX_UPLOAD_COLUMNS=2, MAX_UPLOAD_CELLS=2000, MAX_UPLOAD_DECODED_BYTES=10**9)
     app.extensions["sandbox.datasets"].limits = ingest_limits(app.config)
-    response = upload_bytes(world, META, _parquet(SMALL) if fmt == "parquet" else _csv(SMALL), f"small.{fmt}")
+    response = upload_bytes(world, META, _small(fmt), f"small.{fmt}")
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["row_count"] == 1000
 

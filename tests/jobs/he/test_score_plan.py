@@ -143,7 +143,7 @@ def _shape_cases(key: KeyPair, foreign: int) -> dict[str, dict[str, Any]]:
         "float feature without a feature scale": {"features": ["revenue"]},
         "feature scale for integers": {"feature_scale": 2},
         "extra field": {"epsilon": 1.0},
-        "another dataset name shape": {"dataset": "Firms; DROP"},
+        "another dataset name shape": {"dataset": "Firms\n; DROP"},
     }
 
 

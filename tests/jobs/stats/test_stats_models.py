@@ -45,6 +45,7 @@ FITS = [
     pytest.param("ols", "income ~ C(sex) * C(married)", id="ols-interaction-of-categoricals"),
     pytest.param("ols", "np.log1p(income) ~ age + I(age ** 2) + C(educ)", id="ols-allowlisted-functions"),
     pytest.param("ols", "income ~ age:C(sex) - 1", id="ols-no-intercept-slope-per-sex"),
+    pytest.param("ols", 'Q("income") ~ np.log(Q("age")) + C(Q("sex"))', id="ols-patsy-quoted-names"),
     pytest.param("logit", "married ~ age + C(sex)", id="logit-married"),
 ]
 
@@ -146,7 +147,11 @@ FORMULA_REFUSALS = [
     pytest.param("income ~ __import__('os').system('true')", PolicyViolation, id="python-call"),
     pytest.param("income ~ np.random.rand(3)", PolicyViolation, id="numpy-outside-allowlist"),
     pytest.param("income ~ np.log", PolicyViolation, id="bare-attribute"),
-    pytest.param("income ~ Q('age')", PolicyViolation, id="patsy-quote"),
+    pytest.param("income ~ Q(age)", PolicyViolation, id="patsy-quote-of-a-name"),
+    pytest.param("income ~ Q('age', 1)", PolicyViolation, id="patsy-quote-two-arguments"),
+    pytest.param("income ~ Q('a' + 'ge')", PolicyViolation, id="patsy-quote-of-an-expression"),
+    pytest.param("income ~ Q('salary')", ValidationFailed, id="patsy-quote-unknown-column"),
+    pytest.param("income ~ Q('C')", ValidationFailed, id="patsy-quote-reserved-name"),
     pytest.param("income ~ C(sex, Treatment(1))", PolicyViolation, id="contrast-arguments"),
     pytest.param("income ~ I(age ** 99999999)", PolicyViolation, id="huge-power"),
     pytest.param("income ~ I(age ** age)", PolicyViolation, id="power-of-a-column"),

@@ -169,7 +169,7 @@ INVALID = [
     pytest.param({"index": ["sex"]}, id="no-op"),
     pytest.param({"op": "crosstab", "index": ["sex"], "where": "1=1"}, id="extra-field"),
     pytest.param({"op": "crosstab", "index": ['sex" FROM pums; DROP TABLE pums; --']}, id="injection-in-a-name"),
-    pytest.param({"op": "crosstab", "dataset": "pums; --", "index": ["sex"]}, id="injection-in-the-dataset"),
+    pytest.param({"op": "crosstab", "dataset": "pums\x00; --", "index": ["sex"]}, id="injection-in-the-dataset"),
     pytest.param({"op": "crosstab", "index": []}, id="no-dimension"),
     pytest.param({"op": "crosstab", "index": ["sex", "sex"]}, id="repeated-dimension"),
     pytest.param({"op": "crosstab", "index": ["sex", "race", "educ"], "columns": ["married", "age", "income"]}, id="too-many-dimensions"),
