@@ -19,7 +19,8 @@ from core.values import JobKind, OrgKind, Role
 from policies.model import Aggregate, ColumnUse, Policy
 from sandbox.app import get_datasets_of, get_ledger_of
 from sandbox.db import Database, get_db_of
-from sandbox.models import Dataset, Grant, Org, Token, User
+from sandbox.demo import tax
+from sandbox.models import Dataset, Grant, GrantDataset, Org, Token, User
 from sandbox.service import grants, identity
 from sandbox.service.auth import Principal, issue_token, principal_of
 from sandbox.service.datasets import Datasets
@@ -88,6 +89,21 @@ PUMS_POLICY = Policy(
     job_kinds=frozenset({JobKind.QUERY, JobKind.STATS}),
 )
 
+# The synthetic enterprise tax records (``sandbox.demo.tax``): Chinese names end to end.
+TAX_POLICY = Policy(
+    columns={
+        "企业纳税": {
+            "行业": ColumnUse.DIMENSION,
+            "地区": ColumnUse.DIMENSION,
+            "纳税年度": ColumnUse.DIMENSION,
+            "营业收入": ColumnUse.MEASURE,
+            "纳税额": ColumnUse.MEASURE,
+        }
+    },
+    aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG}),
+    job_kinds=frozenset({JobKind.QUERY, JobKind.STATS}),
+)
+
 
 def load(app: Flask, actor: str, with_admin: bool) -> dict[str, str]:
     """Create what is missing; return a fresh token for each demo user (and the admin), by name."""
@@ -103,7 +119,9 @@ def load(app: Flask, actor: str, with_admin: bool) -> dict[str, str]:
         steward, analyst = principal_of(users["steward"]), principal_of(users["analyst"])
     pums = _dataset(db, datasets, steward, PUMS_META, DATA / "pums.csv")
     _dataset(db, datasets, steward, TEACHER_META, DATA / "teacher_survey.csv")
-    _grant(db, ledger, analyst, steward, pums)
+    enterprise_tax = _dataset(db, datasets, steward, tax.META, tax.FILE)
+    _grant(db, ledger, analyst, steward, pums, PUMS_POLICY, "Demo: income by education and race for a regional credit-risk study.")
+    _grant(db, ledger, analyst, steward, enterprise_tax, TAX_POLICY, "Demo: 各区县分行业纳税情况 (tax paid by district and industry).")
     return tokens
 
 
@@ -141,16 +159,11 @@ def _dataset(db: Database, datasets: Datasets, steward: Principal, meta: dict[st
     return datasets.create(steward, DatasetMeta.model_validate(meta), path.name, path.read_bytes())
 
 
-def _grant(db: Database, ledger: Ledger, analyst: Principal, steward: Principal, pums: Dataset) -> None:
+def _grant(db: Database, ledger: Ledger, analyst: Principal, steward: Principal, dataset: Dataset, policy: Policy, scenario: str) -> None:
+    """An approved grant of the analyst's organisation on ``dataset``, unless it has one (of any status) already."""
     with db.writing() as session:
-        if session.scalar(select(Grant.id).where(Grant.org_id == analyst.org_id)) is not None:
+        existing = select(Grant.id).join(GrantDataset, GrantDataset.grant_id == Grant.id)
+        if session.scalar(existing.where(Grant.org_id == analyst.org_id, GrantDataset.dataset_id == dataset.id)) is not None:
             return
-        grant = grants.request_grant(
-            session,
-            ledger,
-            analyst,
-            [pums.id],
-            "Demo: income by education and race for a regional credit-risk study.",
-            {"job_kinds": ["query", "stats"]},
-        )
-        grants.approve(session, ledger, steward, grant.id, PUMS_POLICY, datetime.now(UTC) + timedelta(days=365))
+        grant = grants.request_grant(session, ledger, analyst, [dataset.id], scenario, {"job_kinds": ["query", "stats"]})
+        grants.approve(session, ledger, steward, grant.id, policy, datetime.now(UTC) + timedelta(days=365))

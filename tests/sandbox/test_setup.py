@@ -45,8 +45,8 @@ def test_init_demo_twice_does_not_duplicate(tmp_path: Path, database_url: str) -
     with get_db_of(app).sessions() as session:
         assert session.scalar(select(func.count()).select_from(Org)) == 4
         assert session.scalar(select(func.count()).select_from(User)) == 4
-        assert session.scalar(select(func.count()).select_from(Dataset)) == 2
-        assert session.scalar(select(func.count()).select_from(Grant)) == 1
+        assert session.scalar(select(func.count()).select_from(Dataset)) == 3  # pums, teacher_survey, 企业纳税
+        assert session.scalar(select(func.count()).select_from(Grant)) == 2  # on pums and on 企业纳税
         assert session.scalar(select(func.count()).select_from(LedgerEvent)) > 0
     client = app.test_client()
     old, new = _tokens(first.output), _tokens(second.output)
