@@ -69,7 +69,7 @@ class OutputKind(StrEnum):
 
 @dataclass(frozen=True)
 class OutputColumn:
-    name: str  # output column name as the analyst will see it (identifiers are normalised to lower case)
+    name: str  # output column name as the analyst will see it: the alias as written, a column as declared
     kind: OutputKind
     aggregate: Aggregate | None  # the aggregate of an AGGREGATE column, None for a group key
     argument: str | None = None  # the aggregate's argument as SQL (None for COUNT(*)): cells over one population

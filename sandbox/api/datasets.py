@@ -20,7 +20,7 @@ from sandbox.service.datasets import parse_meta
 
 STEWARD = frozenset({Role.STEWARD})
 UPLOAD_PARTS = {
-    "file": "the table, as CSV (UTF-8, header row) or Parquet",
+    "file": "the table, as CSV (header row; UTF-8, GBK or GB18030), Excel .xlsx (first row names the columns) or Parquet",
     "meta": "JSON: name, title, description, level, privacy_unit, columns {name: {role, type, bounds?, domain?}}",
 }
 VERSION_PARTS = {
