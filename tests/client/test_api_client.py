@@ -32,6 +32,16 @@ def test_submit_and_wait_give_a_dataframe(deployment: Deployment, capsys: pytest
     assert f"job {job_id[:8]}" in capsys.readouterr().err  # the progress bar
 
 
+def test_chinese_aliases_reach_the_dataframe_as_written(deployment: Deployment) -> None:
+    client = Client(deployment.url, deployment.analyst)
+    sql = 'SELECT "educ" AS "教育程度", COUNT(*) AS "人数 (n)" FROM "PUMS" GROUP BY "EDUC" ORDER BY "教育程度"'
+    frame = client.wait(client.submit_query(deployment.grant, sql), poll=0.05, timeout=60, progress=False)
+    assert list(frame.columns) == ["教育程度", "人数 (n)"]
+    counts = pd.read_csv(data_file("smartnoise-sdk/PUMS_pid.csv")).groupby("educ").size()
+    assert list(frame["教育程度"]) == sorted(counts.index)
+    assert set(client.dry_run(deployment.grant, sql, rows=200, seed=1).columns) == {"教育程度", "人数 (n)"}
+
+
 def test_client_errors_carry_the_api_code(deployment: Deployment) -> None:
     client = Client(deployment.url, deployment.analyst)
     with pytest.raises(ApiError) as refused:

@@ -13,12 +13,14 @@ import json
 from typing import Any
 
 import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from flask import Flask
 
 from sandbox.demo import tax
 from tests.conftest import World, auth
-from tests.sandbox.hekit import upload_bytes
+from tests.sandbox.hekit import CustodianFixture, he_grant, quick_encrypt, submit_he, upload_bytes
 from tests.sandbox.jobkit import approve, job_json, run_worker, submit
 
 ROWS = tax.records(seed=7, enterprises=400)
@@ -274,11 +276,11 @@ def test_names_with_dots_capitals_and_spaces_are_kept_as_given(world: World, app
     assert {row["Yrs.Since.PhD"]: row["Sum Salary"] for row in result["rows"]} == expected
 
 
-def test_a_double_quote_in_a_column_name_cannot_break_out_of_quoting(world: World, app: Flask) -> None:
-    """A steward's column name is input too: ``x" FROM t; --`` is one quoted name in every SQL text."""
-    hostile = 'x", (SELECT 1) AS "y'
+def test_a_double_quote_in_a_name_cannot_break_out_of_quoting(world: World, app: Flask) -> None:
+    """A steward's names are input too: ``x", (SELECT 1) AS "y`` is one quoted name in every SQL text."""
+    hostile, table = 'x", (SELECT 1) AS "y', 'hostile"; DROP TABLE t; --'
     meta = {
-        "name": "hostile",
+        "name": table,
         "title": "Hostile names",
         "level": "一般",
         "privacy_unit": "id",
@@ -287,14 +289,16 @@ def test_a_double_quote_in_a_column_name_cannot_break_out_of_quoting(world: Worl
     body = "id," + '"' + hostile.replace('"', '""') + '"\n' + "\n".join(f"{i},{i % 2 + 1}" for i in range(40))
     response = upload_bytes(world, meta, body.encode(), "h.csv")
     assert response.status_code == 201, response.json
+    assert response.json["name"] == table
     assert hostile in response.json["columns"]
-    policy = {"columns": {"hostile": {hostile: "dimension"}}, "aggregates": ["count"], "job_kinds": ["query", "stats"]}
+    policy = {"columns": {table: {hostile: "dimension"}}, "aggregates": ["count"], "job_kinds": ["query", "stats"]}
     grant = granted(world, response.json["id"], policy)
-    quoted = '"' + hostile.replace('"', '""') + '"'
-    result = released(world, app, submit(world, grant, f"SELECT {quoted}, COUNT(*) AS n FROM hostile GROUP BY {quoted}"))  # noqa: S608 - the attack
+    column, source = ('"' + name.replace('"', '""') + '"' for name in (hostile, table))
+    sql = f"SELECT {column}, COUNT(*) AS n FROM {source} GROUP BY {column}"  # noqa: S608 - the attack
+    result = released(world, app, submit(world, grant, sql))
     assert [column["name"] for column in result["columns"]] == [hostile, "n"]
     assert sorted((row[hostile], row["n"]) for row in result["rows"]) == [(1, 20), (2, 20)]
-    stats = {"op": "crosstab", "dataset": "hostile", "index": [hostile]}
+    stats = {"op": "crosstab", "dataset": table, "index": [hostile]}
     response = world.client.post("/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant, "kind": "stats", "spec": stats})
     result = released(world, app, response)
     assert {row[hostile]: row["count"] for row in result["rows"]} == {1: 20, 2: 20}
@@ -368,3 +372,31 @@ def test_a_dp_sum_on_a_chinese_measure_with_declared_bounds(world: World, app: F
     totals = district_totals()
     for row in result["rows"]:
         assert abs(row["纳税总额"] - totals[row["地区"]]) < 20 * error["scale"] + 1
+
+
+def test_an_he_aggregate_on_chinese_names(world: World, app: Flask, custodian: CustodianFixture) -> None:
+    """纳税额 encrypted by its provider (scale 2); summed per 地区 under encryption, decrypted by the custodian."""
+    rows = ROWS[:300]
+    frame = pa.Table.from_pylist(rows)
+    frame = frame.set_column(frame.schema.get_field_index("纳税额"), "纳税额", quick_encrypt(custodian.public, [r["纳税额"] for r in rows], 2))
+    sink = io.BytesIO()
+    pq.write_table(frame, sink)
+    meta = json.loads(json.dumps(tax.META))
+    meta["columns"]["纳税额"] = {"role": "sensitive", "type": "paillier", "paillier": {"key": custodian.public.fingerprint, "scale": 2}}
+    response = upload_bytes(world, meta, sink.getvalue(), "企业纳税.parquet")
+    assert response.status_code == 201, response.json
+    policy = {"columns": {"企业纳税": {"地区": "dimension", "纳税额": "measure"}}, "aggregates": ["count", "sum"], "job_kinds": ["he"]}
+    spec = {
+        "op": "aggregate",
+        "dataset": "企业纳税",
+        "group_by": ["地区"],
+        "aggregates": [{"fn": "count", "name": "企业数"}, {"fn": "sum", "column": "纳税额", "name": "纳税总额"}],
+    }
+    response = submit_he(world, he_grant(world, response.json["id"], policy), spec)
+    result = released(world, app, response)
+    assert [column["name"] for column in result["columns"]] == ["地区", "企业数", "纳税总额"]
+    expected: dict[str, float] = {}
+    for row in rows:
+        expected[row["地区"]] = expected.get(row["地区"], 0.0) + round(row["纳税额"] * 100)
+    for row in result["rows"]:
+        assert row["纳税总额"] == pytest.approx(expected[row["地区"]] / 100, abs=1e-6)
