@@ -378,7 +378,8 @@ def test_an_he_aggregate_on_chinese_names(world: World, app: Flask, custodian: C
     """纳税额 encrypted by its provider (scale 2); summed per 地区 under encryption, decrypted by the custodian."""
     rows = ROWS[:300]
     frame = pa.Table.from_pylist(rows)
-    frame = frame.set_column(frame.schema.get_field_index("纳税额"), "纳税额", quick_encrypt(custodian.public, [r["纳税额"] for r in rows], 2))
+    encrypted = quick_encrypt(custodian.public, [r["纳税额"] for r in rows], 2)
+    frame = frame.set_column(frame.schema.get_field_index("纳税额"), "纳税额", encrypted)
     sink = io.BytesIO()
     pq.write_table(frame, sink)
     meta = json.loads(json.dumps(tax.META))
