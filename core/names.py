@@ -38,13 +38,21 @@ def name_problem(name: str) -> str | None:
         return "is empty"
     if len(name) > MAX_NAME_LENGTH:
         return f"is longer than {MAX_NAME_LENGTH} characters ({len(name)})"
-    for char in name:
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            return f"contains the control or invisible character U+{ord(char):04X}"
+    hidden = invisible_character(name)
+    if hidden:
+        return hidden
     if name != name.strip():
         return "starts or ends with whitespace"
     if name.startswith(RESERVED_PREFIX):
         return f"starts with {RESERVED_PREFIX}, which is reserved for the sandbox's own columns"
+    return None
+
+
+def invisible_character(name: str) -> str | None:
+    """Why ``name`` cannot be shown as it is (a control or invisible character), or None. Also checked on analysts' aliases."""
+    for char in name:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return f"contains the control or invisible character U+{ord(char):04X}"
     return None
 
 

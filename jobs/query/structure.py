@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from sqlglot import exp
 
-from core.names import name_problem
+from core.names import invisible_character, name_problem
 from core.schema import DatasetSchema
 from jobs.query.model import QueryRule, violation
 
@@ -85,6 +85,9 @@ def _check_node(node: exp.Expr) -> None:
         name = node.alias if isinstance(node, exp.Alias) else node.name
         if name.startswith(RESERVED_PREFIX):
             raise violation(QueryRule.RESERVED_NAME, f"names starting with {RESERVED_PREFIX} are reserved for the sandbox")
+        hidden = invisible_character(name)
+        if hidden:  # a released column name is shown and logged as it is
+            raise violation(QueryRule.RESERVED_NAME, f"an alias {hidden}")
 
 
 def _check_clauses(select: exp.Select, role: Role) -> None:

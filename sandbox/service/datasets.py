@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from core.names import name_key
 from core.schema import DatasetMeta, DatasetSchema
 from core.values import Role
 from crypto import keywrap
@@ -80,6 +81,13 @@ class Datasets:
         with self.db.sessions() as session:
             if session.scalar(select(Dataset.id).where(Dataset.name == meta.name)) is not None:
                 raise Conflict(f"a dataset named {meta.name!r} exists already", details={"field": "name"})
+            key = name_key(meta.name)
+            for other in session.scalars(select(Dataset.name)):
+                if name_key(other) == key:  # one name to a query (DuckDB matches names without regard to case)
+                    raise Conflict(
+                        f"the dataset name {meta.name!r} differs only in case or Unicode normal form from the existing {other!r}",
+                        details={"field": "name"},
+                    )
         dataset_id = new_id()
         version, stored_path = self._seal(dataset_id, 1, caller, meta.schema_only(), ingested)
         try:

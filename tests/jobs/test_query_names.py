@@ -73,9 +73,14 @@ def test_names_of_two_datasets_that_differ_only_in_case_cannot_be_queried_togeth
 
 @pytest.mark.parametrize(
     "sql",
-    ['SELECT COUNT(*) AS "__units_0" FROM "Données"', 'SELECT COUNT(*) AS n FROM "Données" AS "__cells"'],
-    ids=["output", "table-alias"],
+    [
+        'SELECT COUNT(*) AS "__units_0" FROM "Données"',
+        'SELECT COUNT(*) AS n FROM "Données" AS "__cells"',
+        'SELECT COUNT(*) AS "n\nINFO forged log line" FROM "Données"',
+        'SELECT COUNT(*) AS "n\u202e" FROM "Données"',
+    ],
+    ids=["output", "table-alias", "newline-in-alias", "bidi-override-in-alias"],
 )
 def test_reserved_names_stay_reserved(sql: str) -> None:
-    with pytest.raises(PolicyViolation, match="reserved"):
+    with pytest.raises(PolicyViolation, match=r"reserved|invisible"):
         validate(sql, POLICY, SCHEMAS)

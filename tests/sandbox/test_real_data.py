@@ -231,6 +231,14 @@ def test_names_that_collide_after_normalisation_are_refused_naming_both(world: W
     assert second in message
 
 
+def test_a_dataset_name_colliding_with_an_existing_one_is_a_conflict_naming_both(world: World) -> None:
+    assert upload(world, tax_csv("utf-8"), "tax.csv", name="Tax Records").status_code == 201
+    response = upload(world, tax_csv("utf-8"), "tax.csv", name="TAX RECORDS")
+    assert response.status_code == 409
+    assert "'TAX RECORDS'" in response.json["error"]["message"]
+    assert "'Tax Records'" in response.json["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
