@@ -30,6 +30,7 @@ XLSX_MAGIC = b"PK\x03\x04"
 # Spreadsheet XML spends tens of bytes of markup on a cell; parts inflating past this many bytes per
 # byte the table may decode to are refused unread.
 XML_BYTES_PER_DECODED_BYTE = 16
+BATCH_CELLS = 1 << 20  # values held as Python objects at once, before conversion to Arrow
 
 
 def _refused(message: str) -> ValidationFailed:
@@ -48,10 +49,12 @@ def read_xlsx(data: bytes, limits: IngestLimits, sheet: str | None = None) -> pa
             raise _refused(f"the workbook has no sheet named {sheet!r} (it has {len(workbook.sheetnames)} sheets)")
         worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
         _check_merged(data, worksheet)
-        rows = _rows(worksheet.iter_rows(values_only=True), limits)
+        return _table(worksheet.iter_rows(values_only=True), limits)
+    except (SyntaxError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, OSError):
+        # A malformed sheet fails while it streams (XML ParseError is a SyntaxError); the reason would quote it.
+        raise _refused("the workbook's sheet could not be read: its XML or a cell value is malformed") from None
     finally:
         workbook.close()
-    return _table(rows, limits)
 
 
 def _check_archive(data: bytes, limits: IngestLimits) -> None:
@@ -93,23 +96,38 @@ def _first_row(ref: str) -> int:
     return int(digits) if digits else 0
 
 
-def _rows(rows: Iterator[tuple[Any, ...]], limits: IngestLimits) -> list[tuple[Any, ...]]:
-    """The sheet's rows, counted while they stream; trailing empty rows dropped."""
-    kept: list[tuple[Any, ...]] = []
-    width = 0
+def _table(rows: Iterator[tuple[Any, ...]], limits: IngestLimits) -> pa.Table:
+    """The header row's names and the body, converted to Arrow a batch at a time as the rows stream.
+
+    Only one batch of Python values (``BATCH_CELLS`` cells) is held at once; the converted columns are
+    counted against the decoded-bytes limit after each batch. Empty rows at the end are dropped.
+    """
+    names = _header(next(rows, None))
+    limits.check(0, len(names), 0)
+    chunks: list[list[pa.Array]] = [[] for _ in names]
+    batch: list[tuple[Any, ...]] = []
+    count = empty = size = 0
     for row in rows:
-        width = max(width, len(row))
-        limits.check(max(len(kept) - 1, 0), width, 0)
-        kept.append(row)
-    while kept and all(value is None for value in kept[-1]):
-        kept.pop()
-    return kept
+        if all(value is None for value in row):
+            empty += 1  # kept only if a row with values follows
+            continue
+        if any(value is not None for value in row[len(names) :]):
+            raise _refused("some rows have values beyond the named columns: every column needs a name in the first row")
+        batch.extend([()] * empty)
+        count, empty = count + empty + 1, 0
+        batch.append(row)
+        limits.check(count, len(names), size)
+        if len(batch) * len(names) >= BATCH_CELLS:
+            size += _flush(batch, chunks)
+            limits.check(count, len(names), size)
+    _flush(batch, chunks)
+    table = pa.table([_joined(parts) for parts in chunks], names=names)  # a name given twice is refused by ingest, as in CSV
+    limits.check(table.num_rows, table.num_columns, table.nbytes)
+    return table
 
 
-def _table(rows: list[tuple[Any, ...]], limits: IngestLimits) -> pa.Table:
-    if not rows:
-        raise _refused("the sheet is empty: the first row must name the columns")
-    header = list(rows[0])
+def _header(row: tuple[Any, ...] | None) -> list[str]:
+    header = list(row or ())
     while header and header[-1] is None:
         header.pop()
     if not header:
@@ -117,14 +135,18 @@ def _table(rows: list[tuple[Any, ...]], limits: IngestLimits) -> pa.Table:
     missing = [index + 1 for index, name in enumerate(header) if name is None or str(name).strip() == ""]
     if missing:
         raise _refused(f"the header row has no name in column {missing[0]}: every column needs a name in the first row")
-    names = [str(name) for name in header]
-    body = rows[1:]
-    if any(any(value is not None for value in row[len(names) :]) for row in body):
-        raise _refused("some rows have values beyond the named columns: every column needs a name in the first row")
-    columns = [_column([row[index] if index < len(row) else None for row in body]) for index in range(len(names))]
-    table = pa.table(columns, names=names)  # a name given twice is refused by ingest, as in a CSV file
-    limits.check(table.num_rows, table.num_columns, table.nbytes)
-    return table
+    return [str(name) for name in header]
+
+
+def _flush(batch: list[tuple[Any, ...]], chunks: list[list[pa.Array]]) -> int:
+    """Convert ``batch`` into one chunk per column, empty it, and return the chunks' bytes."""
+    if not batch:
+        return 0
+    arrays = [_column([row[index] if index < len(row) else None for row in batch]) for index in range(len(chunks))]
+    for parts, array in zip(chunks, arrays, strict=True):
+        parts.append(array)
+    batch.clear()
+    return sum(array.nbytes for array in arrays)
 
 
 def _column(values: list[Any]) -> pa.Array:
@@ -133,8 +155,25 @@ def _column(values: list[Any]) -> pa.Array:
         values = [v.date() if isinstance(v, dt.datetime) else v for v in values]
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else _text(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return _text_array(values)
+
+
+def _joined(parts: list[pa.Array]) -> pa.Array:
+    """A column's chunks as one array: their common type, numbers as float64 if ints and floats mix, else text."""
+    types = {part.type for part in parts if not pa.types.is_null(part.type)}
+    if not parts:
+        return pa.array([], pa.null())
+    if len(types) <= 1:
+        target = types.pop() if types else pa.null()
+        return pa.concat_arrays([part.cast(target) for part in parts])
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        return pa.concat_arrays([part.cast(pa.float64()) for part in parts])
+    return pa.concat_arrays([part if pa.types.is_string(part.type) else _text_array(part.to_pylist()) for part in parts])
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else _text(v) for v in values], pa.string())
 
 
 def _text(value: Any) -> str:
