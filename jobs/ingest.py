@@ -22,7 +22,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -112,7 +112,7 @@ def utf8_text(data: bytes, encoding: Encoding | None = None) -> bytes:
         except UnicodeDecodeError:
             pass
         try:
-            return _check(data, Encoding.GB18030).encode("utf-8")
+            return _transcoded(data, Encoding.GB18030)
         except UnicodeDecodeError as error:
             raise ValidationFailed(
                 f"the CSV file is not UTF-8, GBK or GB18030 text (undecodable bytes at offset {error.start}); "
@@ -120,28 +120,36 @@ def utf8_text(data: bytes, encoding: Encoding | None = None) -> bytes:
                 details={"field": "file"},
             ) from None
     try:
-        text = _check(data, encoding)
+        if encoding is Encoding.UTF8:
+            _check(data, encoding)
+            return data.removeprefix(UTF8_BOM)
+        return _transcoded(data, encoding)
     except UnicodeDecodeError as error:
         raise ValidationFailed(
             f"the CSV file is not {encoding.value} text as meta.encoding states (undecodable bytes at offset {error.start})",
             details={"field": "file"},
         ) from None
-    return data.removeprefix(UTF8_BOM) if encoding is Encoding.UTF8 else text.encode("utf-8")
 
 
-def _check(data: bytes, encoding: Encoding, chunk: int = 1 << 20) -> str:
-    """``data`` decoded strictly, a chunk at a time; a UTF-8 check keeps no text (it returns "")."""
+def _check(data: bytes, encoding: Encoding, chunk: int = 1 << 20) -> None:
+    """Raise ``UnicodeDecodeError`` (its offset in ``data``, none of its bytes) unless ``data`` decodes strictly."""
+    for _ in _decoded(data, encoding, chunk):
+        pass
+
+
+def _transcoded(data: bytes, encoding: Encoding) -> bytes:
+    """``data`` decoded strictly and encoded as UTF-8, a chunk at a time (no whole-file string)."""
+    return b"".join(text.encode("utf-8") for text in _decoded(data, encoding))
+
+
+def _decoded(data: bytes, encoding: Encoding, chunk: int = 1 << 20) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder(encoding.value)()
     view = memoryview(data)
-    parts: list[str] = []
     for start in range(0, len(data), chunk):
         try:
-            text = decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
+            yield decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
         except UnicodeDecodeError as error:
             raise UnicodeDecodeError(error.encoding, b"", start + error.start, start + error.end, error.reason) from None
-        if encoding is not Encoding.UTF8:
-            parts.append(text)
-    return "".join(parts)
 
 
 def _safe_reason(message: str) -> str:
