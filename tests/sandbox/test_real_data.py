@@ -196,6 +196,15 @@ def test_a_named_sheet_is_read_and_a_missing_one_refused(world: World) -> None:
     assert "Sheet9" in response.json["error"]["message"]
 
 
+def test_reading_options_of_another_format_are_refused(world: World) -> None:
+    response = upload(world, tax_xlsx(), "tax.xlsx", encoding="gbk")
+    assert response.status_code == 400
+    assert response.json["error"]["details"] == {"field": "encoding"}
+    response = upload(world, tax_csv("utf-8"), "tax.csv", sheet="纳税")
+    assert response.status_code == 400
+    assert response.json["error"]["details"] == {"field": "sheet"}
+
+
 def test_merged_header_cells_are_refused_clearly(world: World, app: Flask) -> None:
     response = upload(world, tax_xlsx(merge="C1:D1"), "tax.xlsx")
     assert response.status_code == 400
