@@ -27,14 +27,19 @@ class EncryptionError(ValueError):
 
 
 def parse_column_option(text: str) -> tuple[str, int]:
-    """``income`` (scale 0) or ``income:2`` (two decimal digits kept)."""
-    name, _, scale = text.partition(":")
+    """``income`` (scale 0) or ``income:2`` (two decimal digits kept). The scale follows the last colon, so a
+    column whose name holds a colon states its scale: ``时间:小时:0``."""
+    name, colon, scale = text.rpartition(":")
+    if not colon:
+        name, scale = text, ""
     if not name:
         raise EncryptionError(f"--encrypt {text!r}: expected COLUMN or COLUMN:SCALE")
     try:
         return name, paillier.check_scale(int(scale) if scale else 0)
     except ValueError:
-        raise EncryptionError(f"--encrypt {text!r}: the scale must be an integer from 0 to {paillier.MAX_SCALE}") from None
+        raise EncryptionError(
+            f"--encrypt {text!r}: the scale must be an integer from 0 to {paillier.MAX_SCALE} (a name with a colon needs its scale)"
+        ) from None
 
 
 def choose_key(items: Sequence[Mapping[str, Any]], pinned: str | None) -> PublicKey:

@@ -15,7 +15,11 @@ def pair() -> paillier.KeyPair:
     return paillier.generate(2048)
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("income", ("income", 0)), ("income:3", ("income", 3))], ids=["bare", "scale"])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("income", ("income", 0)), ("income:3", ("income", 3)), ("纳税额:2", ("纳税额", 2)), ("时间:小时:0", ("时间:小时", 0))],
+    ids=["bare", "scale", "chinese", "name-with-a-colon"],
+)
 def test_column_options(text: str, parsed: tuple[str, int]) -> None:
     assert parse_column_option(text) == parsed
 
