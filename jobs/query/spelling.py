@@ -25,16 +25,33 @@ from jobs.query.model import QueryRule, violation
 
 
 class Spelling(DuckDB):
-    """DuckDB, with identifiers spelled by ``spellings`` (name key -> spelling) instead of lower-cased."""
+    """DuckDB, with identifiers spelled as declared or first written instead of lower-cased.
 
-    def __init__(self, spellings: Mapping[str, str]) -> None:
+    ``tables`` and ``columns`` map name keys to declared spellings. Where a dataset and a column share a
+    key but not a spelling (a dataset ``Sales`` with a column ``sales``), the identifier's place decides:
+    a table reference (``FROM x``, the ``x`` of ``x.col``) takes the dataset's, a column the column's, and
+    anything else (an alias, or a name sqlglot normalises out of the tree) stays as it is.
+    """
+
+    def __init__(self, tables: Mapping[str, str], columns: Mapping[str, str]) -> None:
         super().__init__()
-        self.spellings = dict(spellings)
+        self.tables, self.columns = dict(tables), dict(columns)
+        self.aliases: dict[str, str] = {}
 
     def normalize_identifier(self, expression: exp.Expr) -> exp.Expr:  # type: ignore[override]
         if isinstance(expression, exp.Identifier):
-            expression.set("this", self.spellings.get(name_key(expression.this), expression.this))
+            expression.set("this", self._spelled(expression))
         return expression
+
+    def _spelled(self, identifier: exp.Identifier) -> str:
+        key = name_key(identifier.this)
+        table, column = self.tables.get(key), self.columns.get(key)
+        if table is not None and column is not None and table != column:
+            parent, place = identifier.parent, identifier.arg_key
+            if (isinstance(parent, exp.Table) and place == "this") or (isinstance(parent, exp.Column) and place == "table"):
+                return table
+            return column if isinstance(parent, exp.Column) and place == "this" else str(identifier.this)
+        return table or column or self.aliases.get(key) or str(identifier.this)
 
     def adopt_aliases(self, tree: exp.Expr) -> None:
         """Spell each alias the query defines as first written, unless it is a declared name."""
@@ -42,19 +59,26 @@ class Spelling(DuckDB):
             if isinstance(node, exp.Alias | exp.TableAlias):
                 identifier = node.args.get("alias") if isinstance(node, exp.Alias) else node.this
                 if isinstance(identifier, exp.Identifier):
-                    self.spellings.setdefault(name_key(identifier.this), identifier.this)
+                    self.aliases.setdefault(name_key(identifier.this), identifier.this)
 
 
 def spelling_of(schemas: Mapping[str, DatasetSchema]) -> Spelling:
-    """The declared names of the grant's datasets and columns; two that differ only in case cannot be queried together."""
-    spellings: dict[str, str] = {}
+    """The declared names of the grant's datasets and of their columns. Two datasets, or two columns, whose
+    names differ only in case cannot be queried together: nothing in a query tells them apart."""
+    tables: dict[str, str] = {}
+    columns: dict[str, str] = {}
     for dataset, schema in schemas.items():
-        for name in (dataset, *schema.columns):
-            first = spellings.setdefault(name_key(name), name)
-            if first != name:
-                raise violation(
-                    QueryRule.AMBIGUOUS_COLUMN,
-                    f"the names {first!r} and {name!r} in this grant's datasets differ only in case or Unicode normal form, "
-                    "so a query cannot tell them apart; ask the stewards to rename one",
-                )
-    return Spelling(spellings)
+        _add(tables, dataset)
+        for column in schema.columns:
+            _add(columns, column)
+    return Spelling(tables, columns)
+
+
+def _add(spellings: dict[str, str], name: str) -> None:
+    first = spellings.setdefault(name_key(name), name)
+    if first != name:
+        raise violation(
+            QueryRule.AMBIGUOUS_COLUMN,
+            f"the names {first!r} and {name!r} in this grant's datasets differ only in case or Unicode normal form, "
+            "so a query cannot tell them apart; ask the stewards to rename one",
+        )

@@ -71,6 +71,23 @@ def test_names_of_two_datasets_that_differ_only_in_case_cannot_be_queried_togeth
     assert "'ID' and 'id'" in refused.value.message
 
 
+def test_a_dataset_and_a_column_differing_only_in_case_are_told_apart_by_their_place() -> None:
+    columns = SCHEMAS["Données"].columns
+    schemas = {
+        "Sales": DatasetSchema(privacy_unit="id", columns={"id": columns["ID"], "sales": columns["纳税额"], "Region": columns["Énergie"]})
+    }
+    policy = Policy.model_validate(
+        {"columns": {"Sales": {"Region": "dimension", "sales": "measure"}}, "aggregates": ["count", "sum"], "job_kinds": ["query"]}
+    )
+    plan = validate("SELECT SALES.region, SUM(SALES.SALES) AS Total FROM SALES GROUP BY sales.REGION", policy, schemas)
+    assert plan.datasets == ("Sales",)
+    assert 'SUM("Sales"."sales")' in plan.sql
+    assert 'FROM "Sales" AS "Sales"' in plan.sql
+    table = pa.table({"id": [1, 2, 3], "sales": [1.0, 2.0, 3.0], "Region": ["a", "b", "a"]})
+    result = DuckDBEngine(threads=1, memory_mb=256).run(plan.executable_sql, {"Sales": table})
+    assert dict(zip(result.column("Region").to_pylist(), result.column("Total").to_pylist(), strict=True)) == {"a": 4.0, "b": 2.0}
+
+
 @pytest.mark.parametrize(
     "sql",
     [
