@@ -418,3 +418,16 @@ def test_an_he_aggregate_on_chinese_names(world: World, app: Flask, custodian: C
         expected[row["地区"]] = expected.get(row["地区"], 0.0) + round(row["纳税额"] * 100)
     for row in result["rows"]:
         assert row["纳税总额"] == pytest.approx(expected[row["地区"]] / 100, abs=1e-6)
+
+
+def test_a_dp_crosstab_of_a_chinese_measure_by_chinese_dimensions(world: World, app: Flask) -> None:
+    dataset = upload(world, tax_csv("gb18030"), "tax.csv").json
+    dp = {"epsilon_total": 10.0, "epsilon_per_job": 10.0, "delta_total": 0.0, "max_rows_per_unit": 2}
+    grant = granted(world, dataset["id"], {**TAX_POLICY, "dp": dp})
+    spec = {"op": "crosstab", "dataset": "企业纳税", "index": ["地区"], "columns": ["行业"], "values": "营业收入", "aggfunc": ["mean"]}
+    response = world.client.post(
+        "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant, "kind": "stats", "spec": {**spec, "epsilon": 5.0}}
+    )
+    result = released(world, app, response)
+    assert [column["name"] for column in result["columns"]][:2] == ["地区", "行业"]
+    assert {(row["地区"], row["行业"]) for row in result["rows"]} == {(d, i) for d in tax.DISTRICTS for i in tax.INDUSTRIES}
