@@ -59,9 +59,17 @@ def choose_key(items: Sequence[Mapping[str, Any]], pinned: str | None) -> Public
 
 
 def read_table(path: Path) -> pa.Table:
+    """A Parquet file, or a CSV file in UTF-8 (a byte-order mark dropped), else GBK/GB18030, as the server reads uploads."""
     if path.suffix.lower() in (".parquet", ".pq"):
         return pq.read_table(path)
-    return pacsv.read_csv(path)
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):  # GB18030 is a superset of GBK
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return pacsv.read_csv(pa.BufferReader(text.encode("utf-8")))
+    raise EncryptionError(f"{path.name} is not UTF-8, GBK or GB18030 text: save it as UTF-8")
 
 
 def encrypt_table(table: pa.Table, columns: Mapping[str, int], public: PublicKey) -> pa.Table:

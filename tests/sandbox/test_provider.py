@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from crypto import paillier
-from sandbox.client.provider import EncryptionError, choose_key, encrypt_table, encrypted_meta, parse_column_option
+from sandbox.client.provider import EncryptionError, choose_key, encrypt_table, encrypted_meta, parse_column_option, read_table
 from tests.conftest import PUMS_META
 
 
@@ -71,3 +73,19 @@ def test_encrypted_columns_decrypt_to_the_values_and_are_declared(pair: paillier
 def test_columns_that_cannot_be_encrypted_are_named(pair: paillier.KeyPair, table: pa.Table, columns: dict[str, int], message: str) -> None:
     with pytest.raises(EncryptionError, match=message):
         encrypt_table(table, columns, pair.public)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk", "gb18030"])
+def test_a_provider_reads_csv_as_bureaus_export_it(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "tax.csv"
+    path.write_bytes("统一社会信用代码,地区,纳税额\n91110101767493656Q,东城区,81.33\n".encode(encoding))
+    table = read_table(path)
+    assert table.column_names == ["统一社会信用代码", "地区", "纳税额"]
+    assert table.column("地区").to_pylist() == ["东城区"]
+
+
+def test_a_provider_refuses_undecodable_csv(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"a,b\n\xff\x80,1\n")
+    with pytest.raises(EncryptionError, match="not UTF-8, GBK or GB18030"):
+        read_table(path)
