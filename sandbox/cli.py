@@ -32,6 +32,7 @@ from sandbox.db import get_db_of
 from sandbox.demo import he_slice as demo_he
 from sandbox.demo import seed as demo
 from sandbox.models import DomainKey
+from sandbox.runtime import child
 from sandbox.runtime.worker import Worker
 from sandbox.service import he_keys
 from sandbox.service.ledger import verify
@@ -177,6 +178,10 @@ def worker(once: bool) -> None:
     with _app() as app:
         runner = Worker(instance_of(app))
         runner.install_signal_handlers()
-        click.echo(f"worker {runner.id} started", err=True)
+        try:
+            took = child.preflight()
+        except child.ChildUnavailable as exc:
+            raise click.ClickException(f"the worker cannot run jobs: {exc}") from None
+        click.echo(f"worker {runner.id} started (job child processes ready in {took:.1f} s)", err=True)
         done = runner.run(once=once)
         click.echo(f"worker {runner.id} stopped after {done} jobs", err=True)

@@ -128,6 +128,41 @@ def forkserver() -> ForkServerContext:
     return context
 
 
+PREFLIGHT_SECONDS = 120  # the forkserver's first start imports PRELOAD: seconds on a busy machine
+
+
+class ChildUnavailable(RuntimeError):
+    """Job children cannot be started here (said once, at start, instead of failing every job)."""
+
+
+def preflight(seconds: float = PREFLIGHT_SECONDS) -> float:
+    """Start the forkserver and one empty child now; the seconds it took, or ``ChildUnavailable`` saying why not.
+
+    A worker (or a web process, for dry runs) calls this when it starts: the forkserver's first start
+    imports the heavy modules, which a first job would otherwise wait for, and a forkserver that cannot
+    start -- typically because this user cannot execute ``sys.executable`` again, as with a venv whose
+    interpreter links into another user's home -- is found before any job is claimed.
+    """
+    started = time.monotonic()
+    process = forkserver().Process(target=_nothing, name="job-preflight", daemon=True)
+    try:
+        process.start()
+    except OSError as exc:
+        raise ChildUnavailable(
+            f"cannot start job child processes ({type(exc).__name__}): {sys.executable} must be executable by this user "
+            f"(uid {os.getuid()}) and able to start itself again"
+        ) from None
+    process.join(seconds)
+    if process.exitcode != 0:
+        _kill(process)
+        raise ChildUnavailable(f"an empty job child process did not end cleanly within {seconds} s (exit {process.exitcode})")
+    return time.monotonic() - started
+
+
+def _nothing() -> None:
+    """The preflight child's work."""
+
+
 class ChildExecutor:
     """Runs each definition in a new child process; ``memory_bytes`` applies where the definition's limits name none."""
 
