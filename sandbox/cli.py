@@ -181,7 +181,14 @@ def worker(once: bool) -> None:
         try:
             took = child.preflight()
         except child.ChildUnavailable as exc:
+            if runner.stopping.is_set():  # stopped while starting: its forkserver got the same signal
+                click.echo(f"worker {runner.id} stopped while starting", err=True)
+                return
             raise click.ClickException(f"the worker cannot run jobs: {exc}") from None
         click.echo(f"worker {runner.id} started (job child processes ready in {took:.1f} s)", err=True)
-        done = runner.run(once=once)
+        try:
+            done = runner.run(once=once)
+        except (KeyboardInterrupt, EOFError):
+            logging.getLogger("sandbox.worker").exception("worker %s interrupted", runner.id)
+            raise
         click.echo(f"worker {runner.id} stopped after {done} jobs", err=True)

@@ -147,7 +147,7 @@ def preflight(seconds: float = PREFLIGHT_SECONDS) -> float:
     process = forkserver().Process(target=_nothing, name="job-preflight", daemon=True)
     try:
         process.start()
-    except OSError as exc:
+    except (OSError, EOFError) as exc:  # the forkserver never listened, or closed on us (it died: SIGTERM to our group)
         raise ChildUnavailable(
             f"cannot start job child processes ({type(exc).__name__}): {sys.executable} must be executable by this user "
             f"(uid {os.getuid()}) and able to start itself again"
@@ -269,6 +269,10 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     """The child: limits first, then load the tables, run the pipeline, send one final message."""
     _die_with(caller)
     os.setpgid(0, 0)
+    # Only the parent ends a run (SIGKILL at its deadline): a SIGTERM or SIGINT sent to every process of
+    # the service (a service manager stopping it) must not kill the job the worker is finishing.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
     reply: tuple[Any, ...]
@@ -285,8 +289,11 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
         reply = ("crash", type(exc).__name__, frames_of(exc))
     try:
         conn.send(reply)
+    except ConnectionError:
+        return  # the parent is gone (a killed worker): nobody to answer, and this process dies with it
     except Exception as exc:  # e.g. an answer too large for the memory left: say so without it
-        conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
+        with contextlib.suppress(ConnectionError):
+            conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
 
 
 def _die_with(caller: int) -> None:
