@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from policies.audit import Decision, History, Rule, audit
+from policies.audit import BULK, Decision, History, Rule, Span, audit
 
 K = 3
 
@@ -132,3 +132,32 @@ def test_what_the_audit_keeps_never_isolates_fewer_than_k_units(releases: list[l
         history.record(f"job{number}", chosen, decision.span if chosen else None)
         kept += chosen
     assert not _pinned_or_isolated(kept, 8, K)
+
+
+def _projector(span: Span, universe: int) -> np.ndarray:
+    """The orthogonal projector onto the span, in unit coordinates: independent of the atoms' order and the basis chosen."""
+    on_units = np.zeros((span.basis.shape[0], universe))
+    for j, atom in enumerate(span.atoms):
+        for unit in atom:
+            on_units[:, unit] = span.basis[:, j] / np.sqrt(len(atom))
+    return on_units.T @ on_units
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.frozensets(st.integers(0, 39), max_size=40), max_size=5),
+    st.lists(st.frozensets(st.integers(0, 47), max_size=48), min_size=BULK, max_size=BULK + 20),
+)
+def test_many_cells_added_at_once_give_the_span_added_one_by_one(earlier: list[frozenset[int]], many: list[frozenset[int]]) -> None:
+    """The bulk refinement (a cold start) gives the same atoms and span as adding each cell in turn."""
+    at_once, one_by_one = Span(), Span()
+    for cells in ([BitMap(c) for c in earlier], [BitMap(c) for c in many]):
+        at_once.add(cells)
+        for cell in cells:
+            one_by_one.add([cell])
+    assert sorted(map(list, at_once.atoms)) == sorted(map(list, one_by_one.atoms))
+    assert at_once.covered == one_by_one.covered
+    assert at_once.basis.shape[0] == one_by_one.basis.shape[0]
+    np.testing.assert_allclose(_projector(at_once, 48), _projector(one_by_one, 48), atol=1e-8)
+    for k in (2, 3, 5):
+        assert at_once.isolates(k) == one_by_one.isolates(k)
