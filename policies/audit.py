@@ -158,7 +158,20 @@ class Span:
         """
         populations = list({p.serialize(): p for p in populations}.values())
         members = [np.frombuffer(p.to_array(), np.uint32) for p in populations]
-        top = max([int(p.max()) + 1 for p in populations if p] + [int(self.covered.max()) + 1 if self.covered else 0])
+        unit_atom, sizes = self._refine_many(members)
+        self.covered |= BitMap.union(*populations)
+        roots, step = np.sqrt(sizes.astype(float)), max(1, _BULK_ENTRIES // max(len(sizes), 1))
+        for start in range(0, len(members), step):
+            chunk = members[start : start + step]
+            rows = np.zeros((len(chunk), len(sizes)))
+            owner = np.repeat(np.arange(len(chunk)), [len(units) for units in chunk])
+            rows[owner, unit_atom[np.concatenate(chunk)]] = 1.0
+            rows *= roots
+            self._orthogonalise_many(rows)
+
+    def _refine_many(self, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Refine the atoms by every population (arrays of units), rescale the basis: each unit's atom (-1: none), atom sizes."""
+        top = max([int(units.max()) + 1 for units in members if len(units)] + [int(self.covered.max()) + 1 if self.covered else 0])
         labels = np.full(top, -1, np.int64)
         for j, atom in enumerate(self.atoms):
             labels[np.frombuffer(atom.to_array(), np.uint32)] = j
@@ -171,25 +184,16 @@ class Span:
         covered = np.flatnonzero(labels >= 0)
         used, atom_of = np.unique(labels[covered], return_inverse=True)
         sizes = np.bincount(atom_of, minlength=len(used))
-        grouped = covered[np.argsort(atom_of, kind="stable")].astype(np.uint32)
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
         parents = np.asarray(ancestor, np.int64)[used]
         basis = np.zeros((self.basis.shape[0], len(used)))
         if basis.shape[0]:
             split, earlier = parents >= 0, self.sizes
             basis[:, split] = self.basis[:, parents[split]] * np.sqrt(sizes[split] / earlier[parents[split]])
-        self.atoms = [BitMap(grouped[bounds[a] : bounds[a + 1]]) for a in range(len(used))]
-        self.basis, self.covered = basis, self.covered | BitMap.union(*populations)
+        grouped, bounds = covered[np.argsort(atom_of, kind="stable")].astype(np.uint32), np.concatenate([[0], np.cumsum(sizes)])
+        self.atoms, self.basis = [BitMap(grouped[bounds[a] : bounds[a + 1]]) for a in range(len(used))], basis
         unit_atom = np.full(top, -1, np.int64)
         unit_atom[covered] = atom_of
-        roots, step = np.sqrt(sizes.astype(float)), max(1, _BULK_ENTRIES // max(len(used), 1))
-        for start in range(0, len(members), step):
-            chunk = members[start : start + step]
-            rows = np.zeros((len(chunk), len(used)))
-            owner = np.repeat(np.arange(len(chunk)), [len(units) for units in chunk])
-            rows[owner, unit_atom[np.concatenate(chunk)]] = 1.0
-            rows *= roots
-            self._orthogonalise_many(rows)
+        return unit_atom, sizes
 
     def _orthogonalise_many(self, rows: np.ndarray) -> None:
         """``_orthogonalise`` each row in turn; those already in the span (projected on it twice, at once) are skipped."""
