@@ -308,13 +308,13 @@ class CellPopulation(Base):
     ``population`` seals the job's rows on the version together: a roaring bitmap per row of the
     units' indices in the dataset version (``jobs.population``; framing in
     ``sandbox.runtime.release_audit``), under the job's own data key, which the master key wraps
-    (``wrapped_key``) bound to the job: a copy of the database reveals neither which units nor whose,
-    nor how many rows a record holds. A record written before revision 0008 holds one row,
-    ``row_index``; a record since holds all of them and ``row_index`` is NULL. ``released`` is false
-    while the job is held: a held job's rows are audited again when an auditor releases it, and only
-    released rows count as earlier releases. Released records are numbered per version (``seq``, in
-    the order they were stored under the version's lock): a process's cached history names the last
-    one it holds.
+    (``wrapped_key``) bound to the job: a copy of the database reveals neither which units nor whose
+    (a record's length tells only the total size of its bitmaps). A record written before revision
+    0008 holds one row, ``row_index``; a record since holds all of them and ``row_index`` is NULL.
+    ``released`` is false while the job is held: a held job's rows are audited again when an auditor
+    releases it, and only released rows count as earlier releases. Released records are numbered per
+    version (``seq``, in the order they were stored under the version's lock): a process's cached
+    history names the last one it holds.
     """
 
     __tablename__ = "cell_populations"
