@@ -54,6 +54,7 @@ CAP = 1_000_000  # (basis rows + new cells) x atoms: about 1,000 x 1,000, a few 
 TOLERANCE = 1e-9
 BULK = 64  # populations added at once from which refining all atoms in one numpy pass beats one bitmap at a time
 _BULK_ENTRIES = 4_000_000  # rows x atoms of the indicator matrix built at a time in that pass
+_RESORT = 16  # a size index takes new items one by one while they are under 1/16 of it, else is re-sorted
 
 
 class Rule(Enum):
@@ -301,20 +302,11 @@ class History:
         """Add a release's cells; ``span`` is the span after them when the audit already computed it."""
         if not populations:
             return
-        known = job_id in self.unions
-        self.cells += [Released(job_id, p) for p in populations]
-        union = self.unions.setdefault(job_id, BitMap())
-        for population in populations:
-            union |= population
         if span is None:
             span = self.span.copy()
             span.add(populations)
+        self._extend([(job_id, populations)])
         self.span = span
-        self._cells.insert([Released(job_id, p) for p in populations])
-        if known:
-            self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
-        else:
-            self._unions.insert([Released(job_id, union)])
 
     def record_many(self, releases: Sequence[tuple[str, Sequence[BitMap]]]) -> None:
         """Add several releases at once: one refinement pass and one basis computation for all of them."""
@@ -323,14 +315,27 @@ class History:
             return
         span = self.span.copy()
         span.add(populations)
-        for job_id, cells in releases:
-            self.cells += [Released(job_id, p) for p in cells]
-            union = self.unions.setdefault(job_id, BitMap())
-            for population in cells:
-                union |= population
+        self._extend(releases)
         self.span = span
-        self._cells = _BySize.of(self.cells)
-        self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
+
+    def _extend(self, releases: Sequence[tuple[str, Sequence[BitMap]]]) -> None:
+        """Add the releases' cells and unions to the size indexes: a few inserted where they belong, many re-sorted."""
+        fresh = [Released(job_id, p) for job_id, cells in releases for p in cells]
+        touched = list(dict.fromkeys(job_id for job_id, cells in releases if cells))
+        known = any(job_id in self.unions for job_id in touched)
+        self.cells += fresh
+        for job_id, cells in releases:
+            if cells:
+                union = self.unions.setdefault(job_id, BitMap())
+                union |= BitMap.union(*cells)
+        if len(fresh) * _RESORT > len(self.cells):
+            self._cells = _BySize.of(self.cells)
+        else:
+            self._cells.insert(fresh)
+        if known or len(touched) * _RESORT > len(self.unions):  # a union that grew must move
+            self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
+        else:
+            self._unions.insert([Released(j, self.unions[j]) for j in touched])
 
     def near(self, size: int, k: int) -> list[Released]:
         """Earlier cells whose size is within k-1 of ``size`` (only they can differ by fewer than k units)."""

@@ -161,3 +161,30 @@ def test_many_cells_added_at_once_give_the_span_added_one_by_one(earlier: list[f
     np.testing.assert_allclose(_projector(at_once, 48), _projector(one_by_one, 48), atol=1e-8)
     for k in (2, 3, 5):
         assert at_once.isolates(k) == one_by_one.isolates(k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.lists(st.frozensets(st.integers(0, 30), min_size=1), min_size=1, max_size=3)), max_size=60),
+    st.lists(st.integers(1, 4), min_size=1, max_size=60),
+)
+def test_cells_and_unions_near_a_size_whatever_batches_they_were_recorded_in(
+    releases: list[tuple[int, list[frozenset[int]]]], batches: list[int]
+) -> None:
+    """The size indexes (items inserted one by one or re-sorted) find the same earlier cells and unions as one pass over all."""
+    as_bitmaps = [(f"job{job}", [BitMap(c) for c in cells]) for job, cells in releases]
+    at_once, in_batches, start = History(), History(), 0
+    at_once.record_many(as_bitmaps)
+    for size in itertools.cycle(batches):
+        if start >= len(as_bitmaps):
+            break
+        batch = as_bitmaps[start : start + size]
+        if len(batch) == 1:
+            in_batches.record(*batch[0])
+        else:
+            in_batches.record_many(batch)
+        start += size
+    for size in range(0, 32):
+        for near in (History.near, History.near_unions):
+            found = {(r.job_id, tuple(r.population)) for r in near(in_batches, size, K)}
+            assert found == {(r.job_id, tuple(r.population)) for r in near(at_once, size, K)}
