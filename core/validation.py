@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 # Error types whose message names the model class that was expected.
 _OBJECT_EXPECTED = frozenset({"model_type", "model_attributes_type", "dataclass_type", "dataclass_exact_type", "is_instance_of"})
@@ -36,7 +35,7 @@ def problems(exc: ValidationError, data: Any, prefix: str = "", whole: str = "bo
     return found
 
 
-def _path(err: ErrorDetails, data: Any) -> list[str]:
+def _path(err: Mapping[str, Any], data: Any) -> list[str]:
     """The error's location in the input's own keys: steps that are not in the input (a union member's
     tag, a validator's name) are left out, except the last step of a missing field."""
     loc, node, parts = err["loc"], data, []
@@ -56,7 +55,7 @@ def _holds(node: Any, step: int | str) -> bool:
     return is_list and isinstance(step, int) and 0 <= step < len(node)
 
 
-def _message(err: ErrorDetails) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     if err["type"] in _OBJECT_EXPECTED:
         return "Input should be an object"
     if err["type"] == "union_tag_invalid":
