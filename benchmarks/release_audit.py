@@ -11,7 +11,8 @@ audit withholds what would combine with them to isolate fewer than k units, as i
 Measured:
   (a) the added time per release: check + store of a new release in its transaction, the worker's
       cache warm (its steady state), median and 95th percentile over the new releases;
-  (b) the first release of a fresh process, which decrypts every stored population of the version;
+  (b) the first release of a fresh process, which decrypts every stored record of the version (one per
+      earlier release on it) and builds the history's span;
   (c) the refusal size: the pure audit (``policies.audit``) over random populations of a growing
       universe, until the linear system passes ``CAP`` entries; the largest audit computed, its time,
       and that the next is refused (``too_large``) instead of computed.
@@ -143,7 +144,7 @@ def run(earlier: int, checks: Checks) -> dict[str, float]:
         recorded = record_earlier(app, grant_id, version_id, source, mirror, earlier)
         print(f"{recorded:,} earlier cells audited and stored in {time.perf_counter() - start:.1f} s "
               f"({len(mirror.span.atoms)} atoms, span rank {mirror.span.basis.shape[0]})")  # fmt: skip
-        release_audit._CACHE.clear()  # a fresh process: its first release decrypts the version's populations
+        release_audit._CACHE.clear()  # a fresh process: its first release decrypts the version's records
         cold, decision, job_id = release(app, grant_id, version_id, cells := source.next())
         mirror.record(job_id, [cells[row] for row in decision.kept])
         stored = {c.population.serialize() for c in release_audit._CACHE[version_id].history.cells}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,8 @@ class KeyStore:
     def unwrap(self, wrapped: bytes, master_key_id: str, *, context: str) -> bytes:
         ring = self.load()
         return keywrap.unwrap(ring.key(master_key_id), master_key_id, wrapped, context=context)
+
+    def unwrap_many(self, items: Sequence[tuple[bytes, str, str]]) -> list[bytes]:
+        """``unwrap`` of each (wrapped, master key id, context), from one read of the keyring."""
+        ring = self.load()
+        return [keywrap.unwrap(ring.key(key_id), key_id, wrapped, context=context) for wrapped, key_id, context in items]

@@ -33,7 +33,8 @@ def init(bits: str) -> None:
     click.echo(f"custodian directory: {settings.directory}")
     click.echo(f"paillier key ({public.bits} bits) {'created' if created else 'exists'}: fingerprint {public.fingerprint}")
     if not settings.domain_key_file.exists():
-        click.echo(f"next: put the domain's public key (python -m sandbox keys export-public) at {settings.domain_key_file}", err=True)
+        # What `make run` (scripts/run.sh) runs next; in production the file is copied over from the domain.
+        click.echo(f"next: python -m sandbox keys export-public --out {settings.domain_key_file}", err=True)
 
 
 @main.command()

@@ -203,13 +203,17 @@ def _declared_spelling(meta: DatasetMeta, table: pa.Table) -> pa.Table:
 
 
 def _shape_problems(meta: DatasetMeta, table: pa.Table) -> list[dict[str, str]]:
+    """The header against the metadata. A header that names no declared column is reported by its position,
+    never quoted: it is the file's text, and in a file without a header row it is the first row's values."""
     problems: list[dict[str, str]] = []
     names = table.column_names
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    for name in sorted({n for n in names if names.count(n) > 1 and n in meta.columns}):
         problems.append({"column": name, "problem": "appears more than once in the file"})
-    for name in names:
+    for position, name in enumerate(names, start=1):
         if name not in meta.columns:
-            problems.append({"column": name, "problem": "is in the file but has no metadata"})
+            problems.append(
+                {"column": f"#{position}", "problem": f"column {position} of the file has a header that names no declared column"}
+            )
     for name in meta.columns:
         if name not in names:
             problems.append({"column": name, "problem": "is declared but not in the file"})

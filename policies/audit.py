@@ -52,6 +52,9 @@ from pyroaring import BitMap
 
 CAP = 1_000_000  # (basis rows + new cells) x atoms: about 1,000 x 1,000, a few seconds of SVD
 TOLERANCE = 1e-9
+BULK = 64  # populations added at once from which refining all atoms in one numpy pass beats one bitmap at a time
+_BULK_ENTRIES = 4_000_000  # rows x atoms of the indicator matrix built at a time in that pass
+_RESORT = 16  # a size index takes new items one by one while they are under 1/16 of it, else is re-sorted
 
 
 class Rule(Enum):
@@ -134,11 +137,74 @@ class Span:
 
     def add(self, populations: Sequence[BitMap]) -> None:
         """Refine the atoms by ``populations`` and add their indicator vectors to the span."""
+        if len(populations) >= BULK:
+            self._add_bulk(populations)
+            return
         for population in populations:
             self._refine(population)
         roots = np.sqrt(self.sizes.astype(float))
         for population in populations:
             row = np.fromiter((root if population.intersect(atom) else 0.0 for atom, root in zip(self.atoms, roots, strict=True)), float)
+            self._orthogonalise(row)
+
+    def _add_bulk(self, populations: Sequence[BitMap]) -> None:
+        """``add`` for many populations (a cold start reads thousands): the same atoms and span, refined with numpy.
+
+        Each unit carries the label of its atom; a population relabels its units by their old label,
+        which splits every atom it cuts (the atoms are the units' classes of equal membership, whatever
+        the order). A new atom's column is its first ancestor's scaled by the square root of its share,
+        as repeated splits would leave it. Rows already in the span (most, once it has settled) are found
+        by one projection of many rows and skip the one-row Gram-Schmidt. A population given twice (the
+        same cell released again) refines nothing and adds nothing the first did not: it is read once.
+        """
+        populations = list({p.serialize(): p for p in populations}.values())
+        members = [np.frombuffer(p.to_array(), np.uint32) for p in populations]
+        unit_atom, sizes = self._refine_many(members)
+        self.covered |= BitMap.union(*populations)
+        roots, step = np.sqrt(sizes.astype(float)), max(1, _BULK_ENTRIES // max(len(sizes), 1))
+        for start in range(0, len(members), step):
+            chunk = members[start : start + step]
+            rows = np.zeros((len(chunk), len(sizes)))
+            owner = np.repeat(np.arange(len(chunk)), [len(units) for units in chunk])
+            rows[owner, unit_atom[np.concatenate(chunk)]] = 1.0
+            rows *= roots
+            self._orthogonalise_many(rows)
+
+    def _refine_many(self, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Refine the atoms by every population (arrays of units), rescale the basis: each unit's atom (-1: none), atom sizes."""
+        top = max([int(units.max()) + 1 for units in members if len(units)] + [int(self.covered.max()) + 1 if self.covered else 0])
+        labels = np.full(top, -1, np.int64)
+        for j, atom in enumerate(self.atoms):
+            labels[np.frombuffer(atom.to_array(), np.uint32)] = j
+        ancestor = list(range(len(self.atoms)))  # label -> the atom it splits off (-1: units no earlier cell covered)
+        for units in members:
+            if len(units):
+                old, fresh = np.unique(labels[units], return_inverse=True)
+                labels[units] = len(ancestor) + fresh
+                ancestor += [ancestor[label] if label >= 0 else -1 for label in old.tolist()]
+        covered = np.flatnonzero(labels >= 0)
+        used, atom_of = np.unique(labels[covered], return_inverse=True)
+        sizes = np.bincount(atom_of, minlength=len(used))
+        parents = np.asarray(ancestor, np.int64)[used]
+        basis = np.zeros((self.basis.shape[0], len(used)))
+        if basis.shape[0]:
+            split, earlier = parents >= 0, self.sizes
+            basis[:, split] = self.basis[:, parents[split]] * np.sqrt(sizes[split] / earlier[parents[split]])
+        grouped, bounds = covered[np.argsort(atom_of, kind="stable")].astype(np.uint32), np.concatenate([[0], np.cumsum(sizes)])
+        self.atoms, self.basis = [BitMap(grouped[bounds[a] : bounds[a + 1]]) for a in range(len(used))], basis
+        unit_atom = np.full(top, -1, np.int64)
+        unit_atom[covered] = atom_of
+        return unit_atom, sizes
+
+    def _orthogonalise_many(self, rows: np.ndarray) -> None:
+        """``_orthogonalise`` each row in turn; those already in the span (projected on it twice, at once) are skipped."""
+        residual = rows
+        for _ in range(2):
+            if self.basis.shape[0]:
+                residual = residual - (residual @ self.basis.T) @ self.basis
+        norms = np.linalg.norm(rows, axis=1)
+        outside = np.linalg.norm(residual, axis=1) > TOLERANCE * norms
+        for row in rows[outside & (norms > 0)]:
             self._orthogonalise(row)
 
     def _orthogonalise(self, row: np.ndarray) -> None:
@@ -236,20 +302,11 @@ class History:
         """Add a release's cells; ``span`` is the span after them when the audit already computed it."""
         if not populations:
             return
-        known = job_id in self.unions
-        self.cells += [Released(job_id, p) for p in populations]
-        union = self.unions.setdefault(job_id, BitMap())
-        for population in populations:
-            union |= population
         if span is None:
             span = self.span.copy()
             span.add(populations)
+        self._extend([(job_id, populations)])
         self.span = span
-        self._cells.insert([Released(job_id, p) for p in populations])
-        if known:
-            self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
-        else:
-            self._unions.insert([Released(job_id, union)])
 
     def record_many(self, releases: Sequence[tuple[str, Sequence[BitMap]]]) -> None:
         """Add several releases at once: one refinement pass and one basis computation for all of them."""
@@ -258,14 +315,27 @@ class History:
             return
         span = self.span.copy()
         span.add(populations)
-        for job_id, cells in releases:
-            self.cells += [Released(job_id, p) for p in cells]
-            union = self.unions.setdefault(job_id, BitMap())
-            for population in cells:
-                union |= population
+        self._extend(releases)
         self.span = span
-        self._cells = _BySize.of(self.cells)
-        self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
+
+    def _extend(self, releases: Sequence[tuple[str, Sequence[BitMap]]]) -> None:
+        """Add the releases' cells and unions to the size indexes: a few inserted where they belong, many re-sorted."""
+        fresh = [Released(job_id, p) for job_id, cells in releases for p in cells]
+        touched = list(dict.fromkeys(job_id for job_id, cells in releases if cells))
+        known = any(job_id in self.unions for job_id in touched)
+        self.cells += fresh
+        for job_id, cells in releases:
+            if cells:
+                union = self.unions.setdefault(job_id, BitMap())
+                union |= BitMap.union(*cells)
+        if len(fresh) * _RESORT > len(self.cells):
+            self._cells = _BySize.of(self.cells)
+        else:
+            self._cells.insert(fresh)
+        if known or len(touched) * _RESORT > len(self.unions):  # a union that grew must move
+            self._unions = _BySize.of([Released(j, u) for j, u in self.unions.items()])
+        else:
+            self._unions.insert([Released(j, self.unions[j]) for j in touched])
 
     def near(self, size: int, k: int) -> list[Released]:
         """Earlier cells whose size is within k-1 of ``size`` (only they can differ by fewer than k units)."""
@@ -283,37 +353,37 @@ class Decision:
     span: Span | None  # the span with the kept cells added (None when the audit refused to compute it)
 
 
-def _differs(a: BitMap, b: BitMap, k: int) -> int:
-    """|a ^ b| when it is in 1..k-1, else 0."""
-    if abs(len(a) - len(b)) > k - 1:
-        return 0
-    difference = a.symmetric_difference_cardinality(b)
-    return difference if 1 <= difference <= k - 1 else 0
+def _first_within(population: BitMap, candidates: Sequence[Released], job_id: str, k: int) -> tuple[Released, int] | None:
+    """The first candidate of another job that differs from ``population`` by 1..k-1 units, and by how many.
+
+    The candidates come from ``History.near``: within k-1 units of its size, so only the symmetric
+    difference is counted (one call into CRoaring per candidate, nothing built).
+    """
+    difference = population.symmetric_difference_cardinality
+    for old in candidates:
+        d = difference(old.population)
+        if 0 < d < k and old.job_id != job_id:
+            return old, d
+    return None
 
 
 def _pairs_and_unions(history: History, job_id: str, cells: dict[int, BitMap], k: int) -> list[Finding]:
     findings: dict[int, Finding] = {}
     for row, population in cells.items():
-        for old in history.near(len(population), k):
-            if old.job_id != job_id and (d := _differs(population, old.population, k)):
-                findings[row] = Finding(row, Rule.PAIR, old.job_id, f"differs from an earlier cell by {d} units")
-                break
-        if row in findings:
-            continue
-        for old in history.near_unions(len(population), k):
-            if old.job_id != job_id and (d := _differs(population, old.population, k)):
-                findings[row] = Finding(row, Rule.UNION, old.job_id, f"differs from the union of an earlier release's cells by {d} units")
-                break
+        if found := _first_within(population, history.near(len(population), k), job_id, k):
+            findings[row] = Finding(row, Rule.PAIR, found[0].job_id, f"differs from an earlier cell by {found[1]} units")
+        elif found := _first_within(population, history.near_unions(len(population), k), job_id, k):
+            detail = f"differs from the union of an earlier release's cells by {found[1]} units"
+            findings[row] = Finding(row, Rule.UNION, found[0].job_id, detail)
     rest = [row for row in cells if row not in findings]  # cells already withheld are not part of the union
-    mine = BitMap()
-    for row in rest:
-        mine |= cells[row]
-    against = [(old, "an earlier cell") for old in history.near(len(mine), k)]
-    against += [(old, "the union of an earlier release's cells") for old in history.near_unions(len(mine), k)]
-    for old, what in against:
-        if old.job_id != job_id and (d := _differs(mine, old.population, k)):
+    mine = BitMap.union(*(cells[row] for row in rest)) if rest else BitMap()
+    for candidates, what in (
+        (history.near(len(mine), k), "an earlier cell"),
+        (history.near_unions(len(mine), k), "the union of an earlier release's cells"),
+    ):
+        if found := _first_within(mine, candidates, job_id, k):
             for row in rest:  # the new cells together complete an earlier cell: none may go alone
-                findings.setdefault(row, Finding(row, Rule.UNION, old.job_id, f"their union differs from {what} by {d} units"))
+                findings.setdefault(row, Finding(row, Rule.UNION, found[0].job_id, f"their union differs from {what} by {found[1]} units"))
             break
     return list(findings.values())
 

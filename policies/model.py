@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ValidationFailed
 from core.schema import DatasetSchema
+from core.text import a
 from core.values import ColumnRole, ColumnType, JobKind
 
 
@@ -226,7 +227,7 @@ def _column_problems(dataset: str, column: str, use: ColumnUse, schema: DatasetS
     if spec is None:
         return [{**where, "problem": "unknown column"}]
     if use not in ALLOWED_USES[spec.role]:
-        return [{**where, "problem": f"a {spec.role.value} column cannot be {use.value}"}]
+        return [{**where, "problem": f"{a(spec.role.value)} column cannot be {use.value}"}]
     if column == schema.privacy_unit and use not in (ColumnUse.DENY, ColumnUse.JOIN_KEY):
         return [{**where, "problem": f"the privacy-unit column cannot be {use.value}"}]
     if spec.type is ColumnType.PAILLIER and use not in (ColumnUse.DENY, ColumnUse.MEASURE):

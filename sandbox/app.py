@@ -33,6 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest
     config.load(app, test_config)
+    # Flask reads this from app.json, not from the config: a released table's rows keep the query's column order.
+    app.json.sort_keys = bool(app.config["JSON_SORT_KEYS"])  # type: ignore[attr-defined]
     app.extensions.update(Instance.from_config(app.config).extensions())
     db.init_app(app)
     api.init_app(app)

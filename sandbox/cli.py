@@ -30,8 +30,11 @@ from sandbox.app import get_ledger_of, instance_of
 from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of
 from sandbox.demo import he_slice as demo_he
+from sandbox.demo import scoring as demo_scoring
 from sandbox.demo import seed as demo
+from sandbox.demo import tokens as demo_tokens
 from sandbox.models import DomainKey
+from sandbox.runtime import child
 from sandbox.runtime.worker import Worker
 from sandbox.service import he_keys
 from sandbox.service.ledger import verify
@@ -59,15 +62,24 @@ def _app() -> Iterator[Flask]:
 def init(with_demo: bool) -> None:
     """Create the instance (schema, master key, signing key, admin); safe to run again."""
     with _app() as app:
-        created = setup.initialise(app, admin_token=os.environ.get("SANDBOX_ADMIN_TOKEN"))
+        from_env = os.environ.get("SANDBOX_ADMIN_TOKEN")
+        created = setup.initialise(app, admin_token=from_env)
         click.echo(f"instance ready: {app.config['INSTANCE_PATH']}")
-        if created.admin_token:
-            click.echo(f"admin token (shown once): {created.admin_token}")
-        if with_demo:
-            tokens = demo.load(app, SYSTEM, created.admin_token is None)
-            click.echo("demo tokens (new on every run; earlier demo tokens are revoked):")
-            for name, token in tokens.items():
-                click.echo(f"  {name:8} {token}")
+        if not with_demo:
+            if created.admin_token:
+                click.echo(f"admin token (shown once): {created.admin_token}")
+            return
+        # The demo's tokens go to a file, not the terminal: the tour sources it, and it stays valid.
+        path = demo_tokens.path_in(app.config["INSTANCE_PATH"])
+        known = demo_tokens.read(path)
+        admin = created.admin_token or from_env
+        tokens = demo.load(app, SYSTEM, known | ({"admin": admin} if admin else {}))
+        demo_scoring.load(app)
+        demo_tokens.write(path, tokens)
+        names = ", ".join(demo_tokens.VARIABLES[name] for name in tokens)
+        fresh = sorted(demo_tokens.VARIABLES[name] for name, token in tokens.items() if known.get(name) != token)
+        click.echo(f"demo tokens ({names}) in {path} (mode 0600); new: {', '.join(fresh) or 'none, all kept valid'}")
+        click.echo(f"  use them: source {path}")
 
 
 @main.group()
@@ -177,6 +189,17 @@ def worker(once: bool) -> None:
     with _app() as app:
         runner = Worker(instance_of(app))
         runner.install_signal_handlers()
-        click.echo(f"worker {runner.id} started", err=True)
-        done = runner.run(once=once)
+        try:
+            took = child.preflight()
+        except child.ChildUnavailable as exc:
+            if runner.stopping.is_set():  # stopped while starting: its forkserver got the same signal
+                click.echo(f"worker {runner.id} stopped while starting", err=True)
+                return
+            raise click.ClickException(f"the worker cannot run jobs: {exc}") from None
+        click.echo(f"worker {runner.id} started (job child processes ready in {took:.1f} s)", err=True)
+        try:
+            done = runner.run(once=once)
+        except (KeyboardInterrupt, EOFError):
+            logging.getLogger("sandbox.worker").exception("worker %s interrupted", runner.id)
+            raise
         click.echo(f"worker {runner.id} stopped after {done} jobs", err=True)

@@ -303,13 +303,18 @@ class Review(Base):
 
 
 class CellPopulation(Base):
-    """The privacy units behind one cell row of a released or held job, for the release audit.
+    """The privacy units behind a released or held job's cell rows on one dataset version, for the release audit.
 
-    ``population`` is a roaring bitmap of the units' indices in the dataset version
-    (``jobs.population``), sealed with the job's own data key, which the master key wraps
-    (``wrapped_key``) bound to the job: a copy of the database reveals neither which units nor whose.
-    ``released`` is false while the job is held: a held job's rows are audited again when an
-    auditor releases it, and only released rows count as earlier releases.
+    ``population`` seals the job's rows on the version together: a roaring bitmap per row of the
+    units' indices in the dataset version (``jobs.population``; framing in
+    ``sandbox.runtime.release_audit``), under the job's own data key, which the master key wraps
+    (``wrapped_key``) bound to the job: a copy of the database reveals neither which units nor whose
+    (a record's length tells only the total size of its bitmaps). A record written before revision
+    0008 holds one row, ``row_index``; a record since holds all of them and ``row_index`` is NULL.
+    ``released`` is false while the job is held: a held job's rows are audited again when an auditor
+    releases it, and only released rows count as earlier releases. Released records are numbered per
+    version (``seq``, in the order they were stored under the version's lock): a process's cached
+    history names the last one it holds.
     """
 
     __tablename__ = "cell_populations"
@@ -317,14 +322,18 @@ class CellPopulation(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     dataset_version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"))
-    row_index: Mapped[int] = mapped_column(Integer)
+    row_index: Mapped[int | None] = mapped_column(Integer)
     released: Mapped[bool] = mapped_column(Boolean)
+    seq: Mapped[int | None] = mapped_column(Integer)
     population: Mapped[bytes] = mapped_column(LargeBinary)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_cell_populations_version_released", "dataset_version_id", "released"),)
+    __table_args__ = (
+        Index("ix_cell_populations_version_released", "dataset_version_id", "released"),
+        Index("ix_cell_populations_version_seq", "dataset_version_id", "seq", unique=True),
+    )
 
 
 class AuditFinding(Base):

@@ -3,6 +3,7 @@
 #
 #   scripts/postgres-test.sh         start it if needed; print its URL on stdout
 #   scripts/postgres-test.sh stop    stop it
+#   scripts/postgres-test.sh status  exit 0 if it is running, 3 if not
 #
 # The cluster is separate from any system cluster: data, socket and log live
 # under ${SANDBOX_PG_DIR:-/tmp/sandbox-pg}, it listens on 127.0.0.1:54329 and
@@ -118,6 +119,10 @@ stop() {
 
 main() {
     BINDIR=$(find_bindir)
+    if [[ ${1:-} == status ]]; then
+        [[ -n $BINDIR ]] && running && exit 0
+        exit 3
+    fi
     if [[ -z $BINDIR ]]; then
         is_root || unavailable
         install_server
@@ -137,7 +142,7 @@ main() {
     case ${1:-start} in
         start) start; log "ready: export SANDBOX_TEST_DATABASE_URL=$PG_URL" ;;
         stop) stop ;;
-        *) die "usage: $0 [start|stop]" ;;
+        *) die "usage: $0 [start|stop|status]" ;;
     esac
 }
 

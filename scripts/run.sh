@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Run the service locally: create the instance (idempotent), start the key custodian of he jobs
-# on http://127.0.0.1:8001, and serve the sandbox with gunicorn on http://127.0.0.1:8000.
+# Run the service locally (`make run`, after `make venv`): create the instance (idempotent), start
+# the key custodian of he jobs on http://127.0.0.1:8001, one job worker, and serve the sandbox with
+# gunicorn on http://127.0.0.1:8000. RUN_PORT and RUN_CUSTODIAN_PORT change the ports (the README
+# test runs this script on free ports); SANDBOX_INSTANCE_PATH the instance folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export SANDBOX_INSTANCE_PATH=${SANDBOX_INSTANCE_PATH:-$PWD/instance}
 custodian_dir=${SANDBOX_CUSTODIAN_DIR:-$SANDBOX_INSTANCE_PATH/custodian}
-custodian_url=http://127.0.0.1:8001
+port=${RUN_PORT:-8000}
+custodian_port=${RUN_CUSTODIAN_PORT:-8001}
+custodian_url=http://127.0.0.1:$custodian_port
 
 # Files written by the service (keys, encrypted data) are private to this user.
 umask 077
 
-make --no-print-directory -s venv
-
-# Creates the instance and demo data on the first run; afterwards only prints
-# the demo tokens again.
+# Creates the instance and demo data on the first run. The demo tokens (ADMIN, STEWARD, ANALYST,
+# AUDITOR) go to $SANDBOX_INSTANCE_PATH/demo-tokens.env (mode 0600) and stay valid on later runs.
 .venv/bin/python -m sandbox init --demo
 
 # The key custodian: its own directory and master key, the Paillier private key
@@ -24,7 +26,7 @@ make --no-print-directory -s venv
 SANDBOX_CUSTODIAN_DIR=$custodian_dir .venv/bin/python -m sandbox custodian init
 .venv/bin/python -m sandbox keys export-public --out "$custodian_dir/domain.pub"
 env -i PATH="$PATH" HOME="$HOME" SANDBOX_CUSTODIAN_DIR="$custodian_dir" \
-  .venv/bin/python -m sandbox custodian serve --port 8001 &
+  .venv/bin/python -m sandbox custodian serve --port "$custodian_port" &
 custodian_pid=$!
 trap 'kill "$custodian_pid" 2>/dev/null; wait "$custodian_pid" 2>/dev/null' EXIT
 .venv/bin/python - "$custodian_url" <<'PY'
@@ -40,10 +42,11 @@ PY
 # The demo's he slice: PUMS with income encrypted under that key, and an he grant.
 .venv/bin/python -m sandbox he demo >/dev/null
 
-cat <<'MSG'
+cat <<MSG
 
-Try it with one of the tokens printed above:
-  curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/me
+Serving on http://127.0.0.1:$port. In another shell, from this folder:
+  source $SANDBOX_INSTANCE_PATH/demo-tokens.env
+  curl -s -H "Authorization: Bearer \$ANALYST" http://127.0.0.1:$port/api/v1/me
 
 MSG
 
@@ -53,4 +56,4 @@ SANDBOX_CUSTODIAN_URL=$custodian_url .venv/bin/python -m sandbox worker &
 worker_pid=$!
 trap 'kill "$worker_pid" "$custodian_pid" 2>/dev/null; wait "$worker_pid" "$custodian_pid" 2>/dev/null' EXIT
 
-.venv/bin/gunicorn --bind 127.0.0.1:8000 --workers 2 --access-logfile - wsgi:app
+.venv/bin/gunicorn --bind "127.0.0.1:$port" --workers 2 --access-logfile - wsgi:app

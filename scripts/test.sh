@@ -17,6 +17,10 @@ extra_args+=("$@")
 pg_url=${SANDBOX_TEST_DATABASE_URL:-}
 unset SANDBOX_TEST_DATABASE_URL
 if [[ -z $pg_url ]]; then
+    # A test server this run starts is stopped when it ends (SANDBOX_KEEP_PG=1 keeps it running).
+    if ! bash scripts/postgres-test.sh status && [[ ${SANDBOX_KEEP_PG:-} != 1 ]]; then
+        trap 'bash scripts/postgres-test.sh stop >&2 && echo "test.sh: stopped the PostgreSQL test server this run started (SANDBOX_KEEP_PG=1 keeps it)" >&2' EXIT
+    fi
     # Empty output means: no PostgreSQL here, SQLite only (never under CI=true).
     pg_url=$(bash scripts/postgres-test.sh)
 fi
@@ -28,16 +32,21 @@ fi
 # Any non-zero pytest status is a failure, including 5 (no tests collected).
 sqlite_rc=0
 echo "==> tests on SQLite (default database)"
+started=$SECONDS
 .venv/bin/python -m pytest -q -n 2 "${extra_args[@]}" || sqlite_rc=$?
+took="SQLite $((SECONDS - started)) s"
 
+# Only the tests that use the database run again (tests/conftest.py deselects the others).
 pg_rc=0
 if [[ -n $pg_url ]]; then
-    echo "==> tests on PostgreSQL ($pg_url)"
+    echo "==> tests on PostgreSQL ($pg_url): the tests that use the database"
+    started=$SECONDS
     SANDBOX_TEST_DATABASE_URL=$pg_url \
         .venv/bin/python -m pytest -q -n 2 -m "not sqlite_only" "${extra_args[@]}" || pg_rc=$?
+    took="$took, PostgreSQL $((SECONDS - started)) s"
 fi
+echo "test.sh: the suite took $took" >&2
 
-# Nothing is printed after a passing run: the output ends with pytest's summary.
 if ((sqlite_rc != 0 || pg_rc != 0)); then
     pg_status=$pg_rc
     [[ -n $pg_url ]] || pg_status="not run"

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core import validation
 from core.errors import ValidationFailed
 from core.schema import ColumnSpec, DatasetSchema, Name, PaillierColumn
 from core.values import ColumnRole, ColumnType
@@ -102,8 +103,7 @@ def parse(spec: Mapping[str, Any]) -> AggregateSpec:
     try:
         return AggregateSpec.model_validate(dict(spec))
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        problems = [{"field": ".".join(str(p) for p in e["loc"]) or "spec", "problem": e["msg"]} for e in errors]
+        problems = validation.problems(exc, spec, whole="spec")
         first = problems[0]
         raise ValidationFailed(f"invalid spec: {first['field']}: {first['problem']}", details={"problems": problems}) from None
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from core import validation
 from core.errors import PolicyViolation, ValidationFailed
 from core.schema import DatasetSchema, Name
 from core.values import ColumnType
@@ -107,10 +108,7 @@ def parse_spec(spec: Mapping[str, Any]) -> ScoreSpec:
     try:
         return ScoreSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = [
-            {"field": "spec." + ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
+        problems = validation.problems(exc, spec, prefix="spec", whole="spec")
         raise ValidationFailed(f"invalid spec: {problems[0]['field']}: {problems[0]['problem']}", details={"problems": problems}) from None
 
 

@@ -6,6 +6,10 @@ neither exhaust memory nor the interpreter's recursion limit in later stages.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
@@ -16,6 +20,9 @@ from jobs.query.spelling import Spelling
 
 DIALECT = "duckdb"
 MAX_CHARS = 20_000
+_CLASS = re.compile(r"<class '[\w.]*\.(\w+)'>")  # how sqlglot names its expression classes
+# String literals (quotes doubled inside; unterminated to the end), dollar-quoted strings, numbers.
+_LITERAL = re.compile(r"[eE]?'(?:[^']|'')*(?:'|$)|\$\$.*?(?:\$\$|$)|\b\d+(?:\.\d*)?(?:[eE][+-]?\d+)?\b|\.\d+\b", re.DOTALL)
 MAX_DEPTH = 200  # deeper trees are refused: every later stage walks the tree recursively
 
 
@@ -54,17 +61,62 @@ def _parse(sql: str) -> list[exp.Expr | None]:
     try:
         return sqlglot.parse(sql, read=DIALECT)
     except ParseError as exc:
-        where = exc.errors[0] if exc.errors else {}
-        raise BadSql(
-            f"the query does not parse (near line {where.get('line', '?')}, column {where.get('col', '?')})",
-            details={"field": "sql"},
-        ) from None
+        raise _parse_refusal(exc.errors[0] if exc.errors else {}) from None
     except TokenError:
         raise BadSql("the query does not parse (unterminated string, comment or identifier)", details={"field": "sql"}) from None
     except RecursionError:
         raise BadSql("the query is too deeply nested", details={"field": "sql"}) from None
     except SqlglotError:
         raise BadSql("the query does not parse", details={"field": "sql"}) from None
+
+
+def _parse_refusal(where: Mapping[str, Any]) -> BadSql:
+    """Where the text stops parsing and what was expected there, in words.
+
+    sqlglot's own description names its classes ("Required keyword: 'this' missing for <class
+    '...Where'>"); the message says instead what was expected or found, quoting the token and a
+    short piece of the text before it. The text is the analyst's own query, but its literals may be
+    data values (a person's id probed in a WHERE) and refusals reach the ledger: literals are shown
+    as ``?``, as in every other refusal.
+    """
+    line, end = where.get("line"), where.get("col")
+    token = _fragment(_masked(str(where.get("highlight") or "")))
+    before = _fragment(_masked(str(where.get("start_context") or "")), tail=True)
+    column = end - len(str(where.get("highlight") or "")) + 1 if isinstance(end, int) else None
+    position = f"line {line}, column {column}" if isinstance(line, int) and column is not None else "an unknown position"
+    after = f", after '{before}'" if before else ""
+    message = f"the query does not parse at {position}{after}: {_expected(str(where.get('description') or ''), token)}"
+    details: dict[str, Any] = {"field": "sql"}
+    if isinstance(line, int) and column is not None:
+        details |= {"line": line, "column": column}
+    return BadSql(message, details=details)
+
+
+def _expected(description: str, token: str) -> str:
+    """sqlglot's description of a parse error as what was expected or found at ``token``."""
+    found = f"'{token}'" if token else "the end of the query"
+    expecting = re.match(r"Expecting (.+)", description)
+    if expecting:
+        return f"expected {expecting.group(1).strip()} before {found}"
+    if re.match(r"Required keyword: '\w+' missing for " + _CLASS.pattern, description):
+        return f"an expression is expected after {found}"
+    if description.startswith(("Invalid expression", "Unexpected token")):
+        return f"unexpected {found}"
+    plain = _CLASS.sub(lambda m: m.group(1), description).strip() or "unexpected"
+    return f"{plain} at {found}"
+
+
+def _masked(text: str) -> str:
+    """``text`` with its string and number literals replaced by ``?`` (an unterminated string to the end)."""
+    return _LITERAL.sub("?", text)
+
+
+def _fragment(text: str, tail: bool = False, limit: int = 30) -> str:
+    """At most ``limit`` characters of ``text`` on one line (its end if ``tail``), marked with ... where cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return "..." + flat[-limit:] if tail else flat[:limit] + "..."
 
 
 def _is_statement(node: exp.Expr) -> bool:

@@ -38,6 +38,7 @@ from sqlglot import exp
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning  # type: ignore[import-untyped]
 
 from core.errors import InternalError, ValidationFailed
+from core.text import a
 from jobs.engine import Engine
 from jobs.stats.cells import DIALECT, UNIT, col, lit, named, table, units
 from jobs.stats.columns import Scope
@@ -62,7 +63,7 @@ def plan_model(spec: OlsSpec | LogitSpec, scope: Scope) -> StatsPlan:
             for column in factor.columns:
                 (scope.dimension if factor.categorical else scope.measure)(column)
     scope.aggregates([Aggregate.AVG])
-    scope.not_rounded(f"a {spec.op} model")
+    scope.not_rounded(f"{a(spec.op)} model")
     outcome = _coded_outcome(spec, formula, scope)
     groups: list[tuple[str, ...]] = []
     term_groups: list[tuple[str, tuple[str, ...]]] = []

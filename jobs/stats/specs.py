@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from core.errors import ValidationFailed
 from core.schema import Name
+from core.validation import problems
 from policies.model import Aggregate
 
 MAX_DIMENSIONS = 5  # with margins, 2**5 grouping sets: enough for tables, bounded in cost
@@ -188,8 +189,6 @@ def parse_spec(spec: Any) -> StatsSpec:
     try:
         return _ADAPTER.validate_python(spec)
     except ValidationError as error:
-        problems = [{"field": ".".join(str(part) for part in e["loc"]), "problem": e["msg"]} for e in error.errors()]
-        first = problems[0]
-        raise ValidationFailed(
-            f"invalid stats spec: {first['field'] or 'spec'}: {first['problem']}", details={"problems": problems}
-        ) from None
+        found = problems(error, spec, whole="spec")
+        first = found[0]
+        raise ValidationFailed(f"invalid stats spec: {first['field']}: {first['problem']}", details={"problems": found}) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.schema import ColumnSpec
 from core.values import GrantStatus, JobKind, JobStatus, OrgKind, Role
@@ -252,20 +252,29 @@ class ResultColumn(BaseModel):
     type: str
 
 
-class ResultOut(BaseModel):
-    job_id: str
+class _Table(BaseModel):
+    """A released table: each row's keys in the order of ``columns`` (the query's order), not sorted."""
+
     columns: list[ResultColumn]
     rows: list[dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _rows_in_column_order(self) -> _Table:
+        names = [c.name for c in self.columns]
+        self.rows = [{name: row[name] for name in names if name in row} | row for row in self.rows]
+        return self
+
+
+class ResultOut(_Table):
+    job_id: str
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
     decision: dict[str, Any] | None = None
 
 
-class DryRunOut(BaseModel):
+class DryRunOut(_Table):
     synthetic: bool
     note: str
-    columns: list[ResultColumn]
-    rows: list[dict[str, Any]]
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
 

@@ -86,10 +86,13 @@ class Client:
         return self.submit(grant_id, "stats", spec | _options(timeout_seconds, epsilon))
 
     def dry_run(self, grant_id: str, sql: str, rows: int = 1_000, seed: int | None = None, epsilon: float | None = None) -> pd.DataFrame:
-        """The query on mock rows, at once, charging nothing (on a DP grant: noised at ``epsilon``)."""
+        """The query on mock rows, at once, charging nothing (on a DP grant: noised at ``epsilon``).
+
+        Columns in the query's order; notes and summary in ``attrs``, as from ``wait``.
+        """
         spec = {"sql": sql} | _options(None, epsilon)
         body = {"grant_id": grant_id, "kind": "query", "spec": spec, "rows": rows} | ({"seed": seed} if seed is not None else {})
-        return pd.DataFrame(self.request("POST", "/jobs/dry-run", json=body)["rows"])
+        return to_frame(self.request("POST", "/jobs/dry-run", json=body))
 
     def score(
         self, grant_id: str, dataset: str, weights: dict[str, Any], intercept: Any, entities: list[str], **options: Any

@@ -1,11 +1,12 @@
 """Demo organisations, users, datasets and grants for ``python -m sandbox init --demo``.
 
-Idempotent: objects are found by name and created only when missing. Demo users get fresh tokens
-on every run (their earlier tokens are revoked), since only token hashes are stored.
+Idempotent: objects are found by name and created only when missing. The demo users' tokens are
+kept across runs when the caller still has them (``sandbox.demo.tokens``: the tokens file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from policies.model import Aggregate, ColumnUse, Policy
 from sandbox.app import get_datasets_of, get_ledger_of
 from sandbox.db import Database, get_db_of
 from sandbox.demo import tax
-from sandbox.models import Dataset, Grant, GrantDataset, Org, Token, User
+from sandbox.demo import tokens as demo_tokens
+from sandbox.models import Dataset, Grant, GrantDataset, Org, User
 from sandbox.service import grants, identity
-from sandbox.service.auth import Principal, issue_token, principal_of
+from sandbox.service.auth import Principal, principal_of
 from sandbox.service.datasets import Datasets
 from sandbox.service.ledger import Ledger
 
@@ -105,17 +107,18 @@ TAX_POLICY = Policy(
 )
 
 
-def load(app: Flask, actor: str, with_admin: bool) -> dict[str, str]:
-    """Create what is missing; return a fresh token for each demo user (and the admin), by name."""
+def load(app: Flask, actor: str, known: Mapping[str, str]) -> dict[str, str]:
+    """Create what is missing; return a valid token for the admin and each demo user, by name.
+
+    ``known`` are tokens the caller has (the tokens file, ``SANDBOX_ADMIN_TOKEN``): kept while valid.
+    """
     db, ledger, datasets = get_db_of(app), get_ledger_of(app), get_datasets_of(app)
     with db.writing() as session:
         orgs = [_org(session, ledger, actor, name, kind) for name, kind in ORGS]
         users = {name: _user(session, ledger, actor, name, orgs[i], role) for name, i, role in USERS}
-        if with_admin:
-            admin = session.scalar(select(User).where(User.role == Role.ADMIN.value))
-            assert admin is not None
-            users = {"admin": admin, **users}
-        tokens = {name: _fresh_token(session, ledger, actor, user) for name, user in users.items()}
+        admin = session.scalar(select(User).where(User.role == Role.ADMIN.value))
+        assert admin is not None, "initialise() creates the admin first"
+        tokens = demo_tokens.ensure(session, ledger, actor, {"admin": admin, **users}, known)
         steward, analyst = principal_of(users["steward"]), principal_of(users["analyst"])
     pums = _dataset(db, datasets, steward, PUMS_META, DATA / "pums.csv")
     _dataset(db, datasets, steward, TEACHER_META, DATA / "teacher_survey.csv")
@@ -132,23 +135,6 @@ def _org(session: Session, ledger: Ledger, actor: str, name: str, kind: OrgKind)
 def _user(session: Session, ledger: Ledger, actor: str, name: str, org: Org, role: Role) -> User:
     found = session.scalar(select(User).where(User.name == name, User.org_id == org.id))
     return found or identity.create_user(session, ledger, actor, name, org.id, role)[0]
-
-
-def _fresh_token(session: Session, ledger: Ledger, actor: str, user: User) -> str:
-    now = datetime.now(UTC)
-    for old in session.scalars(select(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))):
-        old.revoked_at = now
-        ledger.append(
-            session,
-            actor=actor,
-            action="token.revoke",
-            object_type="token",
-            object_id=old.id,
-            details={"user_id": user.id, "reason": "demo re-initialised"},
-        )
-    row, token = issue_token(session, user)
-    ledger.append(session, actor=actor, action="token.issue", object_type="token", object_id=row.id, details={"user_id": user.id})
-    return token
 
 
 def _dataset(db: Database, datasets: Datasets, steward: Principal, meta: dict[str, Any], path: Path) -> Dataset:

@@ -128,6 +128,41 @@ def forkserver() -> ForkServerContext:
     return context
 
 
+PREFLIGHT_SECONDS = 120  # the forkserver's first start imports PRELOAD: seconds on a busy machine
+
+
+class ChildUnavailable(RuntimeError):
+    """Job children cannot be started here (said once, at start, instead of failing every job)."""
+
+
+def preflight(seconds: float = PREFLIGHT_SECONDS) -> float:
+    """Start the forkserver and one empty child now; the seconds it took, or ``ChildUnavailable`` saying why not.
+
+    A worker (or a web process, for dry runs) calls this when it starts: the forkserver's first start
+    imports the heavy modules, which a first job would otherwise wait for, and a forkserver that cannot
+    start -- typically because this user cannot execute ``sys.executable`` again, as with a venv whose
+    interpreter links into another user's home -- is found before any job is claimed.
+    """
+    started = time.monotonic()
+    process = forkserver().Process(target=_nothing, name="job-preflight", daemon=True)
+    try:
+        process.start()
+    except (OSError, EOFError) as exc:  # the forkserver never listened, or closed on us (it died: SIGTERM to our group)
+        raise ChildUnavailable(
+            f"cannot start job child processes ({type(exc).__name__}): {sys.executable} must be executable by this user "
+            f"(uid {os.getuid()}) and able to start itself again"
+        ) from None
+    process.join(seconds)
+    if process.exitcode != 0:
+        _kill(process)
+        raise ChildUnavailable(f"an empty job child process did not end cleanly within {seconds} s (exit {process.exitcode})")
+    return time.monotonic() - started
+
+
+def _nothing() -> None:
+    """The preflight child's work."""
+
+
 class ChildExecutor:
     """Runs each definition in a new child process; ``memory_bytes`` applies where the definition's limits name none."""
 
@@ -234,6 +269,10 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     """The child: limits first, then load the tables, run the pipeline, send one final message."""
     _die_with(caller)
     os.setpgid(0, 0)
+    # Only the parent ends a run (SIGKILL at its deadline): a SIGTERM or SIGINT sent to every process of
+    # the service (a service manager stopping it) must not kill the job the worker is finishing.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
     reply: tuple[Any, ...]
@@ -250,8 +289,11 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
         reply = ("crash", type(exc).__name__, frames_of(exc))
     try:
         conn.send(reply)
+    except ConnectionError:
+        return  # the parent is gone (a killed worker): nobody to answer, and this process dies with it
     except Exception as exc:  # e.g. an answer too large for the memory left: say so without it
-        conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
+        with contextlib.suppress(ConnectionError):
+            conn.send(("memory" if isinstance(exc, MemoryError) else "crash", type(exc).__name__, frames_of(exc)))
 
 
 def _die_with(caller: int) -> None:

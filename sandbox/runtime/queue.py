@@ -130,7 +130,7 @@ class Queue:
         too; a held one is charged at review); if the budget no longer covers a release, the job fails
         with no output stored and nothing spent. Likewise a released score job records its
         ``scored`` entities' uses here (``he_score.record_uses``). The job's ``released_cells`` are
-        counted here, and a release that would pass the grant's cap on released cells fails with
+        counted here (a blocked job's too), and a release that would pass the grant's cap on released cells fails with
         ``CAP_REACHED`` (``release_cap.admit``, before the charge: a DP job it stops is charged as a
         failure). An outcome with populations is audited here against every release of its dataset
         versions (``audited.on_finish``, under each version's lock): failing cells are withheld, or the
@@ -145,8 +145,7 @@ class Queue:
             if job.cancel_requested and status is not JobStatus.FAILED:
                 status, reason, verdict = JobStatus.CANCELLED, "cancelled by the analyst", None
             job.verdict = verdict  # before charging: the verdict says whether the answer spent δ
-            if outcome.released is not None:
-                job.released_cells = cell_count(outcome.released)
+            job.released_cells = _cells(outcome)
             capped: dict[str, Any] = {}
             if status is JobStatus.RELEASED:
                 admission = release_cap.admit(session, job)
@@ -228,3 +227,10 @@ def recounted(verdict: dict[str, Any] | None, done: audited.Audited) -> dict[str
     summary = done.released["summary"]
     status = {JobStatus.BLOCKED: "block", JobStatus.HELD: "review"}.get(done.status, verdict.get("status"))
     return {**verdict, "status": status, "suppressed": summary["suppressed"], "flagged": summary["flagged"]}
+
+
+def _cells(outcome: Outcome) -> int | None:
+    """The cells the outcome gives out (``jobs.released.cell_count``); a job blocked without a form gives one: that it was blocked."""
+    if outcome.released is not None:
+        return cell_count(outcome.released)
+    return 1 if outcome.status is JobStatus.BLOCKED else None

@@ -7,24 +7,29 @@ PostgreSQL (on SQLite the writer's ``BEGIN IMMEDIATE`` already serialises writer
 on one version are audited one after the other and the second sees the first's cells: the check and
 the record are one critical section.
 
-Earlier releases come from every organisation and every kind that stored populations. Their
-decrypted populations and span are cached per process and version (``_CACHE``), keyed by the set of
-stored rows they were built from: under the lock a release reads only the ids, and decrypts and adds
-only the rows it has not seen (another process's releases). A release this process stored is added
-to the cache with the span the audit already computed; should its transaction roll back, the cache
-names a row the database lacks and is rebuilt from the database on the next release.
+Earlier releases come from every organisation and every kind that stored populations. A job's rows
+on a version are sealed together, one record (``CellPopulation``); released records are numbered
+per version (``seq``) under the version's lock. Their decrypted populations and span are cached per
+process and version (``_CACHE``), with the number and id of the last record they hold: under the
+lock a release reads the version's last record (one index entry), and when another process stored
+records since, decrypts and adds only those. A release this process stored is added to the cache
+with the span the audit already computed; should its transaction roll back, the database's record
+under that number is missing or another's, and the cache is rebuilt from the database on the next
+release.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyroaring import BitMap
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.errors import InternalError
 from crypto import envelope, keywrap
 from crypto.keyring import KeyStore
 from policies import audit
@@ -46,12 +51,22 @@ def lock(session: Session, version_id: str) -> None:
 
 @dataclass
 class _Cached:
-    ids: frozenset[str]
+    seq: int  # the last released record the history holds (0: none)
+    last_id: str | None  # its id: a rolled-back record leaves its number missing or another record's
     history: audit.History
 
 
 _CACHE: dict[str, _Cached] = {}
 _CACHE_LOCK = threading.Lock()
+_LOAD_CHUNK = 200  # records per query on a cold start
+_RECORD = (
+    CellPopulation.seq,
+    CellPopulation.job_id,
+    CellPopulation.row_index,
+    CellPopulation.population,
+    CellPopulation.wrapped_key,
+    CellPopulation.master_key_id,
+)
 
 
 def check(session: Session, keys: KeyStore, job: Job, version_id: str, cells: Mapping[int, BitMap], k: int) -> audit.Decision:
@@ -77,27 +92,46 @@ def forget_findings(session: Session, job_id: str) -> None:
 
 
 def _history(session: Session, keys: KeyStore, version_id: str) -> audit.History:
-    ids = frozenset(
-        session.scalars(select(CellPopulation.id).where(CellPopulation.dataset_version_id == version_id, CellPopulation.released.is_(True)))
-    )
+    """The version's history as stored: the cached one, caught up with records stored since (or rebuilt)."""
+    head = session.execute(
+        select(CellPopulation.seq, CellPopulation.id)
+        .where(CellPopulation.dataset_version_id == version_id, CellPopulation.seq.is_not(None))
+        .order_by(CellPopulation.seq.desc())
+        .limit(1)
+    ).first()
+    last, last_id = (int(head.seq or 0), head.id) if head is not None else (0, None)
     cached = _CACHE.get(version_id)
-    if cached is None or not cached.ids <= ids:
-        cached = _Cached(frozenset(), audit.History())
-    missing = sorted(i for i in ids if i not in cached.ids)
-    if missing:
-        by_job: dict[str, list[BitMap]] = {}
-        data_keys: dict[str, bytes] = {}  # one unwrap per job: its rows share its data key
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            stored = session.scalars(select(CellPopulation).where(CellPopulation.id.in_(chunk)).order_by(CellPopulation.created_at))
-            for row in stored:
-                if row.job_id not in data_keys:
-                    data_keys[row.job_id] = keys.unwrap(row.wrapped_key, row.master_key_id, context=_context(row.job_id))
-                by_job.setdefault(row.job_id, []).append(_open(data_keys[row.job_id], row))
-        cached.history.record_many(list(by_job.items()))
-        cached.ids = ids
+    if cached is None or not _current(session, version_id, cached, last, last_id):
+        cached = _Cached(0, None, audit.History())
+    if last > cached.seq:
+        releases: list[tuple[str, list[BitMap]]] = []
+        after = cached.seq
+        while after < last:
+            records = session.execute(
+                select(*_RECORD)
+                .where(CellPopulation.dataset_version_id == version_id, CellPopulation.seq > after, CellPopulation.seq <= last)
+                .order_by(CellPopulation.seq)
+                .limit(_LOAD_CHUNK)
+            ).all()
+            data_keys = keys.unwrap_many([(r.wrapped_key, r.master_key_id, _context(r.job_id)) for r in records])
+            for record, data_key in zip(records, data_keys, strict=True):
+                rows = _open(data_key, record.job_id, version_id, record.row_index, record.population)
+                releases.append((record.job_id, list(rows.values())))
+            after = int(records[-1].seq or last)
+        cached.history.record_many(releases)
+        cached.seq, cached.last_id = last, last_id
     _CACHE[version_id] = cached
     return cached.history
+
+
+def _current(session: Session, version_id: str, cached: _Cached, last: int, last_id: str | None) -> bool:
+    """Whether the database still holds every record ``cached`` holds (it may hold more: the cache catches up)."""
+    if cached.seq == 0:
+        return True
+    if last <= cached.seq:
+        return last == cached.seq and last_id == cached.last_id
+    held_last = select(CellPopulation.id).where(CellPopulation.dataset_version_id == version_id, CellPopulation.seq == cached.seq)
+    return session.scalar(held_last) == cached.last_id
 
 
 def _context(job_id: str) -> str:
@@ -114,53 +148,90 @@ def store(
     released: bool,
     span: audit.Span | None = None,
 ) -> None:
-    """Seal and store a job's row populations under one data key of its own, wrapped by the master key.
+    """Seal and store a job's row populations on a version as one record, under a data key of its own wrapped by the master key.
 
-    Released rows join the version's history in this process's cache too (with ``span``, the span
-    after them, when the audit computed it).
+    Released rows take the version's next number (under its lock) and join the version's history in
+    this process's cache too (with ``span``, the span after them, when the audit computed it).
     """
     if not cells:
         return
     data_key = keywrap.generate_key()
     wrapped, master_key_id = keys.wrap(data_key, context=_context(job.id))
-    ids = []
-    for row, population in cells.items():
-        sealed = envelope.encrypt(data_key, population.serialize(), key_id=f"{job.id}:population:{row}")
-        ids.append(new_id())
-        session.add(
-            CellPopulation(
-                id=ids[-1],
-                job_id=job.id,
-                dataset_version_id=version_id,
-                row_index=row,
-                released=released,
-                population=sealed,
-                wrapped_key=wrapped,
-                master_key_id=master_key_id,
-            )
-        )
+    seq = None
     if released:
-        _remember(version_id, job.id, ids, list(cells.values()), span)
+        lock(session, version_id)
+        last = session.scalar(select(func.max(CellPopulation.seq)).where(CellPopulation.dataset_version_id == version_id))
+        seq = (last or 0) + 1
+    record = CellPopulation(
+        id=new_id(),
+        job_id=job.id,
+        dataset_version_id=version_id,
+        row_index=None,
+        released=released,
+        seq=seq,
+        population=envelope.encrypt(data_key, _pack(cells), key_id=_record_key_id(job.id, version_id)),
+        wrapped_key=wrapped,
+        master_key_id=master_key_id,
+    )
+    session.add(record)
+    if seq is not None:
+        session.flush()  # the unique (version, seq) index refuses a number taken without the lock
+        _remember(version_id, job.id, seq, record.id, list(cells.values()), span)
 
 
-def _remember(version_id: str, job_id: str, ids: list[str], populations: list[BitMap], span: audit.Span | None) -> None:
+def _remember(version_id: str, job_id: str, seq: int, record_id: str, populations: list[BitMap], span: audit.Span | None) -> None:
+    """Add a record this process stored to the cached history, when the cache holds everything before it."""
     with _CACHE_LOCK:
         cached = _CACHE.get(version_id)
-        if cached is not None:
+        if cached is not None and cached.seq == seq - 1:
             cached.history.record(job_id, populations, span)
-            cached.ids = cached.ids | frozenset(ids)
+            cached.seq, cached.last_id = seq, record_id
 
 
-def _open(data_key: bytes, row: CellPopulation) -> BitMap:
-    return BitMap.deserialize(envelope.decrypt(data_key, row.population, key_id=f"{row.job_id}:population:{row.row_index}"))
+_ROWS = struct.Struct(">I")
+_ROW = struct.Struct(">iI")  # row index, length of its serialised bitmap
+
+
+def _pack(cells: Mapping[int, BitMap]) -> bytes:
+    """The rows' populations as one plaintext: their number, each row's index and length, then the portable roaring bitmaps."""
+    bitmaps = [(row, population.serialize()) for row, population in cells.items()]
+    head = _ROWS.pack(len(bitmaps)) + b"".join(_ROW.pack(row, len(data)) for row, data in bitmaps)
+    return head + b"".join(data for _, data in bitmaps)
+
+
+def _unpack(plain: bytes) -> dict[int, BitMap]:
+    view = memoryview(plain)
+    (count,) = _ROWS.unpack_from(view)
+    offset, entries = _ROWS.size + count * _ROW.size, []
+    for i in range(count):
+        entries.append(_ROW.unpack_from(view, _ROWS.size + i * _ROW.size))
+    out = {}
+    for row, length in entries:
+        out[row] = BitMap.deserialize(plain[offset : offset + length])
+        offset += length
+    if offset != len(plain):
+        raise InternalError("a population record's framing does not match its length")
+    return out
+
+
+def _record_key_id(job_id: str, version_id: str) -> str:
+    return f"{job_id}:populations:{version_id}"
+
+
+def _open(data_key: bytes, job_id: str, version_id: str, row_index: int | None, sealed: bytes) -> dict[int, BitMap]:
+    """A record's rows (row -> population); a record from before revision 0008 holds its one ``row_index``."""
+    if row_index is not None:
+        return {row_index: BitMap.deserialize(envelope.decrypt(data_key, sealed, key_id=f"{job_id}:population:{row_index}"))}
+    return _unpack(envelope.decrypt(data_key, sealed, key_id=_record_key_id(job_id, version_id)))
 
 
 def held(session: Session, keys: KeyStore, job_id: str) -> dict[str, dict[int, BitMap]]:
     """A held job's stored populations: version id -> row -> population (empty when it stored none)."""
     out: dict[str, dict[int, BitMap]] = {}
-    for row in session.scalars(select(CellPopulation).where(CellPopulation.job_id == job_id, CellPopulation.released.is_(False))):
-        data_key = keys.unwrap(row.wrapped_key, row.master_key_id, context=_context(row.job_id))
-        out.setdefault(row.dataset_version_id, {})[row.row_index] = _open(data_key, row)
+    for record in session.scalars(select(CellPopulation).where(CellPopulation.job_id == job_id, CellPopulation.released.is_(False))):
+        data_key = keys.unwrap(record.wrapped_key, record.master_key_id, context=_context(record.job_id))
+        version_id = record.dataset_version_id
+        out.setdefault(version_id, {}).update(_open(data_key, job_id, version_id, record.row_index, record.population))
     return out
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.text import a
 from core.values import ROLE_ORG_KINDS, OrgKind, Role
 from sandbox.models import Org, Token, User
 from sandbox.service.auth import issue_token
@@ -36,7 +37,7 @@ def create_user(
     if kind not in ROLE_ORG_KINDS[role]:
         allowed = ", ".join(sorted(k.value for k in ROLE_ORG_KINDS[role]))
         raise ValidationFailed(
-            f"a {role.value} must belong to an organisation of kind {allowed}, not {kind.value}",
+            f"{a(role.value)} must belong to an organisation of kind {allowed}, not {kind.value}",
             details={"field": "role"},
         )
     user = User(name=name, org_id=org.id, role=role.value)

@@ -53,9 +53,15 @@ def admit(session: Session, job: Job, now: datetime | None = None) -> Admission:
     return Admission(used + cells <= cap.cells, details)
 
 
+# Decisions count like releases: that a job was blocked by output control, or rejected by a reviewer,
+# depends on the data as much as a released number does (a blocked job counts the cells of the form it
+# would have released when it has one, else one cell: ``queue.finish``).
+COUNTED = (JobStatus.RELEASED.value, JobStatus.BLOCKED.value, JobStatus.REJECTED.value)
+
+
 def released_so_far(session: Session, grant_id: str, since: datetime | None) -> int:
-    """The cells of the grant's released jobs (finished at or after ``since``, when given)."""
-    query = select(func.coalesce(func.sum(Job.released_cells), 0)).where(Job.grant_id == grant_id, Job.status == JobStatus.RELEASED.value)
+    """The cells of the grant's released, blocked and rejected jobs (finished at or after ``since``, when given)."""
+    query = select(func.coalesce(func.sum(Job.released_cells), 0)).where(Job.grant_id == grant_id, Job.status.in_(COUNTED))
     if since is not None:
         query = query.where(Job.finished_at >= since)
     return int(session.scalar(query) or 0)

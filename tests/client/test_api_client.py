@@ -64,6 +64,7 @@ def test_client_states_epsilon_on_a_dp_grant(deployment: Deployment) -> None:
     assert missing.value.status == 400
     preview = client.dry_run(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", rows=200, seed=1, epsilon=0.5)
     assert sorted(preview["race"]) == [1, 2, 3, 4, 5, 6]  # the declared domain, noised on mock rows
+    assert list(preview.columns) == ["race", "n"]  # the query's order, not the JSON keys' sorted order
     counts = client.wait(client.submit_query(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5), timeout=60)
     assert float(counts.attrs["summary"]["dp"]["epsilon"]) == 0.5
     spec = {"op": "histogram", "dataset": "pums", "column": "age", "bins": 4}

@@ -94,6 +94,29 @@ def test_bad_sql(sql: str, message: str, policy: Policy, schemas: dict[str, Data
     assert (bad.value.code, bad.value.status) == ("bad_sql", 400)
 
 
+@pytest.mark.parametrize(
+    ("sql", "message", "position"),
+    [
+        ("SELECT (race FROM pums", "line 1, column 14, after 'SELECT (race': expected ) before 'FROM'", (1, 14)),
+        ("SELECT race FROM pums WHERE", "after 'SELECT race FROM pums': an expression is expected after 'WHERE'", (1, 23)),
+        ("SELECT race FROM pums WHERE income >", "after '...CT race FROM pums WHERE income': an expression is expected after '>'", (1, 36)),
+        ("SELECT race, COUNT(*) AS n FROM pums GROUP race", "unexpected 'race'", (1, 44)),
+        ("SELECT race,\n  COUNT(*) AS n\nFROM pums WHERE educ IN (1, 2 GROUP BY race", "IN (?, ?': expected ) before 'GROUP BY'", (3, 31)),
+        ("SELECT race FROM pums WHERE income > 31337 AND (", "WHERE income > ? AND': an expression is expected after '('", (1, 48)),
+    ],
+    ids=["unclosed_paren", "empty_where", "missing_operand", "group_without_by", "second_line", "number_masked"],
+)
+def test_parse_errors_say_what_was_expected_where(
+    sql: str, message: str, position: tuple[int, int], policy: Policy, schemas: dict[str, DatasetSchema]
+) -> None:
+    with pytest.raises(BadSql) as bad:
+        validate(sql, policy, schemas)
+    assert message in bad.value.message
+    assert (bad.value.details["line"], bad.value.details["column"]) == position
+    assert "<class" not in bad.value.message
+    assert "sqlglot" not in bad.value.message
+
+
 def test_length_limit(policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
     sql = "SELECT COUNT(*) AS n FROM pums"
     validate(sql.ljust(MAX_CHARS), policy, schemas)
@@ -118,8 +141,24 @@ def test_policy_violation_is_a_422(policy: Policy, schemas: dict[str, DatasetSch
         "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' GROUP BY industry HAVING tax_paid > 1",
         "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' GROUP BY industry HAVING",
         "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'S3CR3T' AND firm_id = (",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry IN ('S3CR3T' 'x') AND (",
+        "SELECT COUNT(*) AS n FROM tax WHERE industry = 'it''s S3CR3T' AND (",
+        "SELECT COUNT(*) AS n FROM tax WHERE 'S3CR3T' (",
     ],
-    ids=["column_denied", "function", "table_function", "file_literal", "measure", "parse_error", "token_error"],
+    ids=[
+        "column_denied",
+        "function",
+        "table_function",
+        "file_literal",
+        "measure",
+        "parse_error",
+        "token_error",
+        "parse_error_after_literal",
+        "parse_error_adjacent_literals",
+        "parse_error_escaped_quote",
+        "parse_error_at_literal",
+    ],
 )
 def test_messages_never_repeat_literals(sql: str, policy: Policy, schemas: dict[str, DatasetSchema]) -> None:
     with pytest.raises(SandboxError) as refused:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from policies.audit import Decision, History, Rule, audit
+from policies.audit import BULK, Decision, History, Rule, Span, audit
 
 K = 3
 
@@ -132,3 +132,59 @@ def test_what_the_audit_keeps_never_isolates_fewer_than_k_units(releases: list[l
         history.record(f"job{number}", chosen, decision.span if chosen else None)
         kept += chosen
     assert not _pinned_or_isolated(kept, 8, K)
+
+
+def _projector(span: Span, universe: int) -> np.ndarray:
+    """The orthogonal projector onto the span, in unit coordinates: independent of the atoms' order and the basis chosen."""
+    on_units = np.zeros((span.basis.shape[0], universe))
+    for j, atom in enumerate(span.atoms):
+        for unit in atom:
+            on_units[:, unit] = span.basis[:, j] / np.sqrt(len(atom))
+    return on_units.T @ on_units
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.frozensets(st.integers(0, 39), max_size=40), max_size=5),
+    st.lists(st.frozensets(st.integers(0, 47), max_size=48), min_size=BULK, max_size=BULK + 20),
+)
+def test_many_cells_added_at_once_give_the_span_added_one_by_one(earlier: list[frozenset[int]], many: list[frozenset[int]]) -> None:
+    """The bulk refinement (a cold start) gives the same atoms and span as adding each cell in turn."""
+    at_once, one_by_one = Span(), Span()
+    for cells in ([BitMap(c) for c in earlier], [BitMap(c) for c in many]):
+        at_once.add(cells)
+        for cell in cells:
+            one_by_one.add([cell])
+    assert sorted(map(list, at_once.atoms)) == sorted(map(list, one_by_one.atoms))
+    assert at_once.covered == one_by_one.covered
+    assert at_once.basis.shape[0] == one_by_one.basis.shape[0]
+    np.testing.assert_allclose(_projector(at_once, 48), _projector(one_by_one, 48), atol=1e-8)
+    for k in (2, 3, 5):
+        assert at_once.isolates(k) == one_by_one.isolates(k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.lists(st.frozensets(st.integers(0, 30), min_size=1), min_size=1, max_size=3)), max_size=60),
+    st.lists(st.integers(1, 4), min_size=1, max_size=60),
+)
+def test_cells_and_unions_near_a_size_whatever_batches_they_were_recorded_in(
+    releases: list[tuple[int, list[frozenset[int]]]], batches: list[int]
+) -> None:
+    """The size indexes (items inserted one by one or re-sorted) find the same earlier cells and unions as one pass over all."""
+    as_bitmaps = [(f"job{job}", [BitMap(c) for c in cells]) for job, cells in releases]
+    at_once, in_batches, start = History(), History(), 0
+    at_once.record_many(as_bitmaps)
+    for size in itertools.cycle(batches):
+        if start >= len(as_bitmaps):
+            break
+        batch = as_bitmaps[start : start + size]
+        if len(batch) == 1:
+            in_batches.record(*batch[0])
+        else:
+            in_batches.record_many(batch)
+        start += size
+    for size in range(0, 32):
+        for near in (History.near, History.near_unions):
+            found = {(r.job_id, tuple(r.population)) for r in near(in_batches, size, K)}
+            assert found == {(r.job_id, tuple(r.population)) for r in near(at_once, size, K)}

@@ -48,10 +48,10 @@ def _with(dataset: str, column: str, use: str, **extra: Any) -> dict[str, Any]:
 
 
 BAD = [
-    ("identifier-plain", _with("pums", "pid", "plain"), "identifier column cannot be plain"),
-    ("identifier-dimension", _with("pums", "pid", "dimension"), "identifier column cannot be dimension"),
-    ("identifier-measure", _with("pums", "pid", "measure"), "identifier column cannot be measure"),
-    ("sensitive-plain", _with("pums", "income", "plain"), "sensitive column cannot be plain"),
+    ("identifier-plain", _with("pums", "pid", "plain"), "an identifier column cannot be plain"),
+    ("identifier-dimension", _with("pums", "pid", "dimension"), "an identifier column cannot be dimension"),
+    ("identifier-measure", _with("pums", "pid", "measure"), "an identifier column cannot be measure"),
+    ("sensitive-plain", _with("pums", "income", "plain"), "a sensitive column cannot be plain"),
     ("unknown-column", _with("pums", "salary", "measure"), "unknown column"),
     ("unknown-dataset", _with("taxes", "amount", "measure"), "not a dataset of this grant"),
     ("kind-not-requested", {**PUMS_POLICY, "job_kinds": ["query", "script"]}, "not requested by the analyst: script"),

@@ -258,3 +258,4 @@ def test_a_role_belongs_only_to_its_kinds_of_organisation(world: World, role: st
         assert response.status_code == 400, response.json
         assert response.json["error"]["code"] == "validation_error"
         assert response.json["error"]["details"] == {"field": "role"}
+        assert response.json["error"]["message"].startswith(f"{'an' if role[0] in 'aeiou' else 'a'} {role} must belong to")

@@ -62,7 +62,7 @@ BAD_UPLOADS = [
         PUMS_BYTES,
         "p.csv",
         400,
-        "married",
+        "#6",  # by position: a header is the file's text (in a file without one, its first row)
     ),
     (
         "declared-column-missing",
@@ -166,6 +166,18 @@ def test_errors_never_echo_file_values(world: World) -> None:
     response = _post(world, _meta(), _csv(HEADER + f"40,1,9,1,{secret},1,1\n41,0,9,1,2000,0,notanumber{secret}\n"))
     assert response.status_code == 400
     assert secret not in response.get_data(as_text=True)
+
+
+def test_a_file_without_a_header_row_is_refused_without_quoting_its_first_row(world: World) -> None:
+    first_row = "41,1,9,1,987654,1,31337"
+    response = _post(world, _meta(), _csv(first_row + "\n40,0,9,1,2000,0,2\n"))
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "987654" not in text
+    assert "31337" not in text
+    problems = response.json["error"]["details"]["problems"]
+    assert {"column": "#1", "problem": "column 1 of the file has a header that names no declared column"} in problems
+    assert {"column": "pid", "problem": "is declared but not in the file"} in problems
 
 
 def test_duplicate_name_is_a_conflict(world: World, pums: dict[str, Any]) -> None:

@@ -59,8 +59,8 @@ def test_approve_sets_policy_version_and_expiry(grant: dict[str, Any], world: Wo
 @pytest.mark.parametrize(
     ("column", "use", "problem"),
     [
-        ("pid", "plain", "identifier column cannot be plain"),
-        ("income", "plain", "sensitive column cannot be plain"),
+        ("pid", "plain", "an identifier column cannot be plain"),
+        ("income", "plain", "a sensitive column cannot be plain"),
         ("wage", "measure", "unknown column"),
     ],
     ids=["identifier-plain", "sensitive-plain", "unknown-column"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -236,6 +237,26 @@ def test_dry_run_uses_mock_data_and_queues_nothing(world: World, approved: str) 
         json={"grant_id": approved, "kind": "query", "spec": {"sql": "SELECT income FROM pums"}},
     )
     assert refused.status_code == 422
+
+
+ORDERED_SQL = "SELECT race, COUNT(*) AS n, AVG(income) AS avg_income FROM pums GROUP BY race"  # not alphabetical
+
+
+def test_a_dry_run_and_a_result_keep_the_querys_column_order(world: World, app: Flask, approved: str) -> None:
+    """Columns and each row's keys come in the query's order (race, n, avg_income), not sorted, in the JSON as sent."""
+    body = {"grant_id": approved, "kind": "query", "spec": {"sql": ORDERED_SQL}, "rows": 300, "seed": 1}
+    dry = world.client.post("/api/v1/jobs/dry-run", headers=auth(world.analyst), json=body)
+    assert dry.status_code == 200, dry.json
+    job_id = submit(world, approved, ORDERED_SQL).json["id"]
+    assert run_worker(app) == 1
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst))
+    assert result.status_code == 200, result.json
+    for response in (dry, result):
+        assert [c["name"] for c in response.json["columns"]] == ["race", "n", "avg_income"]
+        rows = json.loads(response.get_data(as_text=True), object_pairs_hook=list)
+        rows = dict(rows)["rows"]
+        assert rows
+        assert all([key for key, _ in row] == ["race", "n", "avg_income"] for row in rows)
 
 
 def test_job_row_records_pinned_versions(world: World, app: Flask, approved: str, pums: dict[str, Any]) -> None:

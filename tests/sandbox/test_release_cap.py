@@ -63,6 +63,19 @@ def test_a_release_past_the_cap_fails_with_a_fixed_reason_and_the_ledger_counts(
     assert ended[third["id"]]["cap"]["used_before"] == 2
 
 
+def test_a_blocked_job_counts_like_a_release(world: World, app: Flask, grant: dict[str, Any]) -> None:
+    """Whether a job is blocked depends on the data as much as a number does: the decision is charged to the cap."""
+    approve(world, grant["id"], capped(3))
+    blocked = run(world, app, grant["id"], "SELECT COUNT(*) AS n FROM pums WHERE race = 5")  # one person: one cell, withheld
+    assert blocked["status"] == "blocked"
+    first = run(world, app, grant["id"], BY_SEX)
+    assert first["status"] == "released"  # 1 + 2 <= 3
+    last = run(world, app, grant["id"], TOTAL)  # 1 + 2 + 1 > 3
+    assert (last["status"], last["reason"]) == ("failed", CAP_REACHED)
+    ended = {e["object_id"]: e["details"] for e in events(world) if e["action"] in ("job.released", "job.failed")}
+    assert ended[first["id"]]["cap"]["used_before"] == 1
+
+
 def test_the_period_is_a_rolling_window(world: World, app: Flask, grant: dict[str, Any]) -> None:
     approve(world, grant["id"], capped(2, period_days=1))
     first = run(world, app, grant["id"], BY_SEX)

@@ -167,3 +167,31 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_worker_that_cannot_start_job_children_says_so_at_start_and_claims_nothing(
+    world: World, app: Flask, pums: dict[str, Any]
+) -> None:
+    """As when the worker's user cannot execute its interpreter again: refused before any job is claimed."""
+    grant_id = request_grant(world, [pums["id"]]).json["id"]
+    decision = {"policy": PUMS_POLICY, "expires_at": "2099-01-01T00:00:00Z"}
+    approved = world.client.post(f"/api/v1/grants/{grant_id}/approve", headers=auth(world.steward), json=decision)
+    assert approved.status_code == 200, approved.json
+    spec = {"sql": "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"}
+    job = world.client.post("/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": "query", "spec": spec})
+    assert job.status_code in (201, 202), job.json
+    env = {**os.environ, "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"], "SANDBOX_DATABASE_URL": app.config["DATABASE_URL"]}
+    program = (
+        "import multiprocessing; multiprocessing.set_executable('/nonexistent/python'); "
+        "from sandbox.cli import main; main(['worker', '--once'])"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "the worker cannot run jobs: cannot start job child processes" in done.stderr
+    assert world.client.get(f"/api/v1/jobs/{job.json['id']}", headers=auth(world.analyst)).json["status"] == "queued"
+
+
+def test_a_worker_starts_its_job_children_before_it_claims() -> None:
+    from sandbox.runtime import child
+
+    assert 0 < child.preflight() < child.PREFLIGHT_SECONDS
