@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sandbox.cli import main
 from sandbox.db import get_db_of
 from sandbox.demo import tax
+from sandbox.demo import tokens as demo_tokens
 from tests.sandbox.jobkit import run_worker
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -37,8 +38,8 @@ def test_records_are_shaped_like_a_tax_export() -> None:
 
 def test_the_demo_grant_answers_the_tour_query(tmp_path: Path, database_url: str) -> None:
     env = {"SANDBOX_INSTANCE_PATH": str(tmp_path / "instance"), "SANDBOX_DATABASE_URL": database_url}
-    output = CliRunner().invoke(main, ["init", "--demo"], env=env, catch_exceptions=False).output
-    analyst = dict(re.findall(r"^\s+(\w+)\s+(sbx_\S+)$", output, flags=re.MULTILINE))["analyst"]
+    assert CliRunner().invoke(main, ["init", "--demo"], env=env, catch_exceptions=False).exit_code == 0
+    analyst = demo_tokens.read(demo_tokens.path_in(tmp_path / "instance"))["analyst"]
     from sandbox import create_app
 
     app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url})
