@@ -29,7 +29,7 @@ SERVER_DEPENDENCIES = WEB | DATABASE | {
     "psycopg", "psycopg2", "pyroaring", "apispec", "Crypto", "Cryptodome",
 }  # fmt: skip
 SANDBOX_SHELL = frozenset(f"sandbox.{path.stem}" for path in (ROOT / "sandbox").glob("*.py") if path.stem != "__init__")
-SANDBOX_PARTS = frozenset({"sandbox.api", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo"})
+SANDBOX_PARTS = frozenset({"sandbox.api", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo", "sandbox.scripts"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,18 @@ RULES: dict[str, Rule] = {
     ),
     # The client installs and imports without the server's dependencies or the server itself.
     "sandbox/client": Rule(NEVER | SERVER_DEPENDENCIES | (SANDBOX_PARTS - {"sandbox.client"}) | SANDBOX_SHELL),
+    # Script isolation: the trusted launcher runs as a process of its own and starts in milliseconds, so it
+    # imports the standard library (and libseccomp's bindings) only: nothing of the project but itself.
+    "sandbox/scripts": Rule(
+        NEVER
+        | WEB
+        | DATABASE
+        | SERVER_DEPENDENCIES
+        | (PROJECT - {"sandbox"})
+        | (SANDBOX_PARTS - {"sandbox.scripts"})
+        | SANDBOX_SHELL
+        | {"pyarrow", "pandas", "numpy"}
+    ),
     # Demo data is seeded through the services, never through HTTP or a running worker.
     "sandbox/demo": Rule(NEVER | {"sandbox.api", "sandbox.runtime", "custodian"}),
 }
