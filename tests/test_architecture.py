@@ -55,6 +55,7 @@ RULES: dict[str, Rule] = {
     "jobs/he": PURE_JOBS,
     "jobs/query": PURE_JOBS,
     "jobs/stats": PURE_JOBS,
+    "jobs/script": PURE_JOBS,
     # The key custodian is deployable alone: nothing of the sandbox, its database or its jobs.
     "custodian": Rule(NEVER | DATABASE | {"sandbox", "jobs", "policies"}),
     # The shell (app factory, CLI, database, keys) wires the parts together; the CLI also

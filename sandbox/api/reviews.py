@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden
-from core.values import JobStatus, Role
+from core.values import JobKind, JobStatus, Role
 from jobs.released import rows_of
 from policies.model import Policy
 from sandbox.api.jobs import job_out
@@ -31,13 +31,16 @@ from sandbox.service.auth import Principal
 from sandbox.service.release_cap import CAP_REACHED
 
 AUDITOR = frozenset({Role.AUDITOR})
+SCRIPT_REVIEWERS = 2
 
 
 def _reviewers_required(session: Session, job: Job) -> int:
     pinned = session.scalars(
         select(GrantPolicy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
     ).one()
-    return Policy.model_validate(pinned.policy).reviewers
+    reviewers = Policy.model_validate(pinned.policy).reviewers
+    # A script can transform the data before any check sees it: its outputs need two independent reviewers at least.
+    return max(reviewers, SCRIPT_REVIEWERS) if job.kind == JobKind.SCRIPT.value else reviewers
 
 
 def _audit(session: Session, job: Job) -> audited.Audited | None:

@@ -270,6 +270,7 @@ class ResultOut(_Table):
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
     decision: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = Field(default=None, description="a script job's released outputs, by name")
 
 
 class DryRunOut(_Table):
@@ -277,6 +278,8 @@ class DryRunOut(_Table):
     note: str
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
+    outputs: dict[str, Any] | None = Field(default=None, description="a script job's outputs, by name")
+    run: dict[str, Any] | None = Field(default=None, description="a script's exit status, stdout, stderr, timings and problems")
 
 
 class ReviewIn(Strict):

@@ -56,16 +56,11 @@ DENIED = (
 
 
 def libseccomp() -> ModuleType | None:
-    """libseccomp's Python bindings: the venv's, else Debian's python3-seccomp (same CPython ABI); None if neither loads."""
-    try:
-        import seccomp  # type: ignore[import-not-found]  # noqa: PLC0415 (optional, and absent from most venvs)
+    """libseccomp's Python bindings from Debian's python3-seccomp (built for the same CPython ABI); None if absent.
 
-        module: ModuleType = seccomp
-        return module
-    except ImportError:
-        pass
-    tag = sys.implementation.cache_tag  # e.g. cpython-311
-    for path in DEBIAN_SECCOMP.glob(f"seccomp.{tag}-*.so"):
+    Loaded by path: they are a system package, not a distribution of the venv (``apt-get install python3-seccomp``).
+    """
+    for path in DEBIAN_SECCOMP.glob(f"seccomp.{sys.implementation.cache_tag}-*.so"):  # e.g. seccomp.cpython-311-x86_64-linux-gnu.so
         spec = importlib.util.spec_from_file_location("seccomp", path)
         if spec is None or spec.loader is None:
             continue

@@ -1,0 +1,117 @@
+"""A script job's run: the granted columns as Parquet into the isolated sandbox, its outputs parsed, the outcome.
+
+Called by the executor (``sandbox.runtime.executor``) in the job's child process, for real and dry runs
+alike. The sandbox is ``sandbox.scripts`` (bubblewrap, seccomp, rlimits, a pids cgroup); the outputs it
+left are parsed and re-serialised by ``jobs.script.outputs``.
+
+What comes out differs by run, because a script can transform the data before any check sees it:
+
+- a dry run (mock rows) answers with everything: the outputs, stdout, stderr, exit status, timings;
+- a real run is always held for review, whatever happened: the proposed release holds the outputs
+  when the script succeeded and every output passed, none otherwise; the reviewers see the code (the
+  job's spec), the runtime, the exit status, stdout, stderr, timings and problems in the raw table.
+  The analyst's view of the job is the same "held" in every case, so that neither its status nor its
+  verdict tells whether the script failed, how long it ran, or what it printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import resource
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.values import JobStage, JobStatus
+from jobs.released import Released
+from jobs.script import OutputType, ScriptPlan, ScriptsUnavailable
+from jobs.script.outputs import OutputRefused, Parsed, parse
+from policies.rules import CellStatus
+from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
+from sandbox.scripts import isolation
+from sandbox.scripts.protocol import Confinement, Request, Result
+
+HELD = "script outputs are always held for review"
+DEFAULT_MEMORY_BYTES = 4 * 2**30
+FAILED = "the script failed or left outputs the sandbox refused; nothing can be released"
+
+
+def run(definition: JobDefinition, plan: ScriptPlan, tables: dict[str, pa.Table], stage: Any) -> Outcome:
+    """Run ``plan`` isolated on ``tables`` (decrypted, or mock) and say what may come out of it."""
+    inputs = {name: _parquet(tables[name].select(list(plan.columns[name]))) for name in plan.datasets}
+    timeout = definition.limits.timeout_seconds
+    memory = definition.limits.memory_bytes or _memory_limit()
+    limits = Confinement(wall_seconds=timeout, memory_bytes=memory, cpu_seconds=timeout + 1)
+    result = isolation.run(Request(plan.code, inputs, {name: kind.value for name, kind in plan.outputs.items()}, limits))
+    if result.refused:
+        raise ScriptsUnavailable(result.refused, details={"field": "kind"})
+    stage(JobStage.OUTPUT_CONTROL, 0.8)
+    parsed, problems = _parsed(plan, result)
+    run_details = _run_details(result, problems)
+    succeeded = result.succeeded and not problems
+    outputs = {name: output.released() for name, output in parsed.items()} if succeeded else {}
+    summary = {"outputs": len(outputs), "runtime": runtime()}
+    released: Released = {"columns": [], "rows": [], "notes": [], "summary": summary, "outputs": outputs}
+    stage(JobStage.RELEASE, 0.95)
+    if definition.mock:
+        released["run"] = run_details
+        verdict = Verdict(CellStatus.PASS if succeeded else CellStatus.BLOCK, "" if succeeded else FAILED, {"runtime": runtime()})
+        return Outcome(JobStatus.RELEASED, "", verdict, _raw(run_details), released)
+    verdict = Verdict(CellStatus.REVIEW, HELD if succeeded else f"{HELD}; {FAILED}", {"runtime": runtime()})
+    return Outcome(JobStatus.HELD, HELD, verdict, _raw(run_details), released)
+
+
+def _memory_limit() -> int:
+    """This process's address-space limit (the job child's), or ``DEFAULT_MEMORY_BYTES`` where none is set."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return DEFAULT_MEMORY_BYTES if soft == resource.RLIM_INFINITY else soft
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue())
+
+
+def _parsed(plan: ScriptPlan, result: Result) -> tuple[dict[str, Parsed], list[str]]:
+    parsed: dict[str, Parsed] = {}
+    problems = list(result.problems)
+    for name, data in result.outputs.items():
+        try:
+            parsed[name] = parse(OutputType(plan.outputs[name]), data)
+        except OutputRefused as exc:
+            problems.append(f"output {name!r}: {exc}")
+    return parsed, problems
+
+
+def _run_details(result: Result, problems: list[str]) -> dict[str, Any]:
+    """What a dry run shows the analyst, and a real run only the reviewers and auditors."""
+    return {
+        "exit_status": result.exit_status,
+        "timed_out": result.timed_out,
+        "seconds": round(result.seconds, 3),
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "problems": problems,
+        "output_bytes": {name: len(data) for name, data in result.outputs.items()},
+    }
+
+
+def _raw(details: dict[str, Any]) -> pa.Table:
+    """The run's diagnostics as the raw table reviewers and auditors see (the analyst never does, for a real run)."""
+    items = {key: value if isinstance(value, str) else repr(value) for key, value in details.items()}
+    items["runtime"] = repr(runtime())
+    return pa.table({"item": list(items), "value": list(items.values())})
+
+
+@cache
+def runtime() -> dict[str, str]:
+    """The script runtime, recorded with every job: this interpreter's version and a hash of its installed packages."""
+    packages = sorted(
+        f"{dist.metadata['Name']}=={dist.version}".lower() for dist in metadata.distributions() if dist.metadata["Name"] is not None
+    )
+    return {"python": platform.python_version(), "packages_sha256": hashlib.sha256("\n".join(packages).encode()).hexdigest()}

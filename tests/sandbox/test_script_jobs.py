@@ -1,0 +1,237 @@
+"""Script jobs through the API: dry runs show everything, real runs are held for two reviewers, the analyst sees only that.
+
+The escapes of ``test_script_isolation`` that matter most are run again here as the job an analyst
+submits, through a worker: each is contained, and what the analyst sees of it is the same "held" as
+of a script that succeeded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from PIL import Image
+
+from sandbox.scripts import isolation
+from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
+from tests.sandbox.jobkit import approve, job_json, run_worker
+
+pytestmark = pytest.mark.skipif(bool(isolation.unavailable()), reason=isolation.unavailable() or "isolation available")
+
+SCRIPT_POLICY = {**PUMS_POLICY, "job_kinds": ["query", "script"]}
+ANALYSIS = """
+import sandbox_io
+import matplotlib.pyplot as plt
+df = sandbox_io.read("pums")
+print("columns:", ",".join(sorted(df.columns)))
+table = df.groupby("sex").agg(n=("age", "size"), mean_income=("income", "mean"))
+sandbox_io.emit("by_sex", table)
+sandbox_io.emit("note", "rows: %d" % len(df))
+fig, ax = plt.subplots(figsize=(2, 2))
+ax.hist(df["age"])
+sandbox_io.emit("ages", fig)
+"""
+OUTPUTS = {"by_sex": {"type": "table"}, "note": {"type": "text"}, "ages": {"type": "figure"}}
+
+
+def spec(code: str, outputs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"language": "python", "code": textwrap.dedent(code), "datasets": ["pums"], "outputs": outputs or OUTPUTS, **extra}
+
+
+@pytest.fixture
+def script_grant(world: World, pums: dict[str, Any]) -> str:
+    response = request_grant(world, [pums["id"]], ["query", "script"])
+    assert response.status_code == 201, response.json
+    approve(world, response.json["id"], SCRIPT_POLICY)
+    return str(response.json["id"])
+
+
+def dry_run(world: World, grant_id: str, body: dict[str, Any], rows: int = 200) -> Any:
+    payload = {"grant_id": grant_id, "kind": "script", "spec": body, "rows": rows, "seed": 7}
+    return world.client.post("/api/v1/jobs/dry-run", headers=auth(world.analyst), json=payload)
+
+
+def submit(world: World, grant_id: str, body: dict[str, Any]) -> str:
+    response = world.client.post("/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": grant_id, "kind": "script", "spec": body})
+    assert response.status_code == 202, response.json
+    return str(response.json["id"])
+
+
+def test_a_dry_run_returns_outputs_logs_exit_status_and_timings(world: World, script_grant: str) -> None:
+    response = dry_run(world, script_grant, spec(ANALYSIS))
+    assert response.status_code == 200, response.json
+    body = response.json
+    run = body["run"]
+    assert run["exit_status"] == 0, run
+    assert run["problems"] == []
+    assert run["seconds"] > 0
+    # Only the columns the policy grants; never the identifier pid, nor the ungranted married.
+    assert run["stdout"].strip() == "columns: age,educ,income,race,sex"
+    by_sex = body["outputs"]["by_sex"]
+    assert [c["name"] for c in by_sex["columns"]] == ["sex", "n", "mean_income"]
+    assert sum(row["n"] for row in by_sex["rows"]) == 200
+    assert body["outputs"]["note"] == {"type": "text", "text": "rows: 200"}
+    png = base64.b64decode(body["outputs"]["ages"]["png_base64"])
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+        assert image.size == (200, 200)
+        assert not image.info.get("Software")  # redrawn: matplotlib's metadata is gone
+    assert body["summary"]["runtime"]["packages_sha256"]
+
+
+def test_a_failing_dry_run_shows_its_stderr_and_exit_status(world: World, script_grant: str) -> None:
+    response = dry_run(world, script_grant, spec("import sandbox_io\nsandbox_io.read('pums')['pid']"))
+    assert response.status_code == 200, response.json
+    run = response.json["run"]
+    assert run["exit_status"] == 1
+    assert "KeyError: 'pid'" in run["stderr"]
+    assert response.json["outputs"] == {}
+
+
+def test_a_malformed_output_fails_the_run(world: World, script_grant: str) -> None:
+    code = "open('/out/by_sex.json', 'w').write('{\"columns\": [\"a\"], \"data\": [[1, 2]]}')"
+    response = dry_run(world, script_grant, spec(code, {"by_sex": {"type": "table"}}))
+    assert response.status_code == 200, response.json
+    assert response.json["outputs"] == {}
+    assert response.json["run"]["problems"] == ["output 'by_sex': every row of a table output has one cell per column"]
+
+
+def test_the_grant_must_list_script_in_its_job_kinds(world: World, approved: str) -> None:
+    response = world.client.post(
+        "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": approved, "kind": "script", "spec": spec(ANALYSIS)}
+    )
+    assert response.status_code == 403
+    assert response.json["error"]["details"] == {"job_kind": "script"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"language": "r"}, "language", id="language"),
+        pytest.param({"outputs": {"Bad Name": {"type": "table"}}}, "outputs", id="output-name"),
+        pytest.param({"outputs": {"t": {"type": "movie"}}}, "outputs", id="output-type"),
+        pytest.param({"code": ""}, "code", id="empty-code"),
+        pytest.param({"extra": 1}, "extra", id="unknown-field"),
+    ],
+)
+def test_a_malformed_spec_is_refused(world: World, script_grant: str, body: dict[str, Any], field: str) -> None:
+    response = dry_run(world, script_grant, {**spec(ANALYSIS), **body})
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["code"] == "validation_error"
+    assert response.json["error"]["details"]["problems"][0]["field"].startswith(field)
+
+
+def test_a_dataset_outside_the_grant_is_refused(world: World, script_grant: str) -> None:
+    response = dry_run(world, script_grant, {**spec(ANALYSIS), "datasets": ["teacher_survey"]})
+    assert response.status_code == 422
+    assert response.json["error"]["details"]["rule"] == "dataset_not_granted"
+
+
+def test_scripts_are_refused_where_they_cannot_be_isolated(world: World, script_grant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation.confine, "unavailable", lambda: "script jobs need bubblewrap")
+    for response in (
+        dry_run(world, script_grant, spec(ANALYSIS)),
+        world.client.post(
+            "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": script_grant, "kind": "script", "spec": spec(ANALYSIS)}
+        ),
+    ):
+        assert response.status_code == 400
+        assert response.json["error"] == {
+            "code": "scripts_unavailable",
+            "message": "script jobs need bubblewrap",
+            "details": {"field": "kind"},
+        }
+
+
+@pytest.fixture
+def second_auditor(world: World, app: Flask) -> str:
+    _, token = make_user(world.client, app.config["ADMIN_TOKEN"], world.ids["audit"], "auditor", "second auditor")
+    return token
+
+
+def review(world: World, token: str, job_id: str, decision: str, reason: str = "checked against the rules") -> Any:
+    return world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(token), json={"decision": decision, "reason": reason})
+
+
+def analyst_view(world: World, job_id: str) -> dict[str, Any]:
+    job = job_json(world, job_id)
+    return {key: job[key] for key in ("status", "stage", "reason", "verdict", "started_at", "finished_at", "run_seconds", "queued_seconds")}
+
+
+@pytest.mark.slow
+def test_a_real_run_is_held_for_two_reviewers_then_released(world: World, app: Flask, script_grant: str, second_auditor: str) -> None:
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+    seen = analyst_view(world, job_id)
+    assert seen["status"] == "held"
+    assert seen["reason"] == "held for review by the bureau's auditors"
+    assert (seen["run_seconds"], seen["started_at"], seen["finished_at"]) == (None, None, None)
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).status_code == 409
+
+    items = world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]
+    (item,) = [i for i in items if i["job"]["id"] == job_id]
+    assert item["job"]["spec"]["code"] == textwrap.dedent(ANALYSIS)  # the reviewer reads the code
+    raw = {row["item"]: row["value"] for row in item["raw"]["rows"]}
+    assert raw["exit_status"] == "0"
+    assert "columns: age,educ,income,race,sex" in raw["stdout"]
+    assert set(item["proposed"]["outputs"]) == {"by_sex", "note", "ages"}
+
+    assert review(world, world.auditor, job_id, "release").json["status"] == "held"  # one reviewer is not enough for a script
+    assert review(world, second_auditor, job_id, "release").json["status"] == "released"
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    rows = int(result["outputs"]["note"]["text"].removeprefix("rows: "))
+    assert rows == 1000
+    assert sum(row["n"] for row in result["outputs"]["by_sex"]["rows"]) == rows
+    assert "run" not in result
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.slow
+def test_a_failed_or_escaping_run_looks_like_any_held_run_to_the_analyst(
+    world: World, app: Flask, script_grant: str, listening: int
+) -> None:
+    """Exit status, stdout, timings and problems stay with the reviewers: the analyst's view is the same for every run."""
+    master_key = app.config["MASTER_KEY_FILE"]
+    database = app.config["DATABASE_URL"].removeprefix("sqlite:///")  # on PostgreSQL: a path that does not exist either
+    escapes = {
+        "succeeds": spec("import sandbox_io\nsandbox_io.emit('t', 'ok')", {"t": {"type": "text"}}),
+        "api-port": spec(f"import socket\nsocket.create_connection(('127.0.0.1', {listening}), timeout=2)", {"t": {"type": "text"}}),
+        "master-key": spec(f"print(open({master_key!r}, 'rb').read())", {"t": {"type": "text"}}),
+        "instance-db": spec(f"print(open({database!r}, 'rb').read())", {"t": {"type": "text"}}),
+        "symlink": spec("import os\nos.symlink('/data/pums.parquet', '/out/t.txt')", {"t": {"type": "text"}}),
+        "timeout": spec("import time\ntime.sleep(60)", {"t": {"type": "text"}}, timeout_seconds=2),
+    }
+    jobs = {name: submit(world, script_grant, body) for name, body in escapes.items()}
+    assert run_worker(app) == len(jobs)
+    views = {name: analyst_view(world, job_id) for name, job_id in jobs.items()}
+    assert all(view == views["succeeds"] for view in views.values()), views
+    items = {i["job"]["id"]: i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]}
+    for name, job_id in jobs.items():
+        raw = {row["item"]: row["value"] for row in items[job_id]["raw"]["rows"]}
+        proposed = items[job_id]["proposed"]["outputs"]
+        if name == "succeeds":
+            assert proposed == {"t": {"type": "text", "text": "ok"}}
+            continue
+        assert proposed == {}, name  # nothing of a failed run can be released
+        expected = {
+            "api-port": "Address family not supported",
+            "master-key": "FileNotFoundError",
+            "instance-db": "FileNotFoundError",
+            "symlink": "not a regular file (a symlink)",
+            "timeout": "True",
+        }[name]
+        assert expected in raw["stderr"] + raw["problems"] + raw["timed_out"], (name, raw)
