@@ -37,6 +37,7 @@ from typing import Any
 
 DEBIAN_SECCOMP = Path("/usr/lib/python3/dist-packages")  # python3-seccomp, for the system's Python 3 ABI
 PIDS_V1 = Path("/sys/fs/cgroup/pids")
+MEMORY_V1 = Path("/sys/fs/cgroup/memory")
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 LOW_32_BITS = 0xFFFFFFFF
@@ -140,9 +141,52 @@ class PidsCgroup:
             self.path.rmdir()
 
 
+class MemoryCgroup:
+    """A memory cgroup (v1) for one run, a child of the launcher's own: all the sandbox's processes, and the tmpfs
+    pages they write (/out, /tmp), share ``limit`` bytes; past it the kernel's OOM killer ends one of them.
+
+    RLIMIT_AS bounds each process alone, and 64 processes of 4 GiB each are 256 GiB: this bounds their sum.
+    Optional: where the controller is absent or not writable, ``create`` answers None and the rlimits remain.
+    """
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.path.mkdir(mode=0o755)
+        (self.path / "memory.limit_in_bytes").write_text(str(limit))
+        swap = self.path / "memory.memsw.limit_in_bytes"
+        if swap.exists():  # no escape into swap either (the sum of memory and swap is capped at the same bytes)
+            swap.write_text(str(limit))
+
+    @classmethod
+    def create(cls, name: str, limit: int) -> MemoryCgroup | None:
+        parent = own_cgroup("memory")
+        if parent is None or not (MEMORY_V1 / parent / "cgroup.procs").exists() or not os.access(MEMORY_V1 / parent, os.W_OK):
+            return None
+        return cls(MEMORY_V1 / parent / name, limit)
+
+    def join(self) -> None:
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> None:
+        """Remove the cgroup; its processes are gone by now (the pids cgroup was emptied first)."""
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def own_cgroup(controller: str) -> str | None:
+    """This process's cgroup (v1) for ``controller``, relative to the controller's root ("" for the root)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path.lstrip("/")
+    return None
+
+
 def sweep() -> None:
     """Remove empty cgroups of earlier runs whose launcher was killed before it could."""
-    for stale in PIDS_V1.glob("sandbox-script-*"):
+    memory = own_cgroup("memory")
+    stale_memory = list((MEMORY_V1 / memory).glob("sandbox-script-*")) if memory is not None and MEMORY_V1.is_dir() else []
+    for stale in [*PIDS_V1.glob("sandbox-script-*"), *stale_memory]:
         with contextlib.suppress(OSError):  # not empty: a run in progress
             stale.rmdir()
 

@@ -66,12 +66,16 @@ def run(request: Request) -> Result:
     confine.sweep()
     declared = file_names(request.outputs, OUTPUT_EXTENSIONS)
     _stage(request, declared)
-    cgroup = confine.PidsCgroup(f"sandbox-script-{uuid.uuid4().hex}", request.limits.pids)
+    name = f"sandbox-script-{uuid.uuid4().hex}"
+    cgroup = confine.PidsCgroup(name, request.limits.pids)
+    memory = confine.MemoryCgroup.create(name, request.limits.memory_bytes)
     program = confine.seccomp_program()
     try:
-        result = _sandbox(request, cgroup, program)
+        result = _sandbox(request, cgroup, memory, program)
     finally:
         cgroup.close()
+        if memory is not None:
+            memory.close()
         os.close(program)
     outputs, problems = collect(WORK / "out", declared, request.limits.out_bytes)
     return Result(
@@ -179,11 +183,13 @@ class _Ended:
         self.exit_status, self.timed_out, self.seconds, self.stdout, self.stderr = exit_status, timed_out, seconds, stdout, stderr
 
 
-def _sandbox(request: Request, cgroup: confine.PidsCgroup, program: int) -> _Ended:
+def _sandbox(request: Request, cgroup: confine.PidsCgroup, memory: confine.MemoryCgroup | None, program: int) -> _Ended:
     limits = request.limits
 
-    def confined() -> None:  # in the child, before exec: cgroup, rlimits, then uid/gid 65534 for good
+    def confined() -> None:  # in the child, before exec: cgroups, rlimits, then uid/gid 65534 for good
         cgroup.join()
+        if memory is not None:
+            memory.join()
         confine.set_limits(limits.memory_bytes, limits.cpu_seconds, limits.file_bytes, limits.open_files)
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)

@@ -258,3 +258,29 @@ def test_a_process_left_behind_is_killed() -> None:
     done = script("import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)\nprint('left')")
     assert done.succeeded, done
     assert not list(confine.PIDS_V1.glob("sandbox-script-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(confine.own_cgroup("memory") is None, reason="no memory cgroup v1")
+def test_processes_together_stay_within_the_memory_limit() -> None:
+    """Each process is under RLIMIT_AS; four of them together pass the memory cgroup's limit and one is killed."""
+    done = script(
+        """
+        import os, time
+        children = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                block = b"x" * (600 * 2**20)  # touched: resident, not only reserved
+                time.sleep(3)
+                os._exit(0)
+            children.append(pid)
+        statuses = [os.waitpid(pid, 0)[1] for pid in children]
+        print(sorted(os.WIFSIGNALED(s) and os.WTERMSIG(s) == 9 for s in statuses))
+        """,
+        memory=1536 * 2**20,
+    )
+    assert done.exit_status == 0, done
+    killed = done.stdout.strip()
+    assert killed.startswith("[False, "), killed  # some ran to their end ...
+    assert killed.endswith("True]"), killed  # ... and at least one was killed by the cgroup's OOM killer
