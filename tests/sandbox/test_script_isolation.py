@@ -11,6 +11,8 @@ import io
 import os
 import socket
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +35,7 @@ def parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+LIMITS_A = Confinement(wall_seconds=20, memory_bytes=4 * 2**30, cpu_seconds=21)
 INPUTS = {"pums": parquet(pa.table({"age": [30, 40, 50, 60], "sex": [1, 2, 1, 2], "income": [10.0, 20.0, 30.0, 40.0]}))}
 
 
@@ -284,3 +287,36 @@ def test_processes_together_stay_within_the_memory_limit() -> None:
     killed = done.stdout.strip()
     assert killed.startswith("[False, "), killed  # some ran to their end ...
     assert killed.endswith("True]"), killed  # ... and at least one was killed by the cgroup's OOM killer
+
+
+@pytest.mark.slow
+def test_a_running_jobs_data_is_seen_neither_by_the_host_nor_by_another_job() -> None:
+    """Each launcher's tmpfs lives in its own mount namespace; each sandbox sees its own processes only."""
+    marker = "marker-of-job-a-7f3c"
+    first = threading.Thread(
+        target=lambda: results.append(
+            run(Request(f"import time\nopen('/tmp/{marker}', 'w').write('x')\ntime.sleep(4)", INPUTS, {}, LIMITS_A))
+        )
+    )
+    results: list[Result] = []
+    first.start()
+    time.sleep(2)
+    on_host = [line for line in Path("/proc/self/mounts").read_text().splitlines() if "/out" in line or marker in line]
+    second = script(
+        f"""
+        import os
+        print(sorted(p for p in os.listdir('/proc') if p.isdigit()))
+        for root, dirs, files in os.walk('/'):
+            if root.startswith(('/proc', '/sys', '/usr')):
+                dirs[:] = []
+                continue
+            if {marker!r} in files:
+                print('found', root)
+        """
+    )
+    first.join()
+    assert on_host == []  # the host's mount table has none of the job's tmpfs
+    assert results[0].exit_status == 0, results[0]
+    assert second.exit_status == 0, second
+    assert "found" not in second.stdout
+    assert second.stdout.splitlines()[0] in ("['1', '2']", "['1', '2', '3']")  # bubblewrap's init and the script (and its child)
