@@ -1,12 +1,14 @@
 """Script jobs (kind ``script``): an analyst's Python over the granted columns, run isolated, every output reviewed.
 
 ``ScriptSpec`` is the submitted spec; ``plan(spec, policy, schemas)`` checks it against the grant's
-policy and returns a ``ScriptPlan``: the code, the datasets it reads with the columns each may show the
-script, and the declared outputs. The script sees only columns the policy grants as ``dimension``,
-``measure`` or ``plain``: never an identifier, a join key, a privacy unit or a denied column (join keys
-as opaque tokens are not built yet). A script can transform the data before any check sees it, so no
-rule here can vouch for an output: the sandbox runs it isolated (``sandbox.scripts``) and holds every
-output of a real run for review. Outputs are parsed and re-serialised by ``jobs.script.outputs``.
+policy and returns a ``ScriptPlan``: the code, the datasets it reads with the columns each may show
+the script, and the declared outputs. The script sees the columns the policy grants as
+``dimension``, ``measure`` or ``plain`` as they are, and those it grants as ``join_key`` (an
+identifier or the privacy unit may be one) only as opaque tokens: a keyed hash with a key of the
+run, so that rows join within a job but a token means nothing outside it (``tokens``). Denied
+columns never reach it. A script can transform the data before any check sees it, so no rule here
+can vouch for an output: the sandbox runs it isolated (``sandbox.scripts``) and holds every output
+of a real run for review. Outputs are parsed and re-serialised by ``jobs.script.outputs``.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ class ScriptPlan:
 
     code: str
     datasets: tuple[str, ...]
-    columns: Mapping[str, tuple[str, ...]]
+    columns: Mapping[str, tuple[str, ...]]  # per dataset, every column the script reads (join keys included)
     outputs: Mapping[str, OutputType]
+    tokens: Mapping[str, tuple[str, ...]]  # per dataset, the join keys among ``columns``: replaced by tokens
 
 
 def plan(spec: ScriptSpec, policy: Policy, schemas: Mapping[str, DatasetSchema]) -> ScriptPlan:
@@ -74,18 +77,18 @@ def plan(spec: ScriptSpec, policy: Policy, schemas: Mapping[str, DatasetSchema])
         )
     datasets = tuple(dict.fromkeys(spec.datasets))
     columns: dict[str, tuple[str, ...]] = {}
+    tokens: dict[str, tuple[str, ...]] = {}
     for name in datasets:
         schema = schemas.get(name)
         if schema is None:
             raise PolicyViolation(f"{name!r} is not a dataset of this grant", details={"rule": "dataset_not_granted", "dataset": name})
-        shown = tuple(
-            column
-            for column, found in schema.columns.items()
-            if policy.use_of(name, column) in SHOWN and found.type is not ColumnType.PAILLIER and column != schema.privacy_unit
-        )
+        readable = [column for column, found in schema.columns.items() if found.type is not ColumnType.PAILLIER]
+        shown = [c for c in readable if policy.use_of(name, c) in SHOWN and c != schema.privacy_unit]
+        keys = [c for c in readable if policy.use_of(name, c) is ColumnUse.JOIN_KEY]
         if not shown:
             raise PolicyViolation(
                 f"the policy grants no column of {name!r} a script may read", details={"rule": "no_readable_column", "dataset": name}
             )
-        columns[name] = shown
-    return ScriptPlan(spec.code, datasets, columns, {name: output.type for name, output in spec.outputs.items()})
+        columns[name], tokens[name] = (*shown, *keys), tuple(keys)
+    outputs = {name: output.type for name, output in spec.outputs.items()}
+    return ScriptPlan(spec.code, datasets, columns, outputs, tokens)

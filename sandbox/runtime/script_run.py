@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import resource
+import secrets
 from functools import cache
 from importlib import metadata
 from typing import Any
@@ -42,7 +43,7 @@ FAILED = "the script failed or left outputs the sandbox refused; nothing can be 
 
 def run(definition: JobDefinition, plan: ScriptPlan, tables: dict[str, pa.Table], stage: Any) -> Outcome:
     """Run ``plan`` isolated on ``tables`` (decrypted, or mock) and say what may come out of it."""
-    inputs = {name: _parquet(tables[name].select(list(plan.columns[name]))) for name in plan.datasets}
+    inputs = script_inputs(plan, tables)
     timeout = definition.limits.timeout_seconds
     memory = definition.limits.memory_bytes or _memory_limit()
     limits = Confinement(wall_seconds=timeout, memory_bytes=memory, cpu_seconds=timeout + 1)
@@ -69,6 +70,30 @@ def _memory_limit() -> int:
     """This process's address-space limit (the job child's), or ``DEFAULT_MEMORY_BYTES`` where none is set."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return DEFAULT_MEMORY_BYTES if soft == resource.RLIM_INFINITY else soft
+
+
+def script_inputs(plan: ScriptPlan, tables: dict[str, pa.Table]) -> dict[str, bytes]:
+    """Each dataset's columns the script may read, as Parquet, join keys replaced by tokens under one fresh key.
+
+    A token is a keyed BLAKE2b (128 bits) of the value's text, with a key drawn for this run and never
+    stored: equal values give equal tokens within the run, across its datasets (so rows join), and a
+    token cannot be computed, recognised or linked to another run's without the key.
+    """
+    key = secrets.token_bytes(32)
+    inputs = {}
+    for name in plan.datasets:
+        table = tables[name].select(list(plan.columns[name]))
+        for column in plan.tokens[name]:
+            table = table.set_column(table.schema.get_field_index(column), column, tokens(key, table.column(column)))
+        inputs[name] = _parquet(table)
+    return inputs
+
+
+def tokens(key: bytes, values: pa.ChunkedArray) -> pa.Array:
+    """``values`` as opaque tokens under ``key`` (nulls stay null); each distinct value is hashed once."""
+    encoded = values.combine_chunks().cast(pa.string()).dictionary_encode()
+    hashed = [hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest() for value in encoded.dictionary.to_pylist()]
+    return pa.array(hashed, pa.string()).take(encoded.indices)
 
 
 def _parquet(table: pa.Table) -> bytes:

@@ -14,10 +14,12 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from flask import Flask
 from PIL import Image
 
+from sandbox.runtime import script_run
 from sandbox.scripts import isolation
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
 from tests.sandbox.jobkit import approve, job_json, run_worker
@@ -252,3 +254,24 @@ def test_a_failed_or_escaping_run_looks_like_any_held_run_to_the_analyst(
         assert item["proposed"]["outputs"] == {}, name  # nothing of a failed run can be released
         assert evidence in shown, (name, shown)
         assert SECRET not in shown, name
+
+
+def test_join_keys_reach_a_script_only_as_tokens_of_the_run(world: World, pums: dict[str, Any]) -> None:
+    response = request_grant(world, [pums["id"]], ["script"])
+    assert response.status_code == 201, response.json
+    columns = {**PUMS_POLICY["columns"]["pums"], "pid": "join_key"}
+    approve(world, response.json["id"], {**PUMS_POLICY, "job_kinds": ["script"], "columns": {"pums": columns}})
+    code = "import sandbox_io\ndf = sandbox_io.read('pums')\nsandbox_io.emit('t', df[['pid']].head(3))"
+    first, second = (dry_run(world, response.json["id"], spec(code, {"t": {"type": "table"}})) for _ in range(2))  # same seed, same rows
+    tokens = [[row["pid"] for row in r.json["outputs"]["t"]["rows"]] for r in (first, second)]
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens[0])
+    assert not set(tokens[0]) & set(tokens[1])  # a new key each run: tokens do not link runs
+
+
+def test_tokens_are_equal_for_equal_values_and_keyed() -> None:
+    values = pa.chunked_array([[5, 7, None], [5]])
+    one, other = script_run.tokens(b"k" * 32, values).to_pylist(), script_run.tokens(b"j" * 32, values).to_pylist()
+    assert one[0] == one[3] != one[1]
+    assert one[2] is None
+    assert not {one[0], one[1]} & {other[0], other[1]}
+    assert "5" not in one
