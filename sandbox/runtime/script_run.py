@@ -17,6 +17,7 @@ What comes out differs by run, because a script can transform the data before an
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import resource
 import secrets
@@ -29,11 +30,13 @@ import pyarrow.parquet as pq
 
 from core.values import JobStage, JobStatus
 from jobs.released import Released
-from jobs.script import OutputType, ScriptPlan, ScriptsUnavailable
+from jobs.script import OutputType, ScriptPlan, ScriptsUnavailable, evidence
 from jobs.script.outputs import OutputRefused, Parsed, parse
+from policies.model import Disclosure
 from policies.rules import CellStatus
 from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
 from sandbox.scripts import isolation
+from sandbox.scripts.collect import EVIDENCE
 from sandbox.scripts.protocol import Confinement, Request, Result
 
 HELD = "script outputs are always held for review"
@@ -52,7 +55,8 @@ def run(definition: JobDefinition, plan: ScriptPlan, tables: dict[str, pa.Table]
         raise ScriptsUnavailable(result.refused, details={"field": "kind"})
     stage(JobStage.OUTPUT_CONTROL, 0.8)
     parsed, problems = _parsed(plan, result)
-    run_details = _run_details(result, problems)
+    evidence = _evidence(plan, result, parsed, definition.policy.disclosure, problems)
+    run_details = _run_details(result, problems) | {"evidence": evidence}
     succeeded = result.succeeded and not problems
     outputs = {name: output.released() for name, output in parsed.items()} if succeeded else {}
     summary = {"outputs": len(outputs), "runtime": runtime()}
@@ -106,11 +110,32 @@ def _parsed(plan: ScriptPlan, result: Result) -> tuple[dict[str, Parsed], list[s
     parsed: dict[str, Parsed] = {}
     problems = list(result.problems)
     for name, data in result.outputs.items():
+        if name not in plan.outputs:  # a table's evidence (``_evidence``)
+            continue
         try:
             parsed[name] = parse(OutputType(plan.outputs[name]), data)
         except OutputRefused as exc:
             problems.append(f"output {name!r}: {exc}")
     return parsed, problems
+
+
+def _evidence(plan: ScriptPlan, result: Result, parsed: dict[str, Parsed], settings: Disclosure, problems: list[str]) -> dict[str, Any]:
+    """Per table output a helper made, the rules' advisory verdicts on its cells (``jobs.script.evidence``)."""
+    judged = {}
+    for name, output in parsed.items():
+        data = result.outputs.get(f"{name}{EVIDENCE}")
+        if data is None or output.table is None:
+            continue
+        try:
+            judged[name] = evidence.judge(json.loads(data.decode("utf-8"), parse_constant=_no_constant), output.table, settings)
+        except (UnicodeDecodeError, ValueError, RecursionError, evidence.EvidenceRefused) as exc:
+            reason = str(exc) if isinstance(exc, evidence.EvidenceRefused) else "not JSON"
+            problems.append(f"output {name!r}: its evidence is malformed ({reason})")
+    return judged
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError("NaN and infinities are not JSON")
 
 
 def _run_details(result: Result, problems: list[str]) -> dict[str, Any]:
@@ -128,8 +153,8 @@ def _run_details(result: Result, problems: list[str]) -> dict[str, Any]:
 
 def _raw(details: dict[str, Any]) -> pa.Table:
     """The run's diagnostics as the raw table reviewers and auditors see (the analyst never does, for a real run)."""
-    items = {key: value if isinstance(value, str) else repr(value) for key, value in details.items()}
-    items["runtime"] = repr(runtime())
+    items = {key: value if isinstance(value, str) else json.dumps(value) for key, value in details.items()}
+    items["runtime"] = json.dumps(runtime())
     return pa.table({"item": list(items), "value": list(items.values())})
 
 

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+EVIDENCE = ".evidence"  # a table's optional evidence (``sandbox_io.crosstab``): ``<name>.evidence`` in ``<name>.evidence.json``
 MAX_ENTRIES = 256  # /out's tmpfs has as many inodes; the listing stops here regardless
 
 
@@ -38,7 +39,7 @@ def collect(out: Path, declared: Mapping[str, str], cap: int) -> tuple[dict[str,
                 problems.append(f"output {name!r}: {problem}")
             else:
                 found[name] = data
-    missing = [name for name in declared if name not in found and not _named(problems, name)]
+    missing = [name for name in declared if name not in found and not _named(problems, name) and not name.endswith(EVIDENCE)]
     problems.extend(f"output {name!r} was declared but not emitted" for name in missing)
     return found, problems
 
@@ -100,5 +101,7 @@ def _kind(mode: int) -> str:
 
 
 def file_names(outputs: Mapping[str, str], extensions: Mapping[str, str]) -> dict[str, str]:
-    """Each declared output's file name in /out: ``<name>.<extension of its type>``."""
-    return {name: f"{name}.{extensions[kind]}" for name, kind in outputs.items()}
+    """Each declared output's file name in /out, ``<name>.<extension of its type>``; and each table's optional evidence."""
+    names = {name: f"{name}.{extensions[kind]}" for name, kind in outputs.items()}
+    evidence = {f"{name}{EVIDENCE}": f"{name}{EVIDENCE}.json" for name, kind in outputs.items() if kind == "table"}
+    return names | evidence

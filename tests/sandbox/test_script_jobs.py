@@ -236,7 +236,7 @@ def test_a_failed_or_escaping_run_looks_like_any_held_run_to_the_analyst(
         ),
         "memory-bomb": ("x = bytearray(64 * 2**30)", "MemoryError"),
         "tiocsti": ("import fcntl, termios\nfcntl.ioctl(0, termios.TIOCSTI, b'x')", "Operation not permitted"),
-        "cpu-spin": ("while True:\n    pass", "timed_out: True"),
+        "cpu-spin": ("while True:\n    pass", "timed_out: true"),
     }
     bodies = {name: spec(code, TEXT, **({"timeout_seconds": 2} if name == "cpu-spin" else {})) for name, (code, _) in escapes.items()}
     bodies["succeeds"] = spec("import sandbox_io\nsandbox_io.emit('t', 'ok')", TEXT)
@@ -275,3 +275,35 @@ def test_tokens_are_equal_for_equal_values_and_keyed() -> None:
     assert one[2] is None
     assert not {one[0], one[1]} & {other[0], other[1]}
     assert "5" not in one
+
+
+CROSSTAB = """
+import sandbox_io
+df = sandbox_io.read("pums")
+counts = sandbox_io.crosstab(df, "sex", "educ")
+means = sandbox_io.crosstab(df, "sex", values="income", aggfunc="mean")
+changed = sandbox_io.crosstab(df, "sex", values="income", aggfunc="sum")
+changed.iloc[0, -1] += 1000
+sandbox_io.emit("counts", counts)
+sandbox_io.emit("means", means)
+sandbox_io.emit("changed", changed)
+"""
+
+
+def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, script_grant: str) -> None:
+    outputs = {name: {"type": "table"} for name in ("counts", "means", "changed")}
+    response = dry_run(world, script_grant, spec(CROSSTAB, outputs), rows=200)
+    assert response.status_code == 200, response.json
+    run = response.json["run"]
+    assert run["exit_status"] == 0, run
+    evidence = run["evidence"]
+    counts = response.json["outputs"]["counts"]
+    # 200 rows over 2 sexes x 16 education levels: cells of fewer than 10 rows fail the threshold rule.
+    small = [i for i, row in enumerate(counts["rows"]) if row["count"] < 10]
+    assert small
+    assert [f["row"] for f in evidence["counts"]["flagged"] if f["rule"] == "threshold"] == small
+    assert evidence["counts"]["advisory"] is True
+    assert evidence["counts"]["matches_table"] is True
+    assert evidence["means"]["cells"] == 2
+    assert evidence["means"]["matches_table"] is True
+    assert evidence["changed"]["matches_table"] is False  # changed after the helper made it: the evidence does not describe it
