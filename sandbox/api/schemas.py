@@ -271,6 +271,7 @@ class ResultOut(_Table):
     summary: dict[str, Any]
     decision: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = Field(default=None, description="a script job's released outputs, by name")
+    returned: list[str] | None = Field(default=None, description="a script job's outputs the reviewers returned (see decision.reason)")
 
 
 class DryRunOut(_Table):
@@ -285,6 +286,14 @@ class DryRunOut(_Table):
 class ReviewIn(Strict):
     decision: Literal["release", "reject"]
     reason: Annotated[str, Field(min_length=3, max_length=5_000)]
+    outputs: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63)]] | None,
+        Field(
+            min_length=1,
+            max_length=20,
+            description="a script job's release only: the outputs this reviewer releases (default: all); the others are returned",
+        ),
+    ] = None
 
 
 class ReviewItem(BaseModel):

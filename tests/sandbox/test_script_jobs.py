@@ -19,6 +19,8 @@ import pytest
 from flask import Flask
 from PIL import Image
 
+from sandbox.db import get_db_of
+from sandbox.models import Job
 from sandbox.runtime import script_run
 from sandbox.scripts import isolation
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
@@ -307,3 +309,29 @@ def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, s
     assert evidence["means"]["cells"] == 2
     assert evidence["means"]["matches_table"] is True
     assert evidence["changed"]["matches_table"] is False  # changed after the helper made it: the evidence does not describe it
+
+
+@pytest.mark.slow
+def test_reviewers_release_some_outputs_and_return_the_others(world: World, app: Flask, script_grant: str, second_auditor: str) -> None:
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+
+    def decide(token: str, decision: str, reason: str, outputs: list[str] | None) -> Any:
+        body = {"decision": decision, "reason": reason, **({"outputs": outputs} if outputs is not None else {})}
+        return world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(token), json=body)
+
+    assert decide(world.auditor, "reject", "no", ["note"]).status_code == 400  # outputs go with a release only
+    assert decide(world.auditor, "release", "aggregates of many", ["by_sex", "note"]).json["status"] == "held"
+    assert decide(second_auditor, "release", "checked", ["by_sex", "secret"]).status_code == 400  # not a proposed output
+    assert decide(second_auditor, "release", "checked", ["ages"]).status_code == 409  # nothing in common with the first release
+    second = decide(second_auditor, "release", "the note could single out a person; the table may go", ["by_sex"])
+    assert second.json["status"] == "released", second.json
+
+    result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
+    assert set(result["outputs"]) == {"by_sex"}
+    assert result["returned"] == ["ages", "note"]
+    assert result["decision"]["reason"] == "the note could single out a person; the table may go"
+    with get_db_of(app).sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert job.released_cells == 6  # the released table's cells only: 2 sexes x (sex, n, mean_income)
