@@ -31,6 +31,7 @@ import resource
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 DEBIAN_SECCOMP = Path("/usr/lib/python3/dist-packages")  # python3-seccomp, for the system's Python 3 ABI
 PIDS_V1 = Path("/sys/fs/cgroup/pids")
 MEMORY_V1 = Path("/sys/fs/cgroup/memory")
+STALE_SECONDS = 60
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 LOW_32_BITS = 0xFFFFFFFF
@@ -183,12 +185,17 @@ def own_cgroup(controller: str) -> str | None:
 
 
 def sweep() -> None:
-    """Remove empty cgroups of earlier runs whose launcher was killed before it could."""
+    """Remove empty cgroups of earlier runs whose launcher was killed before it could.
+
+    Only those made more than ``STALE_SECONDS`` ago: a run of another launcher creates its cgroups empty
+    and fills them milliseconds later, and must not lose them in between.
+    """
     memory = own_cgroup("memory")
     stale_memory = list((MEMORY_V1 / memory).glob("sandbox-script-*")) if memory is not None and MEMORY_V1.is_dir() else []
     for stale in [*PIDS_V1.glob("sandbox-script-*"), *stale_memory]:
-        with contextlib.suppress(OSError):  # not empty: a run in progress
-            stale.rmdir()
+        with contextlib.suppress(OSError):  # gone meanwhile, or not empty: a run in progress
+            if stale.stat().st_ctime < time.time() - STALE_SECONDS:
+                stale.rmdir()
 
 
 def set_limits(memory_bytes: int, cpu_seconds: int, file_bytes: int, open_files: int) -> None:

@@ -86,6 +86,7 @@ def run(request: Request) -> Result:
         stderr=result.stderr,
         outputs=outputs,
         problems=tuple(problems),
+        cgroup=name,
     )
 
 

@@ -64,6 +64,7 @@ class Result:
     stderr: str = ""
     outputs: Mapping[str, bytes] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    cgroup: str = ""  # the run's cgroup name (removed when the run ends), for operators and tests
 
     @property
     def succeeded(self) -> bool:

@@ -236,7 +236,8 @@ def test_a_fork_bomb_stops_at_the_pids_limit_and_leaves_nothing_behind() -> None
     )
     assert "stopped after" in done.stdout, done
     assert int(done.stdout.split()[2]) < 16
-    assert not list(confine.PIDS_V1.glob("sandbox-script-*"))  # the cgroup was emptied and removed
+    assert done.cgroup
+    assert not (confine.PIDS_V1 / done.cgroup).exists()  # the cgroup was emptied and removed
 
 
 @pytest.mark.slow
@@ -253,14 +254,16 @@ def test_a_script_past_its_wall_clock_is_killed_from_outside(code: str) -> None:
     assert done.timed_out
     assert done.exit_status is None
     assert done.seconds < 6
-    assert not list(confine.PIDS_V1.glob("sandbox-script-*"))
+    assert done.cgroup
+    assert not (confine.PIDS_V1 / done.cgroup).exists()
 
 
 @pytest.mark.slow
 def test_a_process_left_behind_is_killed() -> None:
     done = script("import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)\nprint('left')")
     assert done.succeeded, done
-    assert not list(confine.PIDS_V1.glob("sandbox-script-*"))
+    assert done.cgroup
+    assert not (confine.PIDS_V1 / done.cgroup).exists()
 
 
 @pytest.mark.slow
