@@ -45,6 +45,7 @@ INSIDE = Path(__file__).resolve().parent / "inside"
 WORK = Path("/tmp")  # noqa: S108 (in the private namespace only: a tmpfs mounted over it)
 ROOT_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32")
 KILL_ROUNDS = 200
+SANDBOX_SHM = "/dev/shm"  # noqa: S108 (the sandbox's own, sized: POSIX shared memory and semaphores)
 SANDBOX_TMP = "/tmp"  # noqa: S108 (the sandbox's own /tmp: a size-limited tmpfs of its namespace)
 
 
@@ -168,6 +169,8 @@ def _arguments(request: Request, program: int) -> list[str]:
         "--bind", str(WORK / "out"), "/out",
         "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", SANDBOX_TMP,
         "--proc", "/proc", "--dev", "/dev",
+        # bubblewrap's /dev is a writable tmpfs of half the RAM: /dev/shm gets a sized one of its own, /dev turns read-only.
+        "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", SANDBOX_SHM, "--remount-ro", "/dev",
         "--remount-ro", "/",
         "--chdir", SANDBOX_TMP,
         "--setenv", "HOME", SANDBOX_TMP, "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",

@@ -115,6 +115,7 @@ ESCAPES: dict[str, tuple[str, Callable[[str], bool]]] = {
     "dns": ("import socket\nsocket.getaddrinfo('example.com', 80)", lambda err: "gaierror" in err or "Address family" in err),
     "read-etc-shadow": ("print(open('/etc/shadow').read())", lambda err: "FileNotFoundError" in err),
     "write-outside-out": ("open('/escape', 'w').write('x')", lambda err: "Read-only file system" in err),
+    "write-into-dev": ("open('/dev/escape', 'w').write('x')", lambda err: "Read-only file system" in err),
     "write-into-data": (
         "open('/data/pums.parquet', 'a').write('x')",
         lambda err: "Read-only file system" in err or "Permission denied" in err,
@@ -214,6 +215,18 @@ def test_a_huge_output_is_cut_by_the_size_of_out() -> None:
     assert done.exit_status != 0
     assert "No space left on device" in done.stderr
     assert len(done.outputs.get("t", b"")) <= 8 * 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["/tmp", "/dev/shm"])
+def test_the_writable_tmpfs_are_size_limited(folder: str) -> None:
+    done = script(
+        f"block = b'x' * 2**20\nfor i in range(64):\n    with open('{folder}/f%d' % i, 'wb') as f:\n        for _ in range(16):\n"
+        "            f.write(block)\n",
+        tmp_bytes=128 * 2**20,
+    )
+    assert done.exit_status != 0
+    assert "No space left on device" in done.stderr
 
 
 @pytest.mark.slow
