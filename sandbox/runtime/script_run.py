@@ -155,13 +155,17 @@ def _raw(details: dict[str, Any]) -> pa.Table:
     """The run's diagnostics as the raw table reviewers and auditors see (the analyst never does, for a real run)."""
     items = {key: value if isinstance(value, str) else json.dumps(value) for key, value in details.items()}
     items["runtime"] = json.dumps(runtime())
+    items["packages"] = "\n".join(packages())  # the list the runtime's hash is of
     return pa.table({"item": list(items), "value": list(items.values())})
 
 
 @cache
+def packages() -> tuple[str, ...]:
+    """The script runtime's installed distributions, ``name==version``, sorted."""
+    found = {f"{dist.metadata['Name']}=={dist.version}".lower() for dist in metadata.distributions() if dist.metadata["Name"] is not None}
+    return tuple(sorted(found))
+
+
 def runtime() -> dict[str, str]:
-    """The script runtime, recorded with every job: this interpreter's version and a hash of its installed packages."""
-    packages = sorted(
-        f"{dist.metadata['Name']}=={dist.version}".lower() for dist in metadata.distributions() if dist.metadata["Name"] is not None
-    )
-    return {"python": platform.python_version(), "packages_sha256": hashlib.sha256("\n".join(packages).encode()).hexdigest()}
+    """The script runtime, recorded with every job: this interpreter's version and a hash of its package list (``packages``)."""
+    return {"python": platform.python_version(), "packages_sha256": hashlib.sha256("\n".join(packages()).encode()).hexdigest()}

@@ -8,6 +8,7 @@ of a script that succeeded.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import socket
 import textwrap
@@ -185,6 +186,9 @@ def test_a_real_run_is_held_for_two_reviewers_then_released(world: World, app: F
     assert raw["exit_status"] == "0"
     assert "columns: age,educ,income,race,sex" in raw["stdout"]
     assert set(item["proposed"]["outputs"]) == {"by_sex", "note", "ages"}
+    packages = raw["packages"].splitlines()  # the runtime's package list, and its hash as recorded with the job
+    assert any(p.startswith("pandas==") for p in packages)
+    assert hashlib.sha256(raw["packages"].encode()).hexdigest() == item["job"]["verdict"]["runtime"]["packages_sha256"]
 
     assert review(world, world.auditor, job_id, "release").json["status"] == "held"  # one reviewer is not enough for a script
     assert review(world, second_auditor, job_id, "release").json["status"] == "released"
