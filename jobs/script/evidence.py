@@ -22,6 +22,7 @@ from policies.model import Aggregate, Disclosure
 from policies.rules import RULES, CellStatus, worst
 
 AGGREGATES = {"count": Aggregate.COUNT, "sum": Aggregate.SUM, "avg": Aggregate.AVG}
+MODELS = frozenset({"ols", "logit"})
 MAX_TOP = 10
 COLUMN = {Aggregate.COUNT: "count", Aggregate.SUM: "sum", Aggregate.AVG: "mean"}  # the helper's value column
 
@@ -32,6 +33,8 @@ class EvidenceRefused(Exception):
 
 def judge(found: Any, table: pa.Table, settings: Disclosure) -> dict[str, Any]:
     """The rules' verdicts on each cell of ``table`` from the helper's ``found`` evidence (parsed JSON)."""
+    if isinstance(found, dict) and found.get("helper") in MODELS:
+        return _model(found, table, settings)
     if not isinstance(found, dict) or found.get("helper") != "crosstab" or found.get("aggregate") not in AGGREGATES:
         raise EvidenceRefused("the evidence is not a crosstab helper's")
     aggregate = AGGREGATES[found["aggregate"]]
@@ -58,6 +61,36 @@ def judge(found: Any, table: pa.Table, settings: Disclosure) -> dict[str, Any]:
         "status": overall.value,
         "cells": len(evidence),
         "flagged": verdicts,
+    }
+
+
+def _model(found: dict[str, Any], table: pa.Table, settings: Disclosure) -> dict[str, Any]:
+    """A model's evidence: its residual degrees of freedom against ``dof_threshold`` (the rule of ``jobs.stats.models``)."""
+    stated, nobs, coef = found.get("dof"), found.get("nobs"), found.get("coef")
+    if not _finite(stated) or not isinstance(nobs, int) or isinstance(nobs, bool) or nobs < 0:
+        raise EvidenceRefused("a model's evidence states its residual degrees of freedom and observations")
+    assert isinstance(stated, int | float)  # checked above; for the type checker
+    dof = float(stated)
+    if not isinstance(coef, list) or len(coef) > MAX_ROWS or not all(_finite(c) for c in coef):
+        raise EvidenceRefused("a model's evidence states its coefficients")
+    shown = table.column("coef").to_pylist() if "coef" in table.column_names else []
+    matches = len(shown) == len(coef) and all(
+        value is not None and math.isclose(float(value), float(c), rel_tol=1e-9, abs_tol=1e-12)
+        for value, c in zip(shown, coef, strict=True)
+    )
+    flagged = []
+    if dof < settings.dof_threshold:
+        reason = f"residual degrees of freedom {dof:g} are below the threshold {settings.dof_threshold}"
+        flagged.append({"row": None, "status": CellStatus.SUPPRESS.value, "rule": "dof", "reason": reason, "evidence": {"dof": dof}})
+    return {
+        "helper": found["helper"],
+        "advisory": True,
+        "counts": "rows, not privacy units",
+        "matches_table": matches,
+        "status": (CellStatus.SUPPRESS if flagged else CellStatus.PASS).value,
+        "cells": len(coef),
+        "nobs": nobs,
+        "flagged": flagged,
     }
 
 

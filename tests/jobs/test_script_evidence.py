@@ -53,3 +53,32 @@ def test_evidence_of_another_table_does_not_match() -> None:
 def test_malformed_evidence_is_refused(found: Any) -> None:
     with pytest.raises(evidence.EvidenceRefused):
         evidence.judge(found, SUMS, Disclosure())
+
+
+COEFS = pa.table({"term": ["const", "age"], "coef": [1.5, 0.25]})
+
+
+@pytest.mark.parametrize(("dof", "status"), [(8.0, "suppress"), (10.0, "pass")], ids=["below-threshold", "at-threshold"])
+def test_a_models_degrees_of_freedom_are_judged_against_the_threshold(dof: float, status: str) -> None:
+    judged = evidence.judge({"helper": "ols", "dof": dof, "nobs": 12, "coef": [1.5, 0.25]}, COEFS, Disclosure(dof_threshold=10))
+    assert judged["status"] == status
+    assert judged["matches_table"] is True
+    assert [f["rule"] for f in judged["flagged"]] == (["dof"] if status == "suppress" else [])
+
+
+def test_a_models_evidence_of_other_coefficients_does_not_match() -> None:
+    judged = evidence.judge({"helper": "logit", "dof": 50.0, "nobs": 52, "coef": [1.5, 0.3]}, COEFS, Disclosure())
+    assert judged["matches_table"] is False
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        pytest.param({"helper": "ols", "dof": "8", "nobs": 12, "coef": []}, id="dof-not-a-number"),
+        pytest.param({"helper": "ols", "dof": 8.0, "nobs": -1, "coef": []}, id="negative-nobs"),
+        pytest.param({"helper": "ols", "dof": 8.0, "nobs": 12, "coef": "1.5"}, id="coef-not-a-list"),
+    ],
+)
+def test_malformed_model_evidence_is_refused(found: Any) -> None:
+    with pytest.raises(evidence.EvidenceRefused):
+        evidence.judge(found, COEFS, Disclosure())

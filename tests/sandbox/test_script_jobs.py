@@ -293,11 +293,13 @@ changed.iloc[0, -1] += 1000
 sandbox_io.emit("counts", counts)
 sandbox_io.emit("means", means)
 sandbox_io.emit("changed", changed)
+sandbox_io.emit("fit", sandbox_io.ols(df, "income", ["age", "educ"]))
+sandbox_io.emit("small_fit", sandbox_io.ols(df.head(12), "income", ["age", "educ"]))
 """
 
 
 def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, script_grant: str) -> None:
-    outputs = {name: {"type": "table"} for name in ("counts", "means", "changed")}
+    outputs = {name: {"type": "table"} for name in ("counts", "means", "changed", "fit", "small_fit")}
     response = dry_run(world, script_grant, spec(CROSSTAB, outputs), rows=200)
     assert response.status_code == 200, response.json
     run = response.json["run"]
@@ -313,6 +315,9 @@ def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, s
     assert evidence["means"]["cells"] == 2
     assert evidence["means"]["matches_table"] is True
     assert evidence["changed"]["matches_table"] is False  # changed after the helper made it: the evidence does not describe it
+    assert [row["term"] for row in response.json["outputs"]["fit"]["rows"]] == ["const", "age", "educ"]
+    assert (evidence["fit"]["status"], evidence["fit"]["matches_table"]) == ("pass", True)
+    assert [f["rule"] for f in evidence["small_fit"]["flagged"]] == ["dof"]  # 12 rows - 3 terms = 9 < 10
 
 
 @pytest.mark.slow

@@ -109,6 +109,42 @@ def crosstab(df: Any, index: Any, columns: Any = None, values: str | None = None
     return table
 
 
+def ols(df: Any, y: str, x: Any) -> Any:
+    """An OLS of ``y`` on ``x`` (a column or a list of them) with an intercept: a table of term, coef, std_err, t, p.
+
+    Its evidence, the residual degrees of freedom, is judged against the grant's ``dof_threshold``.
+    """
+    return _model("ols", df, y, x)
+
+
+def logit(df: Any, y: str, x: Any) -> Any:
+    """A logit of the 0/1 column ``y`` on ``x`` with an intercept, laid out and judged as ``ols``."""
+    return _model("logit", df, y, x)
+
+
+def _model(kind: str, df: Any, y: str, x: Any) -> Any:
+    import pandas  # noqa: PLC0415
+    import statsmodels.api as sm  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    columns = _names(x)
+    data = df[[y, *columns]].dropna()
+    design = sm.add_constant(data[columns].astype(float), has_constant="add")
+    model = sm.OLS(data[y].astype(float), design) if kind == "ols" else sm.Logit(data[y].astype(float), design)
+    fitted = model.fit() if kind == "ols" else model.fit(disp=0)
+    table = pandas.DataFrame(
+        {
+            "term": list(design.columns),
+            "coef": fitted.params.to_list(),
+            "std_err": fitted.bse.to_list(),
+            "t": fitted.tvalues.to_list(),
+            "p": fitted.pvalues.to_list(),
+        }
+    )
+    dof = float(fitted.df_resid)
+    _EVIDENCE[id(table)] = (table, {"helper": kind, "dof": dof, "nobs": int(fitted.nobs), "coef": table["coef"].to_list()})
+    return table
+
+
 def _names(spec: Any) -> list[str]:
     return [] if spec is None else [spec] if isinstance(spec, str) else [str(name) for name in spec]
 
