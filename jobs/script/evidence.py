@@ -113,7 +113,12 @@ def _cell(aggregate: Aggregate, cell: Any) -> CellEvidence:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite float, or an integer a float holds exactly (a 400-digit integer overflows ``float``)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) <= value <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _matches(table: pa.Table, column: str, evidence: list[CellEvidence]) -> bool:

@@ -20,6 +20,7 @@ import base64
 import io
 import json
 import math
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,20 @@ def text(data: bytes) -> str:
         raise OutputRefused("a text output is not valid UTF-8") from None
     if len(decoded) > MAX_TEXT_CHARS:
         raise OutputRefused(f"a text output has more than {MAX_TEXT_CHARS} characters")
+    _visible(decoded, "a text output", allowed="\n\t")
     return decoded
+
+
+# Characters a reviewer cannot see (or that reorder what they see) could carry data past review:
+# control (but line breaks and tabs in text), format (zero-width, bidirectional), surrogate, private
+# use and unassigned code points are refused in text, column names and cells.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def _visible(value: str, what: str, allowed: str = "") -> None:
+    for char in value:
+        if char not in allowed and unicodedata.category(char) in _HIDDEN:
+            raise OutputRefused(f"{what} holds an invisible or control character (U+{ord(char):04X})")
 
 
 def table(data: bytes) -> pa.Table:
@@ -111,6 +125,8 @@ def _check_names(names: Any) -> None:
         raise OutputRefused(f"a table output has 1 to {MAX_COLUMNS} columns")
     if not all(isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS for name in names) or len(set(names)) != len(names):
         raise OutputRefused(f"a table output's column names are distinct strings of 1 to {MAX_NAME_CHARS} characters")
+    for name in names:
+        _visible(name, "a table output's column name")
 
 
 def _cell(cell: Any) -> Any:
@@ -127,6 +143,7 @@ def _cell(cell: Any) -> Any:
     if isinstance(cell, str):
         if len(cell) > MAX_CELL_CHARS:
             raise OutputRefused(f"a table output holds a cell of more than {MAX_CELL_CHARS} characters")
+        _visible(cell, "a table output's cell")
         return cell
     raise OutputRefused("a table output's cells are null, booleans, numbers or strings")
 
@@ -158,7 +175,10 @@ def figure(data: bytes) -> bytes:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise OutputRefused("a figure output is not a PNG image") from None
-    redrawn = Image.frombytes("RGBA", (width, height), pixels)
+    # Flattened onto opaque white: colours under transparent pixels, which a reviewer cannot see, are gone.
+    drawn = Image.frombytes("RGBA", (width, height), pixels)
+    redrawn = Image.new("RGB", (width, height), (255, 255, 255))
+    redrawn.paste(drawn, mask=drawn.getchannel("A"))
     sink = io.BytesIO()
     redrawn.save(sink, format="PNG", optimize=False)
     return sink.getvalue()

@@ -50,12 +50,22 @@ def run(definition: JobDefinition, plan: ScriptPlan, tables: dict[str, pa.Table]
     timeout = definition.limits.timeout_seconds
     memory = definition.limits.memory_bytes or _memory_limit()
     limits = Confinement(wall_seconds=timeout, memory_bytes=memory, cpu_seconds=timeout + 1)
-    result = isolation.run(Request(plan.code, inputs, {name: kind.value for name, kind in plan.outputs.items()}, limits))
+    try:
+        result = isolation.run(Request(plan.code, inputs, {name: kind.value for name, kind in plan.outputs.items()}, limits))
+    except isolation.IsolationFailed as exc:
+        if definition.mock:
+            raise
+        return held_anyway(str(exc))  # the script may have caused it: a real run ends held whatever happened
     if result.refused:
         raise ScriptsUnavailable(result.refused, details={"field": "kind"})
     stage(JobStage.OUTPUT_CONTROL, 0.8)
-    parsed, problems = _parsed(plan, result)
-    evidence = _evidence(plan, result, parsed, definition.policy.disclosure, problems)
+    try:
+        parsed, problems = _parsed(plan, result)
+        evidence = _evidence(plan, result, parsed, definition.policy.disclosure, problems)
+    except (Exception, MemoryError) as exc:  # a parser's bug or the memory left: never a failure the analyst sees
+        if definition.mock:
+            raise
+        return held_anyway(f"the outputs could not be read ({type(exc).__name__})")
     run_details = _run_details(result, problems) | {"evidence": evidence}
     succeeded = result.succeeded and not problems
     outputs = {name: output.released() for name, output in parsed.items()} if succeeded else {}
@@ -68,6 +78,15 @@ def run(definition: JobDefinition, plan: ScriptPlan, tables: dict[str, pa.Table]
         return Outcome(JobStatus.RELEASED, "", verdict, _raw(run_details), released)
     verdict = Verdict(CellStatus.REVIEW, HELD if succeeded else f"{HELD}; {FAILED}", {"runtime": runtime()})
     return Outcome(JobStatus.HELD, HELD, verdict, _raw(run_details), released)
+
+
+def held_anyway(problem: str) -> Outcome:
+    """A real run that ended without a usable result (the launcher failed, the outputs could not be read, the job's
+    process died): held like any other, nothing proposed for release, the problem for the reviewers. Whether a run
+    fails is the script's choice, so it must not show: the analyst reads the same "held" as for a good run."""
+    released: Released = {"columns": [], "rows": [], "notes": [], "summary": {"outputs": 0, "runtime": runtime()}, "outputs": {}}
+    verdict = Verdict(CellStatus.REVIEW, f"{HELD}; {FAILED}", {"runtime": runtime()})
+    return Outcome(JobStatus.HELD, HELD, verdict, _raw({"problems": [problem]}), released)
 
 
 def _memory_limit() -> int:
@@ -116,6 +135,8 @@ def _parsed(plan: ScriptPlan, result: Result) -> tuple[dict[str, Parsed], list[s
             parsed[name] = parse(OutputType(plan.outputs[name]), data)
         except OutputRefused as exc:
             problems.append(f"output {name!r}: {exc}")
+        except (Exception, MemoryError) as exc:  # whatever a hostile file makes a parser raise: refused like the rest
+            problems.append(f"output {name!r}: could not be read ({type(exc).__name__})")
     return parsed, problems
 
 
@@ -128,8 +149,8 @@ def _evidence(plan: ScriptPlan, result: Result, parsed: dict[str, Parsed], setti
             continue
         try:
             judged[name] = evidence.judge(json.loads(data.decode("utf-8"), parse_constant=_no_constant), output.table, settings)
-        except (UnicodeDecodeError, ValueError, RecursionError, evidence.EvidenceRefused) as exc:
-            reason = str(exc) if isinstance(exc, evidence.EvidenceRefused) else "not JSON"
+        except (Exception, MemoryError) as exc:
+            reason = str(exc) if isinstance(exc, evidence.EvidenceRefused) else f"not readable: {type(exc).__name__}"
             problems.append(f"output {name!r}: its evidence is malformed ({reason})")
     return judged
 

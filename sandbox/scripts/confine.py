@@ -55,6 +55,7 @@ DENIED = (
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
     "reboot", "swapon", "swapoff", "acct", "syslog", "quotactl", "vhangup",
     "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "fanotify_init",
+    "modify_ldt", "pidfd_getfd", "process_madvise", "move_pages", "migrate_pages", "quotactl_fd",
 )  # fmt: skip
 
 

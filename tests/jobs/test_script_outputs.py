@@ -84,7 +84,7 @@ def test_a_figure_is_redrawn_without_metadata_or_trailing_bytes() -> None:
     assert hidden.encode() not in parsed.png
     with Image.open(io.BytesIO(parsed.png)) as image:
         assert image.size == (40, 30)
-        assert image.getpixel((0, 0)) == (10, 20, 30, 255)  # the pixels are kept: what they show is for the reviewers
+        assert image.getpixel((0, 0)) == (10, 20, 30)  # the pixels are kept: what they show is for the reviewers
         assert "Comment" not in image.info
 
 
@@ -100,3 +100,26 @@ def test_a_figure_is_redrawn_without_metadata_or_trailing_bytes() -> None:
 def test_a_malformed_or_oversized_figure_is_refused(data: bytes) -> None:
     with pytest.raises(out.OutputRefused):
         out.parse(OutputType.FIGURE, data)
+
+
+def test_colours_under_transparent_pixels_do_not_survive_the_redraw() -> None:
+    image = Image.new("RGBA", (8, 1), (0, 0, 0, 0))
+    for x, byte in enumerate(b"SSN12345"):
+        image.putpixel((x, 0), (byte, byte, byte, 0))  # invisible to a reviewer, readable by the analyst
+    sink = io.BytesIO()
+    image.save(sink, format="PNG")
+    parsed = out.parse(OutputType.FIGURE, sink.getvalue())
+    assert parsed.png is not None
+    with Image.open(io.BytesIO(parsed.png)) as redrawn:
+        assert {redrawn.getpixel((x, 0)) for x in range(8)} == {(255, 255, 255)}
+
+
+@pytest.mark.parametrize("hidden", ["\u200b", "\u202e", "\ue000", "\x07"], ids=["zero-width", "bidi", "private-use", "bell"])
+def test_invisible_characters_are_refused_in_text_names_and_cells(hidden: str) -> None:
+    with pytest.raises(out.OutputRefused, match="invisible or control"):
+        out.parse(OutputType.TEXT, f"a{hidden}b".encode())
+    with pytest.raises(out.OutputRefused, match="invisible or control"):
+        out.parse(OutputType.TABLE, json.dumps({"columns": [f"a{hidden}"], "data": [[1]]}).encode())
+    with pytest.raises(out.OutputRefused, match="invisible or control"):
+        out.parse(OutputType.TABLE, json.dumps({"columns": ["a"], "data": [[f"x{hidden}"]]}).encode())
+    assert out.parse(OutputType.TEXT, b"line one\n\tline two").text == "line one\n\tline two"

@@ -13,6 +13,7 @@ import io
 import socket
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ import pytest
 from flask import Flask
 from PIL import Image
 
+from sandbox.api.analyst_view import SCRIPT_SETTLE_SECONDS
 from sandbox.db import get_db_of
 from sandbox.models import Job
 from sandbox.runtime import script_run
@@ -169,10 +171,24 @@ def analyst_view(world: World, job_id: str) -> dict[str, Any]:
     return {key: job[key] for key in ("status", "stage", "reason", "verdict", "started_at", "finished_at", "run_seconds", "queued_seconds")}
 
 
+def settle(app: Flask, *job_ids: str) -> None:
+    """Let each job's time limit and its launcher's grace pass, as if it had started that long ago."""
+    with get_db_of(app).writing() as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            assert job is not None
+            assert job.started_at is not None
+            job.started_at -= timedelta(seconds=job.timeout_seconds + SCRIPT_SETTLE_SECONDS + 1)
+
+
 @pytest.mark.slow
 def test_a_real_run_is_held_for_two_reviewers_then_released(world: World, app: Flask, script_grant: str, second_auditor: str) -> None:
     job_id = submit(world, script_grant, spec(ANALYSIS))
     assert run_worker(app) == 1
+    early = analyst_view(world, job_id)  # held already, but its time limit has not passed: running, as any script then
+    assert (early["status"], early["stage"], early["reason"], early["verdict"]) == ("running", "execute", None, None)
+    assert world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json["error"]["details"]["status"] == "running"
+    settle(app, job_id)
     seen = analyst_view(world, job_id)
     assert seen["status"] == "held"
     assert seen["reason"] == "held for review by the bureau's auditors"
@@ -248,6 +264,10 @@ def test_a_failed_or_escaping_run_looks_like_any_held_run_to_the_analyst(
     bodies["succeeds"] = spec("import sandbox_io\nsandbox_io.emit('t', 'ok')", TEXT)
     jobs = {name: submit(world, script_grant, body) for name, body in bodies.items()}
     assert run_worker(app) == len(jobs)
+    views = {name: analyst_view(world, job_id) for name, job_id in jobs.items()}
+    assert all(view == views["succeeds"] for view in views.values()), views
+    assert views["succeeds"]["status"] == "running"  # until the time limit has passed, however long each ran
+    settle(app, *jobs.values())
     views = {name: analyst_view(world, job_id) for name, job_id in jobs.items()}
     assert all(view == views["succeeds"] for view in views.values()), views
     assert views["succeeds"]["status"] == "held"
@@ -335,6 +355,7 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
     assert decide(second_auditor, "release", "checked", ["ages"]).status_code == 409  # nothing in common with the first release
     second = decide(second_auditor, "release", "the note could single out a person; the table may go", ["by_sex"])
     assert second.json["status"] == "released", second.json
+    settle(app, job_id)
 
     result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
     assert set(result["outputs"]) == {"by_sex"}
@@ -344,3 +365,31 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
         job = session.get(Job, job_id)
         assert job is not None
         assert job.released_cells == 6  # the released table's cells only: 2 sexes x (sex, n, mean_income)
+
+
+@pytest.mark.slow
+def test_outputs_that_break_a_parser_end_held_like_any_run(world: World, app: Flask, script_grant: str) -> None:
+    """A script chooses its outputs' bytes: none of them may turn its job into a failure the analyst sees."""
+    table = {"t": {"type": "table"}}
+    write = "open('/out/{}', 'w').write({!r})"
+    good = '{"columns": ["a"], "data": [[1]]}'
+    bodies = {
+        "succeeds": spec(write.format("t.json", good), table),
+        "lone-surrogate": spec(write.format("t.json", '{"columns": ["a"], "data": [["\\ud800"]]}'), table),
+        "huge-integer-evidence": spec(
+            write.format("t.json", good)
+            + "\n"
+            + write.format("t.evidence.json", '{"helper": "ols", "dof": 1' + "0" * 400 + ', "nobs": 1, "coef": []}'),
+            table,
+        ),
+    }
+    jobs = {name: submit(world, script_grant, body) for name, body in bodies.items()}
+    assert run_worker(app) == len(jobs)
+    settle(app, *jobs.values())
+    views = {name: analyst_view(world, job_id) for name, job_id in jobs.items()}
+    assert all(view == views["succeeds"] for view in views.values()), views
+    assert views["succeeds"]["status"] == "held"
+    items = {i["job"]["id"]: i for i in world.client.get("/api/v1/reviews", headers=auth(world.auditor)).json["items"]}
+    for name in ("lone-surrogate", "huge-integer-evidence"):
+        raw = {row["item"]: row["value"] for row in items[jobs[name]]["raw"]["rows"]}
+        assert "'t'" in raw["problems"], (name, raw["problems"])
