@@ -26,12 +26,13 @@ from core.schema import ColumnSpec, DatasetSchema
 from core.values import ColumnRole, ColumnType
 from jobs.he import HEPlan
 from jobs.query import OutputKind, QueryPlan
+from jobs.script import ScriptPlan
 from jobs.stats import StatsPlan
 from jobs.stats.cells import DIALECT
 from jobs.stats.dp import DPStats
 from policies.model import Aggregate, CostLimits
 
-Plan = QueryPlan | StatsPlan | DPStats | HEPlan
+Plan = QueryPlan | StatsPlan | DPStats | HEPlan | ScriptPlan  # scripts and he jobs estimate nothing here
 Levels = Callable[[ColumnSpec, int], int]  # how many distinct values ``rows`` rows can hold in a column
 ADDITIVE = frozenset({Aggregate.COUNT, Aggregate.SUM})  # the outputs secondary suppression protects
 
@@ -68,7 +69,8 @@ def declared_levels(spec: ColumnSpec, rows: int) -> int:
 def estimate(plan: Plan, schemas: Mapping[str, DatasetSchema], rows: Mapping[str, int], levels: Levels, suppression: bool) -> Estimate:
     """Upper bounds on what ``plan`` computes over ``rows`` rows per dataset; ``suppression``: the policy protects margins.
 
-    Models and he jobs are bounded by their own limits (degrees of freedom, entities per job) and
+    Models, he jobs and scripts are bounded by their own limits (degrees of freedom, entities per job, a script's
+    time, memory and output caps) and
     estimate nothing here.
     """
     if isinstance(plan, StatsPlan):

@@ -42,7 +42,13 @@ def cell_count(released: Released) -> int:
     Counting withheld cells too keeps the count independent of which cells output control suppressed.
     """
     numbers = sum(1 for column in released["columns"] if column["kind"] not in LABELS)
-    return numbers * len(released["rows"])
+    return numbers * len(released["rows"]) + script_cells(released)
+
+
+def script_cells(released: Released) -> int:
+    """The cells of a script's table outputs (every cell: a script's table has no labels the sandbox can tell apart)."""
+    tables = [output for output in released.get("outputs", {}).values() if output["type"] == "table"]
+    return sum(len(output["columns"]) * len(output["rows"]) for output in tables)
 
 
 def form(columns: list[dict[str, str]], table: pa.Table, notes: Sequence[Note], summary: dict[str, Any]) -> Released:

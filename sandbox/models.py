@@ -299,6 +299,7 @@ class Review(Base):
     reviewer: Mapped[str] = mapped_column(ForeignKey("users.id"))
     decision: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # a script's outputs this release covers (None: all)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

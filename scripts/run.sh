@@ -15,6 +15,9 @@ custodian_url=http://127.0.0.1:$custodian_port
 # Files written by the service (keys, encrypted data) are private to this user.
 umask 077
 
+# Script jobs' isolation (bubblewrap, libseccomp): installed when missing, as root.
+bash scripts/isolation-deps.sh
+
 # Creates the instance and demo data on the first run. The demo tokens (ADMIN, STEWARD, ANALYST,
 # AUDITOR) go to $SANDBOX_INSTANCE_PATH/demo-tokens.env (mode 0600) and stay valid on later runs.
 .venv/bin/python -m sandbox init --demo

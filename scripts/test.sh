@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 make --no-print-directory -s venv
+# Script jobs' isolation (bubblewrap, libseccomp): installed when missing, as root.
+bash scripts/isolation-deps.sh
 
 eval "extra_args=(${PYTEST_ARGS:-})"
 extra_args+=("$@")

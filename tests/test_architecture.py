@@ -29,7 +29,7 @@ SERVER_DEPENDENCIES = WEB | DATABASE | {
     "psycopg", "psycopg2", "pyroaring", "apispec", "Crypto", "Cryptodome",
 }  # fmt: skip
 SANDBOX_SHELL = frozenset(f"sandbox.{path.stem}" for path in (ROOT / "sandbox").glob("*.py") if path.stem != "__init__")
-SANDBOX_PARTS = frozenset({"sandbox.api", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo"})
+SANDBOX_PARTS = frozenset({"sandbox.api", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo", "sandbox.scripts"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ RULES: dict[str, Rule] = {
     "jobs/he": PURE_JOBS,
     "jobs/query": PURE_JOBS,
     "jobs/stats": PURE_JOBS,
+    "jobs/script": PURE_JOBS,
     # The key custodian is deployable alone: nothing of the sandbox, its database or its jobs.
     "custodian": Rule(NEVER | DATABASE | {"sandbox", "jobs", "policies"}),
     # The shell (app factory, CLI, database, keys) wires the parts together; the CLI also
@@ -68,6 +69,18 @@ RULES: dict[str, Rule] = {
     ),
     # The client installs and imports without the server's dependencies or the server itself.
     "sandbox/client": Rule(NEVER | SERVER_DEPENDENCIES | (SANDBOX_PARTS - {"sandbox.client"}) | SANDBOX_SHELL),
+    # Script isolation: the trusted launcher runs as a process of its own and starts in milliseconds, so it
+    # imports the standard library (and libseccomp's bindings) only: nothing of the project but itself.
+    "sandbox/scripts": Rule(
+        NEVER
+        | WEB
+        | DATABASE
+        | SERVER_DEPENDENCIES
+        | (PROJECT - {"sandbox"})
+        | (SANDBOX_PARTS - {"sandbox.scripts"})
+        | SANDBOX_SHELL
+        | {"pyarrow", "pandas", "numpy"}
+    ),
     # Demo data is seeded through the services, never through HTTP or a running worker.
     "sandbox/demo": Rule(NEVER | {"sandbox.api", "sandbox.runtime", "custodian"}),
 }

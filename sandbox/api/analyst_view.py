@@ -17,13 +17,15 @@ Stewards and auditors see everything as stored. Dry runs run on mock rows and sh
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.values import JobStatus
+from core.values import JobStage, JobStatus
 from policies.lp_audit import SUPPRESSION_TOO_LONG
 from policies.rules import CellStatus
 from sandbox.runtime.child import FAILED_REASON, MEMORY_REASON
+from sandbox.scripts.isolation import LAUNCHER_GRACE_SECONDS
 
 WITHHELD = "withheld"
 WITHHELD_REASON = "withheld by output control"
@@ -86,3 +88,27 @@ def whole_seconds(moment: datetime | None) -> datetime | None:
 def duration(seconds: float | None) -> float | None:
     """A duration rounded up to whole seconds: the analyst learns how long, not how the data shaped it."""
     return None if seconds is None else float(math.ceil(seconds))
+
+
+# A script job ends when its script chooses (it can sleep for as long as a value says): until its time
+# limit and its launcher's grace have passed since it started, its analyst sees it running, whatever
+# it did. After that the stored status shows (held, or cancelled by the analyst at once).
+SCRIPT_SETTLE_SECONDS = LAUNCHER_GRACE_SECONDS + 5
+
+
+@dataclass(frozen=True)
+class ScriptState:
+    status: str
+    stage: str
+    progress: float
+    masked: bool  # True: the stored status, reason, verdict and result are not shown yet
+
+
+def script_state(status: JobStatus, stage: str, progress: float, started_at: datetime | None, timeout_seconds: int) -> ScriptState:
+    """What a script job's analyst sees of its progress: nothing that depends on when the script ended."""
+    if started_at is None or status is JobStatus.CANCELLED:
+        return ScriptState(status.value, stage, progress, False)
+    settled = started_at.replace(tzinfo=started_at.tzinfo or UTC) + timedelta(seconds=timeout_seconds + SCRIPT_SETTLE_SECONDS)
+    if datetime.now(UTC) < settled:
+        return ScriptState(JobStatus.RUNNING.value, JobStage.EXECUTE.value, 0.5, True)
+    return ScriptState(status.value, stage, progress, False)

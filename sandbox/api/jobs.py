@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from core.errors import Conflict, NotFound
-from core.values import JobStatus, Role
+from core.values import JobKind, JobStatus, Role
 from sandbox.api import analyst_view as view
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList, JobOut, JobsQuery, ResultOut
@@ -30,6 +30,16 @@ def job_out(job: Job, caller: Principal | None = None) -> JobOut:
     ran = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
     status = JobStatus(job.status)
     if caller is not None and caller.role is Role.ANALYST:
+        if job.kind == JobKind.SCRIPT.value:  # how long a script ran can depend on the data: its analyst sees no timing
+            shown = view.script_state(status, job.stage, job.progress, job.started_at, job.timeout_seconds)
+            return JobOut(
+                id=job.id, grant_id=job.grant_id, kind=job.kind, spec=job.spec, spec_sha256=job.spec_sha256,
+                status=shown.status, stage=shown.stage, progress=shown.progress, attempts=job.attempts,
+                reason=None if shown.masked else view.reason(status, job.reason),
+                verdict=None if shown.masked else view.verdict(job.verdict), policy_version=job.policy_version,
+                dataset_versions=job.dataset_versions, created_at=view.whole_seconds(job.created_at),
+                started_at=None, finished_at=None, queued_seconds=None, run_seconds=None,
+            )  # fmt: skip
         return JobOut(
             id=job.id, grant_id=job.grant_id, kind=job.kind, spec=job.spec, spec_sha256=job.spec_sha256,
             status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts,
@@ -109,6 +119,11 @@ def register(bp: Blueprint) -> None:
         session = read_session()
         job = job_service.owned(session, caller, job_id)
         status = JobStatus(job.status)
+        if (
+            job.kind == JobKind.SCRIPT.value
+            and view.script_state(status, job.stage, job.progress, job.started_at, job.timeout_seconds).masked
+        ):
+            status = JobStatus.RUNNING  # a script job shows running until its time limit has passed (``analyst_view``)
         if status is not JobStatus.RELEASED:
             raise Conflict(
                 f"the job is {status.value}; only a released result can be read",

@@ -1,6 +1,8 @@
 """The review queue: auditors see held outputs (raw beside proposed) and release or reject them, with a reason.
 
-Every view and decision is on the ledger. The analyst sees only the decision and its reason.
+Every view and decision is on the ledger. The analyst sees only the decision and its reason. A script
+job's reviewer may release some of its outputs (``outputs``) and return the others with the reason:
+what is released is what every releasing reviewer released.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from flask import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Forbidden
-from core.values import JobStatus, Role
-from jobs.released import rows_of
+from core.errors import BadRequest, Conflict, Forbidden
+from core.values import JobKind, JobStatus, Role
+from jobs.released import cell_count, rows_of
 from policies.model import Policy
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
@@ -31,13 +33,16 @@ from sandbox.service.auth import Principal
 from sandbox.service.release_cap import CAP_REACHED
 
 AUDITOR = frozenset({Role.AUDITOR})
+SCRIPT_REVIEWERS = 2
 
 
 def _reviewers_required(session: Session, job: Job) -> int:
     pinned = session.scalars(
         select(GrantPolicy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
     ).one()
-    return Policy.model_validate(pinned.policy).reviewers
+    reviewers = Policy.model_validate(pinned.policy).reviewers
+    # A script can transform the data before any check sees it: its outputs need two independent reviewers at least.
+    return max(reviewers, SCRIPT_REVIEWERS) if job.kind == JobKind.SCRIPT.value else reviewers
 
 
 def _audit(session: Session, job: Job) -> audited.Audited | None:
@@ -47,13 +52,7 @@ def _audit(session: Session, job: Job) -> audited.Audited | None:
         return None
     done = audited.on_review(session, get_keys(), job, outputs.open_released(get_keys(), output))
     if done.released is not None:
-        sealed = outputs.seal(get_keys(), job.id, outputs.open_raw(get_keys(), output), done.released)
-        output.raw, output.released, output.wrapped_key, output.master_key_id = (
-            sealed.raw,
-            sealed.released,
-            sealed.wrapped_key,
-            sealed.master_key_id,
-        )
+        _reseal(output, done.released)
         job.verdict = recounted(job.verdict, done)
     return done
 
@@ -106,12 +105,15 @@ def register(bp: Blueprint) -> None:
             earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
             if any(r.reviewer == caller.user_id for r in earlier):
                 raise Conflict("you have reviewed this output already; a second auditor must decide")
-            session.add(Review(job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason))
+            chosen = _chosen(session, job, body)
+            session.add(Review(job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason, outputs=chosen))
             needed = _reviewers_required(session, job)
             releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
             pending = body.decision == "release" and releases_ < needed
             # Cap and charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
             final_release = body.decision == "release" and not pending
+            if final_release and job.kind == JobKind.SCRIPT.value:
+                _narrow(session, job, [r.outputs for r in earlier if r.decision == "release"] + [chosen])
             admission = release_cap.admit(session, job) if final_release else None
             capped = admission is not None and not admission.fits
             affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
@@ -124,12 +126,63 @@ def register(bp: Blueprint) -> None:
             # Audited now, against everything released by now, under the version's lock (before any ledger append).
             done = _audit(session, job) if refused is None and not pending and body.decision == "release" else None
             details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
+            if chosen is not None:
+                details["outputs"] = chosen
             ledger().append(
                 session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
             )
             if not pending:
                 _close(session, caller, job, body, refused, done, admission.details if admission is not None else {})
             return job_out(job)
+
+
+def _reseal(output: JobOutput, released: dict[str, Any]) -> None:
+    """Seal ``output`` again, in place, with a new released form (the raw table unchanged)."""
+    sealed = outputs.seal(get_keys(), output.job_id, outputs.open_raw(get_keys(), output), released)
+    output.raw, output.released = sealed.raw, sealed.released
+    output.wrapped_key, output.master_key_id = sealed.wrapped_key, sealed.master_key_id
+
+
+def _chosen(session: Session, job: Job, body: ReviewIn) -> list[str] | None:
+    """The outputs a reviewer releases (None: all): only a script job's, only with a release, only names it proposed."""
+    if body.outputs is None:
+        return None
+    if job.kind != JobKind.SCRIPT.value or body.decision != "release":
+        raise BadRequest("outputs names the outputs a script job's release covers", details={"field": "outputs"})
+    output = session.get(JobOutput, job.id)
+    proposed = outputs.open_released(get_keys(), output).get("outputs", {}) if output is not None else {}
+    unknown = sorted(set(body.outputs) - set(proposed))
+    if unknown:
+        raise BadRequest(f"not an output proposed for release: {', '.join(unknown)}", details={"field": "outputs"})
+    return sorted(set(body.outputs))
+
+
+def _narrow(session: Session, job: Job, selections: list[list[str] | None]) -> None:
+    """At a script job's final release: keep the outputs every releasing reviewer released, return the rest (sealed again).
+
+    Selections with nothing in common are a conflict, not an empty release: the last reviewer chooses again or rejects.
+    """
+    output = session.get(JobOutput, job.id)
+    if output is None:
+        return
+    released = outputs.open_released(get_keys(), output)
+    proposed = released.get("outputs", {})
+    kept = set(proposed)
+    for selection in selections:
+        if selection is not None:
+            kept &= set(selection)
+    if kept == set(proposed):
+        return
+    if not kept:
+        raise Conflict("the reviewers' releases have no output in common: release one the others released, or reject")
+    narrowed = {
+        **released,
+        "outputs": {name: value for name, value in proposed.items() if name in kept},
+        "returned": sorted(set(proposed) - kept),
+        "summary": {**released["summary"], "outputs": len(kept)},
+    }
+    _reseal(output, narrowed)
+    job.released_cells = cell_count(narrowed)
 
 
 def _held_job(session: Session, caller: Principal, job_id: str) -> Job:

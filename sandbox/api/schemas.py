@@ -270,6 +270,8 @@ class ResultOut(_Table):
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
     decision: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = Field(default=None, description="a script job's released outputs, by name")
+    returned: list[str] | None = Field(default=None, description="a script job's outputs the reviewers returned (see decision.reason)")
 
 
 class DryRunOut(_Table):
@@ -277,11 +279,21 @@ class DryRunOut(_Table):
     note: str
     notes: list[dict[str, Any]]
     summary: dict[str, Any]
+    outputs: dict[str, Any] | None = Field(default=None, description="a script job's outputs, by name")
+    run: dict[str, Any] | None = Field(default=None, description="a script's exit status, stdout, stderr, timings and problems")
 
 
 class ReviewIn(Strict):
     decision: Literal["release", "reject"]
     reason: Annotated[str, Field(min_length=3, max_length=5_000)]
+    outputs: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63)]] | None,
+        Field(
+            min_length=1,
+            max_length=20,
+            description="a script job's release only: the outputs this reviewer releases (default: all); the others are returned",
+        ),
+    ] = None
 
 
 class ReviewItem(BaseModel):

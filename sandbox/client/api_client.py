@@ -182,14 +182,34 @@ class Client:
         return dict(self.request("GET", f"/grants/{grant_id}/consents", params=params))
 
     # auditors
+    def submit_script(
+        self, grant_id: str, code: str, datasets: list[str], outputs: dict[str, str], timeout_seconds: int | None = None
+    ) -> str:
+        """Submit a Python script (``outputs``: name -> "table", "figure" or "text"); a real run is always held for review."""
+        return self.submit(grant_id, "script", _script(code, datasets, outputs), timeout_seconds)
+
+    def dry_run_script(
+        self, grant_id: str, code: str, datasets: list[str], outputs: dict[str, str], rows: int = 1_000, seed: int | None = None
+    ) -> dict[str, Any]:
+        """The script on mock rows, isolated as a real run: ``{"outputs": {name: ...}, "run": {exit_status, stdout, stderr, ...}}``."""
+        body = {"grant_id": grant_id, "kind": "script", "spec": _script(code, datasets, outputs), "rows": rows}
+        answer = self.request("POST", "/jobs/dry-run", json=body | ({"seed": seed} if seed is not None else {}))
+        return {"outputs": answer["outputs"], "run": answer["run"]}
+
     def reviews(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/reviews")["items"])
 
-    def review(self, job_id: str, decision: str, reason: str) -> dict[str, Any]:
-        return dict(self.request("POST", f"/reviews/{job_id}", json={"decision": decision, "reason": reason}))
+    def review(self, job_id: str, decision: str, reason: str, outputs: list[str] | None = None) -> dict[str, Any]:
+        """Release or reject a held output; for a script job's release, ``outputs`` names the outputs released (default all)."""
+        body = {"decision": decision, "reason": reason} | ({"outputs": outputs} if outputs is not None else {})
+        return dict(self.request("POST", f"/reviews/{job_id}", json=body))
 
     def verify_ledger(self) -> dict[str, Any]:
         return dict(self.request("GET", "/audit/verify"))
+
+
+def _script(code: str, datasets: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+    return {"language": "python", "code": code, "datasets": datasets, "outputs": {name: {"type": kind} for name, kind in outputs.items()}}
 
 
 def _options(timeout_seconds: int | None, epsilon: float | None) -> dict[str, Any]:

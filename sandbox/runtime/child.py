@@ -48,10 +48,12 @@ import duckdb
 from core.errors import SandboxError
 from core.values import JobStage
 from jobs.engine import DuckDBEngine, QueryInterrupted
+from jobs.script import ScriptPlan
 from sandbox.logs import frames_of, log_child_failure
 from sandbox.runtime.definition import JobDefinition, Outcome
 from sandbox.runtime.executor import Executor, Services, Stage
 from sandbox.runtime.sources import TableSource
+from sandbox.scripts.isolation import LAUNCHER_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,8 @@ class ChildExecutor:
         """The outcome of ``definition``; raises ``RunFailed`` (timed out, out of memory, crashed), ``QueryInterrupted``
         (``interrupt`` was set), what ``stage`` raises, and the ``SandboxError`` the run raised."""
         timeout = definition.limits.timeout_seconds
+        if isinstance(definition.plan, ScriptPlan):  # the script's own wall clock kills it first; its launcher's set-up on top
+            timeout += LAUNCHER_GRACE_SECONDS
         limits = ChildLimits(definition.limits.memory_bytes or self.memory_bytes, timeout * (os.cpu_count() or 1) + 1, self.engine_mb)
         context = forkserver()
         ours, theirs = context.Pipe()

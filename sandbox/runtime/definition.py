@@ -20,13 +20,14 @@ from core.values import JobKind, JobStatus
 from jobs.he import HEPlan
 from jobs.query import QueryPlan
 from jobs.released import Released
+from jobs.script import ScriptPlan
 from jobs.stats import StatsPlan
 from jobs.stats.dp import DPStats
 from policies.budget import Epsilon
 from policies.model import Policy
 from policies.rules import CellStatus
 
-Plan = QueryPlan | StatsPlan | DPStats | HEPlan  # DPStats: a stats job on a DP grant
+Plan = QueryPlan | StatsPlan | DPStats | HEPlan | ScriptPlan  # DPStats: a stats job on a DP grant
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def is_dp(plan: Plan) -> bool:
 
 def datasets_of(plan: Plan) -> tuple[str, ...]:
     """The datasets a plan reads (their decrypted tables are handed to the executor)."""
-    return plan.datasets if isinstance(plan, QueryPlan | HEPlan) else (plan.dataset,)
+    return plan.datasets if isinstance(plan, QueryPlan | HEPlan | ScriptPlan) else (plan.dataset,)
 
 
 @dataclass(frozen=True)

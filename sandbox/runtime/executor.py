@@ -31,6 +31,7 @@ from jobs.population import by_version, population_sql, query_unit_datasets, spl
 from jobs.query import OutputKind, QueryPlan
 from jobs.query.keys import layout as query_layout
 from jobs.released import Released, form
+from jobs.script import ScriptPlan
 from jobs.stats import StatsPlan, StatsResult
 from jobs.stats import run as run_stats
 from jobs.stats.dp import DPStats
@@ -40,7 +41,7 @@ from policies.model import ReleaseMode
 from policies.output_control import CellStatus, Note, control
 from policies.release import Release, decide
 from policies.secondary import Limits as SuppressionLimits
-from sandbox.runtime import he_score
+from sandbox.runtime import he_score, script_run
 from sandbox.runtime.definition import JobDefinition, Outcome, Populations, Verdict
 
 Stage = Callable[[JobStage, float], None]
@@ -108,6 +109,8 @@ class _Run:
             return self._he_aggregate(plan)
         if isinstance(plan, ScorePlan):
             return self._score(plan)
+        if isinstance(plan, ScriptPlan):
+            return script_run.run(self.definition, plan, self.tables, self.stage)
         if isinstance(plan, HEPlan):
             raise InternalError(f"no runner for he op {plan.op}")
         return self._stats(plan)

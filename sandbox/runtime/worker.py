@@ -25,11 +25,12 @@ from core.errors import SandboxError
 from core.schema import DatasetSchema
 from core.values import JobKind, JobStage, JobStatus
 from jobs.engine import Engine, QueryInterrupted
+from jobs.script import ScriptPlan
 from policies.model import Policy
 from sandbox.instance import Instance
 from sandbox.logs import log_unexpected
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
-from sandbox.runtime import outputs
+from sandbox.runtime import outputs, script_run
 from sandbox.runtime.child import TIMEOUT_REASON, ChildExecutor, RunFailed, TimedOut
 from sandbox.runtime.definition import DatasetRef, JobDefinition, Limits, Outcome, datasets_of
 from sandbox.runtime.executor import Executor, Services, Stage
@@ -89,8 +90,9 @@ class Worker:
         interrupt, over, why = threading.Event(), threading.Event(), list[str]()
         beat = threading.Thread(target=self._heartbeat, args=(claimed, interrupt, over, why), daemon=True)
         beat.start()
+        loaded: list[JobDefinition] = []
         try:
-            outcome = self._execute(claimed, interrupt)
+            outcome = self._execute(claimed, interrupt, loaded)
         except (Stop, QueryInterrupted):
             outcome = Outcome.ended(JobStatus.CANCELLED, _stop_reason(why))
         except RunFailed as exc:  # timed out, out of memory, crashed: its child is dead (``ChildExecutor.run`` reaped it)
@@ -103,6 +105,9 @@ class Worker:
         finally:
             over.set()
         beat.join()
+        if outcome.status is JobStatus.FAILED and loaded and isinstance(loaded[0].plan, ScriptPlan) and not loaded[0].mock:
+            # Whether a script's run fails is the script's choice: it ends held, like every real script run.
+            outcome = script_run.held_anyway(f"the run failed: {outcome.cause or outcome.reason}")
         if why and why[0] == "lease":
             return  # another worker owns the job now; nothing of ours may land
         output = None
@@ -120,8 +125,9 @@ class Worker:
             if not ours:
                 return
 
-    def _execute(self, claimed: Claimed, interrupt: threading.Event) -> Outcome:
+    def _execute(self, claimed: Claimed, interrupt: threading.Event, loaded: list[JobDefinition]) -> Outcome:
         definition, grant_id, versions = self._load_job(claimed)
+        loaded.append(definition)
         services = DatabaseServices(self.instance, definition, grant_id, f"worker:{self.id}")
         stage = functools.partial(self._stage, claimed, interrupt)
         names = datasets_of(definition.plan)

@@ -26,6 +26,8 @@ from jobs.he import HEPlan
 from jobs.query import QueryPlan
 from jobs.query import validate as validate_query
 from jobs.query.dp import plan_dp
+from jobs.script import ScriptPlan, ScriptSpec, ScriptsUnavailable
+from jobs.script import plan as plan_script
 from jobs.stats import StatsPlan
 from jobs.stats import plan as plan_stats
 from jobs.stats.dp import DPStats
@@ -33,6 +35,7 @@ from jobs.stats.dp import plan_dp as plan_dp_stats
 from policies.budget import Delta, selection_delta
 from policies.model import Policy
 from sandbox.models import Grant, Job
+from sandbox.scripts import isolation
 from sandbox.service import budget
 from sandbox.service.auth import Principal
 from sandbox.service.datasets import catalogue_count
@@ -63,7 +66,7 @@ class Timeout(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT)]
 
 
-Plan = QueryPlan | StatsPlan | DPStats | HEPlan  # DPStats: a stats job on a DP grant
+Plan = QueryPlan | StatsPlan | DPStats | HEPlan | ScriptPlan  # DPStats: a stats job on a DP grant
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Checked:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        return self.plan.datasets if isinstance(self.plan, QueryPlan | HEPlan) else (self.plan.dataset,)
+        return self.plan.datasets if isinstance(self.plan, QueryPlan | HEPlan | ScriptPlan) else (self.plan.dataset,)
 
 
 def schemas_of(grant: Grant) -> tuple[dict[str, DatasetSchema], dict[str, dict[str, Any]]]:
@@ -144,13 +147,17 @@ def plan_job(
                 "he jobs have no differentially private form; this grant answers query and stats jobs", details={"rule": "dp_unsupported"}
             )
         return he_jobs.plan(spec, policy, schemas, unique_units)
-    raise BadRequest(f"{kind.value} jobs are not available yet; this instance runs query, stats and he jobs", details={"field": "kind"})
+    if kind is JobKind.SCRIPT:
+        return plan_script(parse_model(ScriptSpec, spec, "spec"), policy, schemas)
+    raise InternalError(f"no planner for {kind.value} jobs")
 
 
 def check(grant: Grant, kind: JobKind, raw_spec: dict[str, Any], count_base: int) -> Checked:
     """The policy pre-check: the grant allows the kind now, the spec is well formed, the job obeys the policy,
     and its estimated size is within the policy's cost limits (``TooExpensive`` otherwise)."""
     policy, version = active_policy(grant, kind)
+    if kind is JobKind.SCRIPT and (why := isolation.unavailable()):
+        raise ScriptsUnavailable(why, details={"field": "kind"})  # never run unisolated
     spec = dict(raw_spec)
     timeout = (
         parse_model(Timeout, {"timeout_seconds": spec.pop("timeout_seconds")}, "spec").timeout_seconds

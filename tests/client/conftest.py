@@ -22,12 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Deployment:
-    """A running server and worker: its URL, the analyst's token, a query grant and a differentially private grant."""
+    """A running server and worker: its URL, the analyst's token, a query grant, a differentially private grant and a script grant."""
 
     url: str
     analyst: str
     grant: str
     dp_grant: str
+    script_grant: str
 
 
 @pytest.fixture(scope="session")

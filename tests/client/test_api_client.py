@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -73,3 +75,24 @@ def test_client_states_epsilon_on_a_dp_grant(deployment: Deployment) -> None:
     with pytest.raises(ApiError) as spent:  # 0.5 + 0.5 of 1.0 are spent
         client.submit_query(grant, "SELECT race, COUNT(*) AS n FROM pums GROUP BY race", epsilon=0.5)
     assert (spent.value.status, spent.value.code) == (429, "budget_exhausted")
+
+
+def test_a_script_is_dry_run_then_submitted_and_held(deployment: Deployment) -> None:
+    client = Client(deployment.url, deployment.analyst)
+    code = "import sandbox_io\ndf = sandbox_io.read('pums')\nprint(len(df))\nsandbox_io.emit('n', str(len(df)))"
+    try:
+        done = client.dry_run_script(deployment.script_grant, code, ["pums"], {"n": "text"}, rows=50, seed=1)
+    except ApiError as exc:  # a host that cannot isolate scripts refuses them, saying why
+        if exc.code != "scripts_unavailable":
+            raise
+        pytest.skip(exc.message)
+    assert done["outputs"] == {"n": {"type": "text", "text": "50"}}
+    assert (done["run"]["exit_status"], done["run"]["stdout"]) == (0, "50\n")
+    job_id = client.submit_script(deployment.script_grant, code, ["pums"], {"n": "text"})
+    for _ in range(600):
+        job = client.job(job_id)
+        if job["status"] not in ("queued", "running", "checking"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "held"  # every real script output waits for the reviewers
+    assert job["run_seconds"] is None

@@ -3,7 +3,7 @@
 Run as ``python -m tests.sandbox.clientserver DIR`` (from the repository) by ``tests/client/conftest.py``,
 with the Python of the full environment: the client's tests may run in a venv that holds only the
 client's dependencies and cannot serve. It builds the test world on an SQLite instance under DIR,
-prints one JSON line (the URL, the analyst's token, a query grant and a differentially private grant),
+prints one JSON line (the URL, the analyst's token, a query grant, a differentially private grant and a script grant),
 then serves until its standard input closes, and stops gunicorn and the worker.
 """
 
@@ -40,9 +40,11 @@ def prepare(root: Path) -> tuple[dict[str, str], dict[str, Any]]:
     grant_id = str(request_grant(world, [pums.json["id"]]).json["id"])
     approve(world, grant_id, PUMS_POLICY)
     dp_grant = stats_grant(world, pums.json["id"], DP_STATS_POLICY)
+    script_grant = str(request_grant(world, [pums.json["id"]], ["script"]).json["id"])
+    approve(world, script_grant, {**PUMS_POLICY, "job_kinds": ["script"]})
     get_db_of(app).engine.dispose()
     env = {"SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"], "SANDBOX_DATABASE_URL": database_url}
-    return env, {"analyst": world.analyst, "grant": grant_id, "dp_grant": dp_grant}
+    return env, {"analyst": world.analyst, "grant": grant_id, "dp_grant": dp_grant, "script_grant": script_grant}
 
 
 def _free_port() -> int:
