@@ -88,11 +88,14 @@ def test_a_script_is_dry_run_then_submitted_and_held(deployment: Deployment) -> 
         pytest.skip(exc.message)
     assert done["outputs"] == {"n": {"type": "text", "text": "50"}}
     assert (done["run"]["exit_status"], done["run"]["stdout"]) == (0, "50\n")
-    job_id = client.submit_script(deployment.script_grant, code, ["pums"], {"n": "text"})
-    for _ in range(600):
+    # The analyst sees a script job running until its time limit and the launcher's grace (35 s) have passed.
+    job_id = client.submit_script(deployment.script_grant, code, ["pums"], {"n": "text"}, timeout_seconds=1)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
         job = client.job(job_id)
         if job["status"] not in ("queued", "running", "checking"):
             break
-        time.sleep(0.1)
+        assert (job["reason"], job["run_seconds"]) == (None, None)
+        time.sleep(0.5)
     assert job["status"] == "held"  # every real script output waits for the reviewers
     assert job["run_seconds"] is None
