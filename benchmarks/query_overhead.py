@@ -163,6 +163,8 @@ def audit_flags(app: object, job_id: str) -> set[int]:
     """The races whose cells the release audit flagged (read in-process from the sealed output, as an auditor sees it)."""
     with get_db_of(app).sessions() as session:  # type: ignore[arg-type]
         output = session.get(JobOutput, job_id)
+        if output is None:  # blocked: nothing stored to read flags from (the check then fails, naming it)
+            return set()
         released = outputs.open_released(get_keys_of(app), output)  # type: ignore[arg-type]
     rows = [note["row"] for note in released["notes"] if note["rule"] == "release_audit"]
     return {released["rows"][row]["race"] for row in rows}
