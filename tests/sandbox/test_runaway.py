@@ -144,6 +144,24 @@ def test_a_job_past_its_timeout_is_killed_keeps_its_lease_and_runs_once(
     assert gone(pid)
 
 
+def signal_the_child_mid_run(
+    world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture, sig: signal.Signals, timeout_seconds: int
+) -> tuple[str, int]:
+    """Submit the heavy job, send ``sig`` to its child half a second into the run, wait for the worker: the job and the child."""
+    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
+    job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": timeout_seconds})
+    worker = threading.Thread(target=run_worker, args=(app,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not child_pids(caplog) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (pid,) = child_pids(caplog)
+    time.sleep(0.5)  # inside the run
+    os.kill(pid, sig)
+    worker.join(20)
+    return job_id, pid
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "reason", "cause"),
@@ -156,17 +174,7 @@ def test_a_job_past_its_timeout_is_killed_keeps_its_lease_and_runs_once(
 def test_a_child_that_dies_fails_its_job_with_a_fixed_reason(
     world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture, sig: signal.Signals, reason: str, cause: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
-    job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 60})
-    worker = threading.Thread(target=run_worker, args=(app,))
-    worker.start()
-    deadline = time.monotonic() + 20
-    while not child_pids(caplog) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    (pid,) = child_pids(caplog)
-    time.sleep(0.5)  # inside the run
-    os.kill(pid, sig)
-    worker.join(20)
+    job_id, _ = signal_the_child_mid_run(world, app, grant, caplog, sig, timeout_seconds=60)
     job = job_json(world, job_id, world.auditor)
     assert (job["status"], job["reason"], job["attempts"]) == ("failed", reason, 1)
     assert job_json(world, job_id)["reason"] == "the job failed inside the sandbox; the operator has the details"  # the analyst's
@@ -179,17 +187,7 @@ def test_only_the_worker_ends_a_run_a_service_wide_stop_signal_does_not(
     world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture, sig: signal.Signals
 ) -> None:
     """A service manager signals every process of the service; the worker finishes its job up to its time limit."""
-    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
-    job_id = submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 3})
-    worker = threading.Thread(target=run_worker, args=(app,))
-    worker.start()
-    deadline = time.monotonic() + 20
-    while not child_pids(caplog) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    (pid,) = child_pids(caplog)
-    time.sleep(0.5)  # inside the run
-    os.kill(pid, sig)
-    worker.join(20)
+    job_id, pid = signal_the_child_mid_run(world, app, grant, caplog, sig, timeout_seconds=3)
     job = job_json(world, job_id, world.auditor)
     assert (job["status"], job["reason"]) == ("failed", TIMEOUT_REASON)  # it ran on to its limit
     assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == ["timeout"]
