@@ -54,6 +54,7 @@ RULES: dict[str, Rule] = {
     "jobs/dp": PURE_JOBS,
     "jobs/he": PURE_JOBS,
     "jobs/query": PURE_JOBS,
+    "jobs/query/checks": PURE_JOBS,
     "jobs/stats": PURE_JOBS,
     "jobs/script": PURE_JOBS,
     # The key custodian is deployable alone: nothing of the sandbox, its database or its jobs.

@@ -2,7 +2,7 @@
 
 The statement is an aggregate query; a derived table in FROM/JOIN only passes columns of one
 dataset through (optionally filtered), and its columns are checked where the outer query uses
-them. After the column uses, each aggregate's argument is checked (``jobs.query.arguments``).
+them. After the column uses, each aggregate's argument is checked (``jobs.query.checks.arguments``).
 Column uses are checked before the output shape, so that a refusal names the most specific rule
 (``measure_outside_aggregate`` rather than ``row_level_output``).
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from core.schema import DatasetSchema
-from jobs.query.arguments import check_argument
+from jobs.query.checks.arguments import check_argument
+from jobs.query.checks.joins import check_join
 from jobs.query.functions import is_aggregate
-from jobs.query.joins import check_join
 from jobs.query.keys import KeyPlan, plan_keys
 from jobs.query.model import OutputColumn, QueryRule, violation
 from jobs.query.outputs import check_order, classify_outputs, group_keys, is_output_ref

@@ -46,7 +46,7 @@ class QueryRule(StrEnum):
     JOIN_TYPE = "join_type"  # INNER JOIN ... ON only
     JOIN_CONDITION = "join_condition"  # ON is an AND of join_key equalities between two table references
     ENCRYPTED_COLUMN = "encrypted_column"  # paillier ciphertexts are aggregated by he jobs only, never in SQL
-    # The result's numbers, shape and failure carry no secret (jobs.query.arguments, jobs.query.outputs, jobs.query.safety):
+    # The result's numbers, shape and failure carry no secret (jobs.query.checks.arguments, jobs.query.outputs, jobs.query.safety):
     AGGREGATE_ARGUMENT = "aggregate_argument"  # a measure column or arithmetic of measures; no constants, branches, comparisons
     AGGREGATE_OUTPUT = "aggregate_output"  # an aggregate output is the bare aggregate call, nothing computed on it
     GROUP_KEY = "group_key"  # a key is one dimension column (or a function of one), and it is output

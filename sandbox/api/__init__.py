@@ -8,11 +8,11 @@ API_PREFIX = "/api/v1"
 
 
 def init_app(app: Flask) -> None:
-    from sandbox.api import audit, consents, datasets, errors, grants, he, identity, jobs, meta, reviews
+    from sandbox.api import audit, consents, datasets, errors, grants, he, identity, jobs, openapi, reviews
 
     bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
-    for module in (meta, identity, datasets, grants, consents, jobs, reviews, audit, he):
+    for module in (openapi, identity, datasets, grants, consents, jobs, reviews, audit, he):
         module.register(bp)
     app.register_blueprint(bp)
-    meta.register_root(app)
+    openapi.register_root(app)
     errors.init_app(app)

@@ -1,4 +1,4 @@
-"""Organisations, users and their tokens (admin)."""
+"""The caller's own identity (any role); organisations, users and their tokens (admin)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from core.values import Role
-from sandbox.api.routing import endpoint
-from sandbox.api.schemas import OrgIn, OrgList, OrgOut, TokenOut, UserCreated, UserIn, UserList, UserOut
+from sandbox.api.routing import ANY_ROLE, endpoint
+from sandbox.api.schemas import Me, OrgIn, OrgList, OrgOut, TokenOut, UserCreated, UserIn, UserList, UserOut
 from sandbox.api.services import ledger
 from sandbox.db import read_session, writing
 from sandbox.models import Org, User
@@ -18,6 +18,12 @@ ADMIN = frozenset({Role.ADMIN})
 
 
 def register(bp: Blueprint) -> None:
+    @endpoint(bp, "/me", "GET", summary="The caller: user, role and organisation", roles=ANY_ROLE, response=Me, errors=(401,))
+    def me(caller: Principal) -> Me:
+        org = read_session().get(Org, caller.org_id)
+        assert org is not None
+        return Me(id=caller.user_id, name=caller.name, role=caller.role, org_id=caller.org_id, org_kind=caller.org_kind, org_name=org.name)
+
     @endpoint(
         bp,
         "/orgs",
