@@ -14,6 +14,7 @@ import socket
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +26,7 @@ from sandbox.api.analyst_view import SCRIPT_SETTLE_SECONDS
 from sandbox.db import get_db_of
 from sandbox.models import Job
 from sandbox.runtime import script_run
-from sandbox.scripts import isolation
+from sandbox.scripts import isolation, runtime
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
 from tests.sandbox.jobkit import approve, job_json, run_worker
 
@@ -89,7 +90,7 @@ def test_a_dry_run_returns_outputs_logs_exit_status_and_timings(world: World, sc
         assert image.format == "PNG"
         assert image.size == (200, 200)
         assert not image.info.get("Software")  # redrawn: matplotlib's metadata is gone
-    assert body["summary"]["runtime"]["packages_sha256"]
+    assert body["summary"]["runtime"] == runtime.describe()  # the pinned runtime's hash, recorded with the job
 
 
 def test_a_failing_dry_run_shows_its_stderr_and_exit_status(world: World, script_grant: str) -> None:
@@ -156,6 +157,24 @@ def test_scripts_are_refused_where_they_cannot_be_isolated(world: World, script_
         }
 
 
+def test_scripts_are_refused_without_their_pinned_runtime(
+    world: World, script_grant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No runtime, no script job: never a silent fall back to the service's venv."""
+    monkeypatch.setattr(runtime, "RUNTIME", tmp_path / "no-runtime")
+    for response in (
+        dry_run(world, script_grant, spec(ANALYSIS)),
+        world.client.post(
+            "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": script_grant, "kind": "script", "spec": spec(ANALYSIS)}
+        ),
+    ):
+        assert response.status_code == 400
+        error = response.json["error"]
+        assert (error["code"], error["details"]) == ("scripts_unavailable", {"field": "kind"})
+        assert "pinned runtime" in error["message"]
+        assert "not installed" in error["message"]
+
+
 @pytest.fixture
 def second_auditor(world: World, app: Flask) -> str:
     _, token = make_user(world.client, app.config["ADMIN_TOKEN"], world.ids["audit"], "auditor", "second auditor")
@@ -204,6 +223,9 @@ def test_a_real_run_is_held_for_two_reviewers_then_released(world: World, app: F
     assert set(item["proposed"]["outputs"]) == {"by_sex", "note", "ages"}
     packages = raw["packages"].splitlines()  # the runtime's package list, and its hash as recorded with the job
     assert any(p.startswith("pandas==") for p in packages)
+    assert tuple(packages) == runtime.packages()  # the pinned runtime's, not the service's venv
+    assert "scikit-learn==1.9.1" in packages
+    assert not any(p.startswith("flask==") for p in packages)
     assert hashlib.sha256(raw["packages"].encode()).hexdigest() == item["job"]["verdict"]["runtime"]["packages_sha256"]
 
     assert review(world, world.auditor, job_id, "release").json["status"] == "held"  # one reviewer is not enough for a script
