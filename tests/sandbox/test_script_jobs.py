@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from sandbox.db import get_db_of
 from sandbox.models import Job
 from sandbox.runtime import script_run
 from sandbox.scripts import isolation, runtime
+from sandbox.service import blind_review
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
 from tests.sandbox.jobkit import approve, job_json, run_worker
 
@@ -374,7 +376,6 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
     assert decide(world.auditor, "reject", "no", ["note"]).status_code == 400  # outputs go with a release only
     assert decide(world.auditor, "release", "aggregates of many", ["by_sex", "note"]).json["status"] == "held"
     assert decide(second_auditor, "release", "checked", ["by_sex", "secret"]).status_code == 400  # not a proposed output
-    assert decide(second_auditor, "release", "checked", ["ages"]).status_code == 409  # nothing in common with the first release
     second = decide(second_auditor, "release", "the note could single out a person; the table may go", ["by_sex"])
     assert second.json["status"] == "released", second.json
     settle(app, job_id)
@@ -382,11 +383,79 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
     result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
     assert set(result["outputs"]) == {"by_sex"}
     assert result["returned"] == ["ages", "note"]
-    assert result["decision"]["reason"] == "the note could single out a person; the table may go"
+    assert result["decision"]["reason"] == "aggregates of many / the note could single out a person; the table may go"  # both reasons
     with get_db_of(app).sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
         assert job.released_cells == 6  # the released table's cells only: 2 sexes x (sex, n, mean_income)
+
+
+def everything_seen_by(world: World, token: str, job_id: str) -> dict[str, Any]:
+    """What an auditor can read of a job while its review is open: the review queue, the job, the job list, the ledger."""
+    queue = world.client.get("/api/v1/reviews", headers=auth(token)).json["items"]
+    ledger = world.client.get("/api/v1/audit/events?limit=1000", headers=auth(token)).json["items"]
+    return {
+        "queue": [item for item in queue if item["job"]["id"] == job_id],
+        "job": job_json(world, job_id, token),
+        "jobs": world.client.get("/api/v1/jobs", headers=auth(token)).json,
+        "ledger": [event for event in ledger if event["object_id"] == job_id],
+    }
+
+
+def test_a_reviewer_sees_no_other_decision_until_the_review_is_complete(
+    world: World, app: Flask, script_grant: str, second_auditor: str
+) -> None:
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+    first_reason = "REASON-OF-THE-FIRST: the note singles out a person"
+    before = everything_seen_by(world, second_auditor, job_id)
+    first = world.client.post(
+        f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": first_reason, "outputs": None}
+    )
+    assert first.status_code == 200, first.json
+    assert first.json["status"] == "held"  # a rejection does not end a script job's review by itself
+
+    seen = everything_seen_by(world, second_auditor, job_id)
+    assert first_reason not in str(seen)
+    (item,) = seen["queue"]  # still in the queue, as it was: the job, its output and proposal unchanged
+    assert (item, seen["job"]) == (before["queue"][0], before["job"])
+    new_events = seen["ledger"][len(before["ledger"]) :]
+    assert [e["action"] for e in new_events] == ["review.submitted", "review.view"]  # the decision is recorded...
+    submitted = new_events[0]["details"]
+    assert {"decision", "reason", "outputs"}.isdisjoint(submitted)  # ...as a commitment only
+    assert (submitted["decided"], submitted["required"]) == (1, 2)
+
+    second = review(world, second_auditor, job_id, "release", "aggregates of many persons")
+    assert second.json["status"] == "rejected"  # complete: any rejection rejects
+    assert second.json["reason"] == first_reason
+    ledger = everything_seen_by(world, second_auditor, job_id)["ledger"]
+    opened = [e for e in ledger if e["action"] == "review.opened"]
+    assert len(opened) == 1
+    decisions = opened[0]["details"]["decisions"]
+    assert [(d["decision"], d["reason"]) for d in decisions] == [("reject", first_reason), ("release", "aggregates of many persons")]
+    commitments = [e["details"]["commitment"] for e in ledger if e["action"] == "review.submitted"]
+    canonical = [json.dumps(d, sort_keys=True, separators=(",", ":")).encode() for d in decisions]
+    assert commitments == [hashlib.sha256(c).hexdigest() for c in canonical]  # each decision as committed before it was shown
+    settle(app, job_id)
+    assert analyst_view(world, job_id)["status"] == "rejected"
+    assert analyst_view(world, job_id)["reason"] == first_reason
+
+
+def test_selections_with_nothing_in_common_return_every_output_and_answer_no_error(
+    world: World, app: Flask, script_grant: str, second_auditor: str
+) -> None:
+    """An error here would tell the second reviewer the first one's selection, one retried output at a time."""
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+    body = {"decision": "release", "reason": "the table may go", "outputs": ["by_sex"]}
+    assert world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json=body).json["status"] == "held"
+    body = {"decision": "release", "reason": "the figure may go", "outputs": ["ages"]}
+    second = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(second_auditor), json=body)
+    assert second.status_code == 200, second.json
+    assert second.json["status"] == "rejected"
+    assert second.json["reason"] == f"{blind_review.NOTHING_IN_COMMON}: the table may go / the figure may go"
+    again = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(second_auditor), json={**body, "outputs": ["by_sex"]})
+    assert again.status_code == 409  # one decision per reviewer: nothing to probe
 
 
 @pytest.mark.slow
