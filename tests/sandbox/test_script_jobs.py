@@ -364,6 +364,49 @@ def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, s
     assert [f["rule"] for f in evidence["small_fit"]["flagged"]] == ["dof"]  # 12 rows - 3 terms = 9 < 10
 
 
+PIVOT = """
+import sandbox_io
+df = sandbox_io.read("pums")
+sandbox_io.emit("wide", sandbox_io.pivot_table(df, "income", index="educ", columns="sex", aggfunc="mean"))
+sandbox_io.emit("counts", sandbox_io.pivot_table(df, "income", index="educ", columns="sex", aggfunc="count"))
+sandbox_io.emit("medians", sandbox_io.pivot_table(df, "income", index="sex", aggfunc="median"))
+changed = sandbox_io.pivot_table(df, "income", index="sex", aggfunc="sum")
+changed.iloc[0, -1] += 1000
+sandbox_io.emit("changed", changed)
+sandbox_io.emit("summary", sandbox_io.describe(df, ["age", "income"]))
+"""
+
+
+def test_pivot_tables_and_describe_carry_evidence_judged_by_the_grants_rules(world: World, script_grant: str) -> None:
+    outputs = {name: {"type": "table"} for name in ("wide", "counts", "medians", "changed", "summary")}
+    response = dry_run(world, script_grant, spec(PIVOT, outputs), rows=200)
+    assert response.status_code == 200, response.json
+    run = response.json["run"]
+    assert run["exit_status"] == 0, run
+    evidence, tables = run["evidence"], response.json["outputs"]
+    wide, counts = tables["wide"], tables["counts"]
+    sexes = [c["name"] for c in wide["columns"]][1:]
+    assert sexes in (["sex=0", "sex=1"], ["sex=1", "sex=2"]), sexes
+    # Mock income has no missing value, so a cell's count is its rows: those under 10 fail the threshold rule.
+    small = {(i, sex) for i, row in enumerate(counts["rows"]) for sex in sexes if row[sex] is not None and row[sex] < 10}
+    assert small
+    assert {(f["row"], f["column"]) for f in evidence["wide"]["flagged"] if f["rule"] == "threshold"} == small
+    assert all(evidence[name]["matches_table"] for name in ("wide", "counts", "medians", "summary"))
+    assert evidence["wide"]["advisory"] is True
+    assert evidence["medians"]["cells"] == 2
+    assert evidence["changed"]["matches_table"] is False  # changed after the helper made it
+    summary = tables["summary"]
+    assert [c["name"] for c in summary["columns"]] == ["column", "count", "mean", "std", "min", "25%", "50%", "75%", "max"]
+    assert [row["column"] for row in summary["rows"]] == ["age", "income"]
+    assert summary["rows"][0]["count"] == 200
+    assert evidence["summary"]["cells"] == 16
+    # A maximum is the value of the rows at the top: unless 10 share it, the order-statistic rule flags it.
+    flagged = {(f["row"], f["column"]): f for f in evidence["summary"]["flagged"]}
+    assert flagged[1, "max"]["rule"] == "order_statistic"  # income's maximum is one row's
+    assert flagged[1, "max"]["evidence"]["above"] < 10
+    assert {(0, "count"), (1, "count"), (0, "mean")}.isdisjoint(flagged)  # 200 rows, positive ages: nothing to flag
+
+
 @pytest.mark.slow
 def test_reviewers_release_some_outputs_and_return_the_others(world: World, app: Flask, script_grant: str, second_auditor: str) -> None:
     job_id = submit(world, script_grant, spec(ANALYSIS))
