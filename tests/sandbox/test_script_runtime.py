@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.runtime import script_run
 from sandbox.scripts import runtime
 
 PINS = "numpy==2.4.6\nscikit-learn==1.9.1\n"
@@ -98,3 +99,19 @@ def test_the_projects_runtime_is_built_from_its_requirements_file() -> None:
     }
     assert set(runtime.packages()) == pinned
     assert "scikit-learn==1.9.1" in pinned
+
+
+def test_what_a_script_job_records_follows_the_runtimes_package_list(fake: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verdict and summary of a job (here one held without a result) carry the hash of the runtime's list as it is now."""
+    root, _ = fake
+    monkeypatch.setattr(runtime, "RUNTIME", root)
+    first = script_run.held_anyway("the launcher failed")
+    assert first.verdict.details["runtime"] == runtime.describe(root)
+    assert first.released is not None
+    assert first.released["summary"]["runtime"] == runtime.describe(root)
+    install(root / "lib" / "python3.11" / "site-packages", "threadpoolctl", "3.8.0")
+    second = script_run.held_anyway("the launcher failed")
+    assert second.verdict.details["runtime"]["packages_sha256"] != first.verdict.details["runtime"]["packages_sha256"]
+    assert second.raw is not None
+    raw = dict(zip(second.raw.column("item").to_pylist(), second.raw.column("value").to_pylist(), strict=True))
+    assert raw["packages"].splitlines() == ["numpy==2.4.6", "scikit-learn==1.9.1", "threadpoolctl==3.8.0"]  # shown to the reviewers
