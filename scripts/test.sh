@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 make --no-print-directory -s venv
 # Script jobs' isolation (bubblewrap, libseccomp): installed when missing, as root.
 bash scripts/isolation-deps.sh
+# Their pinned runtime (requirements-script-runtime.txt), a venv of its own: built or rebuilt when its pins change.
+bash scripts/script-runtime.sh
 
 eval "extra_args=(${PYTEST_ARGS:-})"
 extra_args+=("$@")
