@@ -1,0 +1,130 @@
+"""Hypercubes of cells through a cell of a table with margins: the moves that keep every relation, as arrays.
+
+A cube through a cell pairs, in every dimension, the cell's coordinate with an alternative: another
+category (the two move in opposite directions) or, between a margin and a category, the two move
+together. Moving its 2**d corners by +t or -t (each with its sign) keeps every relation, so when all
+corners are suppressed each one can move by the cube's room (``Cubes.room``): a proof of width that
+needs no programme, and the GHMITER way of choosing complements. The cubes of a cell are built at
+once with numpy over a dense grid of the table's cells (margins at the last index of each
+dimension), in the order ``itertools.product`` gives the alternatives: the first dimension's choice
+varies slowest, so the first cube that fits and the cheapest one (ties to the first) do not depend
+on how they were computed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CUBE_CHOICES = 8  # alternatives tried per dimension when choosing a hypercube of complements
+
+
+@dataclass(frozen=True)
+class Cubes:
+    """Every cube through one cell, one row each, in ``itertools.product`` order of the alternatives."""
+
+    corners: np.ndarray  # (cubes, 2**d) cell indices, the cell itself first; -1 where the table has no such cell
+    negative: np.ndarray  # (cubes, 2**d) whether the corner moves against the cell
+    valid: np.ndarray  # (cubes,) every corner is a cell of the table (and of ``among``, when given)
+    room: np.ndarray  # (cubes,) how far the corners move down and up together under the non-negative bound
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The table's cells on a dense grid: ``cell[coordinates]`` is a cell index or -1."""
+
+    cell: np.ndarray  # shape (n_0 + 1, ..., n_{d-1} + 1); index n_j is the margin of dimension j
+    coordinates: np.ndarray  # (cells, d)
+    values: np.ndarray  # the table's (scaled) values
+    depth: np.ndarray  # (cells,) in how many dimensions each cell is a margin
+    picks: np.ndarray  # (2**d, d) which dimensions each corner takes the alternative in, in product order
+    ranking: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, keys: Sequence[tuple[Hashable | None, ...]], domains: Sequence[Sequence[Hashable]], values: np.ndarray) -> Grid:
+        width = len(domains)
+        position = [{v: i for i, v in enumerate(domain)} for domain in domains]
+        coordinates = np.array(
+            [[len(domains[j]) if key[j] is None else position[j][key[j]] for j in range(width)] for key in keys], dtype=np.intp
+        ).reshape(len(keys), width)
+        cell = np.full([len(domain) + 1 for domain in domains], -1, dtype=np.intp)
+        if width:  # a table without dimensions has no cubes
+            cell[tuple(coordinates.T)] = np.arange(len(keys))
+        depth = np.sum(coordinates == np.array([len(domain) for domain in domains], dtype=np.intp), axis=1)
+        picks = np.array(list(itertools.product((False, True), repeat=width)), dtype=bool).reshape(2**width, width)
+        return cls(cell, coordinates, values, depth, picks)
+
+    def alternatives(self, cell: int, j: int, among: np.ndarray | None) -> np.ndarray:
+        """Coordinates the cube may pair with the cell's in dimension j, at most ``CUBE_CHOICES``: the other
+        categories and the margin that are cells (of ``among``, when given), to build a cube the cheapest
+        neighbour first, to certify one among suppressed cells the roomiest (ties in domain order, the
+        margin last)."""
+        coordinates, neighbours = self._ranked(cell, j, among is not None)
+        if among is not None:
+            coordinates = coordinates[among[neighbours]]
+        return coordinates[:CUBE_CHOICES]
+
+    def _ranked(self, cell: int, j: int, roomiest: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The cell's neighbours along dimension j, ranked (see ``alternatives``), and their coordinates; kept,
+        as the values never change and the same cells are asked about again and again."""
+        found = self.ranking.get((cell, j, roomiest))
+        if found is None:
+            own = self.coordinates[cell]
+            coordinates = np.arange(self.cell.shape[j], dtype=np.intp)
+            coordinates = coordinates[coordinates != own[j]]
+            neighbours = self.cell[(*own[:j], coordinates, *own[j + 1 :])]
+            coordinates, neighbours = coordinates[neighbours >= 0], neighbours[neighbours >= 0]
+            order = np.argsort((-1.0 if roomiest else 1.0) * self.values[neighbours], kind="stable")
+            found = (coordinates[order], neighbours[order])
+            self.ranking[(cell, j, roomiest)] = found
+        return found
+
+    def cubes(self, cell: int, among: np.ndarray | None) -> Cubes:
+        """Every cube through ``cell`` from the alternatives of each dimension (see ``alternatives``)."""
+        own = self.coordinates[cell]
+        width = len(own)
+        options = [self.alternatives(cell, j, among) for j in range(width)]
+        if not width or any(len(o) == 0 for o in options):
+            empty = np.zeros((0, 2**width), dtype=np.intp)
+            return Cubes(empty, empty.astype(bool), np.zeros(0, dtype=bool), np.zeros(0))
+        margin = np.array(self.cell.shape, dtype=np.intp) - 1
+        index, flips = [], np.zeros((2**width,) + (1,) * width, dtype=np.intp)
+        for j, option in enumerate(options):
+            along = option.reshape([1] + [-1 if i == j else 1 for i in range(width)])
+            pick = self.picks[:, j].reshape((-1,) + (1,) * width)
+            index.append(np.where(pick, along, own[j]))
+            flips = flips + (pick & (own[j] != margin[j]) & (along != margin[j]))
+        corners = self.cell[tuple(index)].reshape(2**width, -1).T
+        negative = np.broadcast_to(flips % 2 == 1, (2**width, *(len(o) for o in options))).reshape(2**width, -1).T
+        valid = np.all(corners >= 0, axis=1)
+        if among is not None:
+            valid &= np.all(among[corners] | (corners < 0), axis=1)
+        value = np.where(corners >= 0, self.values[corners], math.inf)
+        up = np.min(np.where(negative, math.inf, value), axis=1)
+        down = np.min(np.where(negative, value, math.inf), axis=1)
+        return Cubes(corners, negative, valid, up + down)
+
+    def cheapest(self, cell: int, suppressed: np.ndarray, need: float) -> frozenset[int]:
+        """The corners of the cheapest cube through ``cell`` with room ``need`` (nothing when none has):
+        least value newly suppressed, then least margin depth, then the first in product order."""
+        found = self.cubes(cell, None)
+        fits = np.flatnonzero(found.valid & (found.room >= need))
+        if not len(fits):
+            return frozenset()
+        corners = found.corners[fits]
+        cost = np.zeros(len(fits))
+        for k in range(corners.shape[1]):  # corner by corner, as a running sum adds them
+            cost = cost + np.where(suppressed[corners[:, k]], 0.0, self.values[corners[:, k]])
+        depth = np.sum(self.depth[corners], axis=1)
+        best = np.lexsort((np.arange(len(fits)), depth, cost))[0]
+        return frozenset(int(c) for c in corners[best])
+
+    def certificate(self, cell: int, among: np.ndarray, need: float) -> frozenset[int] | None:
+        """The corners of the first cube of ``among`` cells through ``cell`` with room ``need``, or None."""
+        found = self.cubes(cell, among)
+        fits = np.flatnonzero(found.valid & (found.room >= need))
+        return frozenset(int(c) for c in found.corners[fits[0]]) if len(fits) else None
