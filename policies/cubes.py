@@ -5,7 +5,7 @@ category (the two move in opposite directions) or, between a margin and a catego
 together. Moving its 2**d corners by +t or -t (each with its sign) keeps every relation, so when all
 corners are suppressed each one can move by the cube's room (``Cubes.room``): a proof of width that
 needs no programme, and the GHMITER way of choosing complements. The cubes of a cell are built at
-once with numpy over a dense grid of the table's cells (margins at the last index of each
+once with numpy over the table's cells by coordinates (margins at the last index of each
 dimension), in the order ``itertools.product`` gives the alternatives: the first dimension's choice
 varies slowest, so the first cube that fits and the cheapest one (ties to the first) do not depend
 on how they were computed.
@@ -35,10 +35,18 @@ class Cubes:
 
 @dataclass(frozen=True)
 class Grid:
-    """The table's cells on a dense grid: ``cell[coordinates]`` is a cell index or -1."""
+    """The table's cells by coordinates: ``find`` turns coordinates into cell indices (-1 where no cell is).
 
-    cell: np.ndarray  # shape (n_0 + 1, ..., n_{d-1} + 1); index n_j is the margin of dimension j
+    Coordinate j of a cell is the position of its value in dimension j's domain, or n_j for the
+    margin. Lookups go one dimension at a time: the coordinates so far are ranked among the prefixes
+    the table's cells have (``prefixes[j]``, sorted), so memory stays linear in the cells however
+    large and sparse the product of the domains is, and no code outgrows an integer.
+    """
+
+    shape: tuple[int, ...]  # n_j + 1 per dimension
     coordinates: np.ndarray  # (cells, d)
+    prefixes: tuple[np.ndarray, ...]  # per dimension, the sorted codes of the cells' coordinates up to it
+    cell_of: np.ndarray  # cell index by the rank of its full code
     values: np.ndarray  # the table's (scaled) values
     depth: np.ndarray  # (cells,) in how many dimensions each cell is a margin
     picks: np.ndarray  # (2**d, d) which dimensions each corner takes the alternative in, in product order
@@ -49,14 +57,28 @@ class Grid:
         width = len(domains)
         position = [{v: i for i, v in enumerate(domain)} for domain in domains]
         coordinates = np.array(
-            [[len(domains[j]) if key[j] is None else position[j][key[j]] for j in range(width)] for key in keys], dtype=np.intp
+            [[len(domains[j]) if key[j] is None else position[j][key[j]] for j in range(width)] for key in keys], dtype=np.int64
         ).reshape(len(keys), width)
-        cell = np.full([len(domain) + 1 for domain in domains], -1, dtype=np.intp)
-        if width:  # a table without dimensions has no cubes
-            cell[tuple(coordinates.T)] = np.arange(len(keys))
-        depth = np.sum(coordinates == np.array([len(domain) for domain in domains], dtype=np.intp), axis=1)
+        shape = tuple(len(domain) + 1 for domain in domains)
+        prefixes, rank = [], np.zeros(len(keys), dtype=np.int64)
+        for j in range(width):
+            code = rank * shape[j] + coordinates[:, j]  # rank < cells and shape[j] <= cells + 1: no overflow
+            prefixes.append(np.unique(code))
+            rank = np.searchsorted(prefixes[-1], code)
+        cell_of = np.zeros(len(keys), dtype=np.int64)
+        cell_of[rank] = np.arange(len(keys))
+        depth = np.sum(coordinates == np.array(shape, dtype=np.int64) - 1, axis=1)
         picks = np.array(list(itertools.product((False, True), repeat=width)), dtype=bool).reshape(2**width, width)
-        return cls(cell, coordinates, values, depth, picks)
+        return cls(shape, coordinates, tuple(prefixes), cell_of, values, depth, picks)
+
+    def find(self, index: Sequence[np.ndarray | np.int64]) -> np.ndarray:
+        """The cells at the coordinates ``index`` (one array per dimension, broadcast together), -1 where none is."""
+        rank: np.ndarray | np.int64 = np.int64(0)
+        for j, prefixes in enumerate(self.prefixes):
+            code = rank * self.shape[j] + index[j]  # a missing prefix (-1) gives a negative code: never found
+            at = np.minimum(np.searchsorted(prefixes, code), len(prefixes) - 1)
+            rank = np.where(prefixes[at] == code, at, -1)
+        return np.where(rank >= 0, self.cell_of[rank], -1)
 
     def alternatives(self, cell: int, j: int, among: np.ndarray | None) -> np.ndarray:
         """Coordinates the cube may pair with the cell's in dimension j, at most ``CUBE_CHOICES``: the other
@@ -74,9 +96,9 @@ class Grid:
         found = self.ranking.get((cell, j, roomiest))
         if found is None:
             own = self.coordinates[cell]
-            coordinates = np.arange(self.cell.shape[j], dtype=np.intp)
+            coordinates = np.arange(self.shape[j], dtype=np.int64)
             coordinates = coordinates[coordinates != own[j]]
-            neighbours = self.cell[(*own[:j], coordinates, *own[j + 1 :])]
+            neighbours = self.find([*own[:j], coordinates, *own[j + 1 :]])
             coordinates, neighbours = coordinates[neighbours >= 0], neighbours[neighbours >= 0]
             order = np.argsort((-1.0 if roomiest else 1.0) * self.values[neighbours], kind="stable")
             found = (coordinates[order], neighbours[order])
@@ -89,17 +111,17 @@ class Grid:
         width = len(own)
         options = [self.alternatives(cell, j, among) for j in range(width)]
         if not width or any(len(o) == 0 for o in options):
-            empty = np.zeros((0, 2**width), dtype=np.intp)
+            empty = np.zeros((0, 2**width), dtype=np.int64)
             return Cubes(empty, empty.astype(bool), np.zeros(0, dtype=bool), np.zeros(0))
-        margin = np.array(self.cell.shape, dtype=np.intp) - 1
-        index, flips = [], np.zeros((2**width,) + (1,) * width, dtype=np.intp)
+        margin = np.array(self.shape, dtype=np.int64) - 1
+        index, flips = [], np.zeros((2**width,) + (1,) * width, dtype=np.int64)
         for j, option in enumerate(options):
             along = option.reshape([1] + [-1 if i == j else 1 for i in range(width)])
             pick = self.picks[:, j].reshape((-1,) + (1,) * width)
             index.append(np.where(pick, along, own[j]))
             flips = flips + (pick & (own[j] != margin[j]) & (along != margin[j]))
-        corners = self.cell[tuple(index)].reshape(2**width, -1).T
-        negative = np.broadcast_to(flips % 2 == 1, (2**width, *(len(o) for o in options))).reshape(2**width, -1).T
+        corners = self.find(index).reshape(2**width, -1).T
+        negative = (flips % 2 == 1).reshape(2**width, -1).T  # flips has every dimension's alternatives by now
         valid = np.all(corners >= 0, axis=1)
         if among is not None:
             valid &= np.all(among[corners] | (corners < 0), axis=1)

@@ -163,7 +163,7 @@ class _Table:
     member_of: tuple[tuple[int, ...], ...]  # per cell, the relations it takes part in
     matrix: csc_matrix  # a row per relation over all cells, by column: -1 for its total, +1 for each part
     clock: Clock  # the limits and deadline of every programme solved for this table
-    grid: Grid  # the cells on a dense grid, for the hypercubes through them
+    grid: Grid  # the cells by coordinates, for the hypercubes through them
     masks: dict[frozenset[int], np.ndarray] = field(default_factory=dict, compare=False)  # the last suppressed sets as masks
 
     @classmethod
