@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +31,34 @@ class Cubes:
     negative: np.ndarray  # (cubes, 2**d) whether the corner moves against the cell
     valid: np.ndarray  # (cubes,) every corner is a cell of the table (and of ``among``, when given)
     room: np.ndarray  # (cubes,) how far the corners move down and up together under the non-negative bound
+
+
+@dataclass(frozen=True)
+class Lines:
+    """The lines of one dimension: groups of cells equal in every other coordinate, each ranked by value
+    both ways (ties by coordinate: domain order, the margin last)."""
+
+    line_of: np.ndarray  # (cells,) the line of each cell
+    starts: np.ndarray  # (lines + 1,) where each line begins in the rankings
+    cheapest: np.ndarray  # cells by line, then value, then coordinate
+    roomiest: np.ndarray  # cells by line, then value descending, then coordinate
+
+    @classmethod
+    def of(cls, coordinates: np.ndarray, j: int, values: np.ndarray) -> Lines:
+        others = np.delete(coordinates, j, axis=1)
+        if others.shape[1]:
+            line_of = np.unique(others, axis=0, return_inverse=True)[1].reshape(-1)
+        else:
+            line_of = np.zeros(len(coordinates), dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(np.bincount(line_of))]).astype(np.int64)
+        cheapest = np.lexsort((coordinates[:, j], values, line_of))
+        roomiest = np.lexsort((coordinates[:, j], -values, line_of))
+        return cls(line_of, starts, cheapest, roomiest)
+
+    def ranked(self, cell: int, roomiest: bool) -> np.ndarray:
+        """The cells of ``cell``'s line (itself included), ranked."""
+        line = self.line_of[cell]
+        return (self.roomiest if roomiest else self.cheapest)[self.starts[line] : self.starts[line + 1]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +78,7 @@ class Grid:
     values: np.ndarray  # the table's (scaled) values
     depth: np.ndarray  # (cells,) in how many dimensions each cell is a margin
     picks: np.ndarray  # (2**d, d) which dimensions each corner takes the alternative in, in product order
-    ranking: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False)
+    lines: tuple[Lines, ...]  # per dimension, the cells that differ only there
 
     @classmethod
     def of(cls, keys: Sequence[tuple[Hashable | None, ...]], domains: Sequence[Sequence[Hashable]], values: np.ndarray) -> Grid:
@@ -69,7 +97,8 @@ class Grid:
         cell_of[rank] = np.arange(len(keys))
         depth = np.sum(coordinates == np.array(shape, dtype=np.int64) - 1, axis=1)
         picks = np.array(list(itertools.product((False, True), repeat=width)), dtype=bool).reshape(2**width, width)
-        return cls(shape, coordinates, tuple(prefixes), cell_of, values, depth, picks)
+        lines = tuple(Lines.of(coordinates, j, values) for j in range(width))
+        return cls(shape, coordinates, tuple(prefixes), cell_of, values, depth, picks, lines)
 
     def find(self, index: Sequence[np.ndarray | np.int64]) -> np.ndarray:
         """The cells at the coordinates ``index`` (one array per dimension, broadcast together), -1 where none is."""
@@ -85,25 +114,12 @@ class Grid:
         categories and the margin that are cells (of ``among``, when given), to build a cube the cheapest
         neighbour first, to certify one among suppressed cells the roomiest (ties in domain order, the
         margin last)."""
-        coordinates, neighbours = self._ranked(cell, j, among is not None)
+        line = self.lines[j]
+        members = line.ranked(cell, roomiest=among is not None)
+        keep = members != cell
         if among is not None:
-            coordinates = coordinates[among[neighbours]]
-        return coordinates[:CUBE_CHOICES]
-
-    def _ranked(self, cell: int, j: int, roomiest: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The cell's neighbours along dimension j, ranked (see ``alternatives``), and their coordinates; kept,
-        as the values never change and the same cells are asked about again and again."""
-        found = self.ranking.get((cell, j, roomiest))
-        if found is None:
-            own = self.coordinates[cell]
-            coordinates = np.arange(self.shape[j], dtype=np.int64)
-            coordinates = coordinates[coordinates != own[j]]
-            neighbours = self.find([*own[:j], coordinates, *own[j + 1 :]])
-            coordinates, neighbours = coordinates[neighbours >= 0], neighbours[neighbours >= 0]
-            order = np.argsort((-1.0 if roomiest else 1.0) * self.values[neighbours], kind="stable")
-            found = (coordinates[order], neighbours[order])
-            self.ranking[(cell, j, roomiest)] = found
-        return found
+            keep &= among[members]
+        return self.coordinates[members[keep][:CUBE_CHOICES], j]
 
     def cubes(self, cell: int, among: np.ndarray | None) -> Cubes:
         """Every cube through ``cell`` from the alternatives of each dimension (see ``alternatives``)."""
