@@ -119,7 +119,8 @@ class Grid:
         keep = members != cell
         if among is not None:
             keep &= among[members]
-        return self.coordinates[members[keep][:CUBE_CHOICES], j]
+        chosen: np.ndarray = self.coordinates[members[keep][:CUBE_CHOICES], j]
+        return chosen
 
     def cubes(self, cell: int, among: np.ndarray | None) -> Cubes:
         """Every cube through ``cell`` from the alternatives of each dimension (see ``alternatives``)."""
