@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CUBE_CHOICES = 8  # alternatives tried per dimension when choosing a hypercube of complements
+DENSE_CELLS = 1 << 20  # up to this many coordinates, cells are also found by a dense array (8 MB at most)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ class Grid:
     """The table's cells by coordinates: ``find`` turns coordinates into cell indices (-1 where no cell is).
 
     Coordinate j of a cell is the position of its value in dimension j's domain, or n_j for the
-    margin. Lookups go one dimension at a time: the coordinates so far are ranked among the prefixes
-    the table's cells have (``prefixes[j]``, sorted), so memory stays linear in the cells however
-    large and sparse the product of the domains is, and no code outgrows an integer.
+    margin. When the product of the domains is small, a dense array holds every coordinate's cell (one
+    lookup); otherwise lookups go one dimension at a time: the coordinates so far are ranked among the
+    prefixes the table's cells have (``prefixes[j]``, sorted), so memory stays linear in the cells
+    however large and sparse the product of the domains is, and no code outgrows an integer.
     """
 
     shape: tuple[int, ...]  # n_j + 1 per dimension
@@ -79,6 +81,7 @@ class Grid:
     depth: np.ndarray  # (cells,) in how many dimensions each cell is a margin
     picks: np.ndarray  # (2**d, d) which dimensions each corner takes the alternative in, in product order
     lines: tuple[Lines, ...]  # per dimension, the cells that differ only there
+    dense: np.ndarray | None  # cell index (or -1) at every coordinate, when the domains' product is small
 
     @classmethod
     def of(cls, keys: Sequence[tuple[Hashable | None, ...]], domains: Sequence[Sequence[Hashable]], values: np.ndarray) -> Grid:
@@ -98,10 +101,17 @@ class Grid:
         depth = np.sum(coordinates == np.array(shape, dtype=np.int64) - 1, axis=1)
         picks = np.array(list(itertools.product((False, True), repeat=width)), dtype=bool).reshape(2**width, width)
         lines = tuple(Lines.of(coordinates, j, values) for j in range(width))
-        return cls(shape, coordinates, tuple(prefixes), cell_of, values, depth, picks, lines)
+        dense = None
+        if width and math.prod(shape) <= DENSE_CELLS:
+            dense = np.full(shape, -1, dtype=np.int64)
+            dense[tuple(coordinates.T)] = np.arange(len(keys))
+        return cls(shape, coordinates, tuple(prefixes), cell_of, values, depth, picks, lines, dense)
 
     def find(self, index: Sequence[np.ndarray | np.int64]) -> np.ndarray:
         """The cells at the coordinates ``index`` (one array per dimension, broadcast together), -1 where none is."""
+        if self.dense is not None:
+            found: np.ndarray = self.dense[tuple(index)]
+            return found
         rank: np.ndarray | np.int64 = np.int64(0)
         for j, prefixes in enumerate(self.prefixes):
             code = rank * self.shape[j] + index[j]  # a missing prefix (-1) gives a negative code: never found

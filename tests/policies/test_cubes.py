@@ -7,11 +7,12 @@ import math
 from collections.abc import Hashable
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from policies import secondary
+from policies import cubes, secondary
 from policies.cubes import CUBE_CHOICES
 from policies.secondary import Key, Limits
 from tests.policies.test_secondary import with_margins
@@ -58,20 +59,24 @@ def tables(draw: st.DrawFn) -> tuple[list[Key], list[float], frozenset[int]]:
     return [keys[i] for i in kept], [values[i] for i in kept], frozenset(among)
 
 
-@settings(max_examples=40, deadline=None)
-@given(tables())
-def test_the_cubes_are_those_of_the_definition(table: tuple[list[Key], list[float], frozenset[int]]) -> None:
+@pytest.mark.parametrize("dense", [True, False], ids=["dense_lookup", "prefix_lookup"])
+@settings(max_examples=30, deadline=None)
+@given(table=tables())
+def test_the_cubes_are_those_of_the_definition(dense: bool, table: tuple[list[Key], list[float], frozenset[int]]) -> None:
     keys, values, among = table
-    grid = secondary._Table.of(keys, values, Limits())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cubes, "DENSE_CELLS", cubes.DENSE_CELLS if dense else 0)
+        grid = secondary._Table.of(keys, values, Limits())
+    assert (grid.grid.dense is not None) == dense
     for cell in range(len(keys)):
         for within in (None, among):
             found = grid.grid.cubes(cell, None if within is None else grid.mask(within))
             rows = np.flatnonzero(found.valid)
-            cubes = [
+            listed = [
                 ({int(c): -1 if n else 1 for c, n in zip(found.corners[r], found.negative[r], strict=True)}, float(found.room[r]))
                 for r in rows
             ]
-            assert cubes == direct_cubes(grid, cell, within)
+            assert listed == direct_cubes(grid, cell, within)
 
 
 @settings(max_examples=25, deadline=None)
@@ -99,8 +104,9 @@ def test_a_sparse_table_over_huge_domains_costs_memory_for_its_cells_only() -> N
     keys += [(None, *key[1:]) for key in keys]  # each cell with its margin over the first dimension
     values = [3.0] * n + [3.0] * n
     grid = secondary._Table.of(keys, values, Limits())
-    cubes = grid.grid.cubes(0, None)
-    assert [set(c) for c in cubes.corners[cubes.valid]] == []  # no cube: the margin has one part only
+    assert grid.grid.dense is None
+    found = grid.grid.cubes(0, None)
+    assert [set(c) for c in found.corners[found.valid]] == []  # no cube: the margin has one part only
     found = grid.grid.find([np.array([0, 1]), np.array([0, 7]), np.array([0, 13]), np.array([0, n - 1])])
     assert found.tolist() == [0, -1]
     assert secondary.protect(keys, values, [0], 2.0).suppressed == {0, n}  # pinned to its margin: withheld with it
