@@ -37,7 +37,7 @@ class DatasetRef:
     name: str
     version_id: str
     schema: DatasetSchema
-    unique_units: bool  # one row per privacy unit: query and stats plans use it for cheaper SQL
+    unique_units: bool  # one row per privacy unit: cheaper SQL, and a query's population run lists row positions (``jobs.population``)
 
 
 @dataclass(frozen=True)
