@@ -60,7 +60,7 @@ class JobDefinition:
     job_id: str
     org_id: str
     kind: JobKind
-    spec: Mapping[str, Any]  # as submitted; the population run plans it again, counting units distinctly
+    spec: Mapping[str, Any]  # as submitted
     spec_sha256: str
     plan: Plan
     datasets: tuple[DatasetRef, ...]
