@@ -61,7 +61,9 @@ class DuckDBEngine:
     function) and closing one about 3 ms, more than a small query itself. With ``prepare_next`` (for
     a long-lived worker running one job after another), each run's database is closed and the next
     run's made and sealed on a background thread, which DuckDB lets run beside Python (it releases
-    the GIL). Isolation is unchanged: every run gets a database no other run has used.
+    the GIL). ``prepare`` starts making the first run's database likewise (a job's child process
+    calls it before it decrypts and reads its tables). Isolation is unchanged: every run gets a
+    database no other run has used.
     """
 
     def __init__(self, threads: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB, *, prepare_next: bool = False) -> None:
@@ -81,6 +83,18 @@ class DuckDBEngine:
             return self._execute(con, sql, interrupt)
         finally:
             self._retire(con)
+
+    def prepare(self) -> None:
+        """Start making the next run's database now, on a background thread, unless one is made or being made already."""
+        with self._lock:
+            if self._spare is not None:
+                return
+            if self._background is not None:
+                self._spare = self._background.submit(self._sealed)
+                return
+            once = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-first")
+            self._spare = once.submit(self._sealed)
+            once.shutdown(wait=False)  # the thread ends with its one task
 
     def close(self) -> None:
         """Close the prepared database, if any, and stop the background thread (idempotent)."""

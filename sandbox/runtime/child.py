@@ -286,8 +286,10 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     reply: tuple[Any, ...]
     try:
         definition, sources = conn.recv()
+        engine = DuckDBEngine(memory_mb=limits.duckdb_mb)
+        engine.prepare()  # its database is made while the tables load
         tables = {name: source.load() for name, source in sources.items()}
-        executor = Executor(DuckDBEngine(memory_mb=limits.duckdb_mb))
+        executor = Executor(engine)
         reply = ("done", executor.run(definition, tables, _RemoteServices(conn), functools.partial(_remote_stage, conn)))
     except SandboxError as exc:
         reply = ("raise", exc)

@@ -37,7 +37,7 @@ class DatasetRef:
     name: str
     version_id: str
     schema: DatasetSchema
-    unique_units: bool  # one row per privacy unit: query and stats plans use it for cheaper SQL
+    unique_units: bool  # one row per privacy unit: cheaper SQL, and a query's population run lists row positions (``jobs.population``)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class JobDefinition:
     job_id: str
     org_id: str
     kind: JobKind
-    spec: Mapping[str, Any]  # as submitted; the population run plans it again, counting units distinctly
+    spec: Mapping[str, Any]  # as submitted
     spec_sha256: str
     plan: Plan
     datasets: tuple[DatasetRef, ...]

@@ -27,7 +27,7 @@ from jobs.engine import Engine, QueryInterrupted
 from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.he import run_aggregate as he_aggregate
 from jobs.keys import KeyLayout, complete, hide
-from jobs.population import by_version, population_sql, query_unit_datasets, split, unit_dictionary
+from jobs.population import by_version, population_sql, query_unit_datasets, split, unit_dictionary, with_unit_index
 from jobs.query import OutputKind, QueryPlan
 from jobs.query.keys import layout as query_layout
 from jobs.released import Released, form
@@ -134,15 +134,19 @@ class _Run:
         """The plan's table and, on real data, each row's population per dataset version (one run computes both).
 
         ``datasets`` maps each ``__units_<i>`` column to the dataset it counts. A dry run's mock rows
-        are nobody: it runs the plan as it is and audits nothing.
+        are nobody: it runs the plan as it is and audits nothing. Where the plan counts rows of a
+        version whose every row is a different unit, the run lists the rows' positions, which are
+        their units' indices (``jobs.population``); elsewhere it lists distinct units.
         """
         if self.definition.mock:
             return self.engine.run(sql, self.tables, self.interrupt), {}
+        run = population_sql(sql, frozenset(name for name in datasets.values() if self.definition.dataset(name).unique_units))
         dictionaries = {
-            column: unit_dictionary(self.tables[name], self.definition.dataset(name).schema.privacy_unit)
+            column: None if column in run.indexed else unit_dictionary(self.tables[name], self.definition.dataset(name).schema.privacy_unit)
             for column, name in datasets.items()
         }
-        raw, populations = split(self.engine.run(population_sql(sql), self.tables, self.interrupt), dictionaries)
+        tables = {name: with_unit_index(table) if name in run.indexed_datasets else table for name, table in self.tables.items()}
+        raw, populations = split(self.engine.run(run.sql, tables, self.interrupt), dictionaries)
         versions = [(column, self.definition.dataset(name).version_id) for column, name in datasets.items()]
         return raw, by_version(versions, populations, raw.num_rows)
 

@@ -171,9 +171,11 @@ def definition_of(job: Job, policy: Policy, versions: dict[str, DatasetVersion],
     )
     schemas = {ref.name: ref.schema for ref in refs}
     kind = JobKind(job.kind)
-    # One row per unit lets plans count rows instead of distinct units; a query or table statistic
-    # that releases exact cells must name its units, whose populations the release audit needs.
-    counted = kind in (JobKind.QUERY, JobKind.STATS) and policy.dp is None
+    # One row per unit lets plans count rows instead of distinct units. A query that releases exact
+    # cells then lists its rows' positions, which are their units' indices, for the release audit
+    # (``jobs.population``); a table statistic's plan passes units through its own CTEs, so it
+    # still names its units and counts them distinctly.
+    counted = kind is JobKind.STATS and policy.dp is None
     unique = frozenset() if counted else frozenset(ref.name for ref in refs if ref.unique_units)
     plan = plan_job(kind, job.spec, policy, schemas, unique)
     return JobDefinition(

@@ -60,6 +60,27 @@ def test_settings_apply_to_every_database(prepare_next: bool) -> None:
         engine.close()
 
 
+@pytest.mark.parametrize("prepare_next", [False, True], ids=["fresh", "prepared"])
+def test_a_database_made_beforehand_is_sealed_set_and_used_once(prepare_next: bool) -> None:
+    """``prepare`` (a job's child, before it loads its tables): the first database is made in the background, sealed like any other."""
+    engine = DuckDBEngine(threads=1, memory_mb=512, prepare_next=prepare_next)
+    try:
+        engine.prepare()
+        engine.prepare()  # idempotent: one database waiting
+        spare = engine._spare
+        assert spare is not None
+        settings = "SELECT current_setting('threads') AS threads, current_setting('memory_limit') AS memory"
+        assert engine.run(settings, TABLES).to_pylist() == [{"threads": 1, "memory": "512.0 MiB"}]
+        assert engine._spare is not spare  # taken by that run
+        with pytest.raises(duckdb.Error):
+            engine.run("SET enable_external_access = true", TABLES)
+        assert engine.run("CREATE TABLE left_behind AS SELECT 42 AS v; SELECT v FROM left_behind", TABLES).to_pylist() == [{"v": 42}]
+        with pytest.raises(duckdb.CatalogException):
+            engine.run("SELECT v FROM left_behind", TABLES)
+    finally:
+        engine.close()
+
+
 def test_a_closed_engine_still_runs_without_preparing() -> None:
     engine = DuckDBEngine(prepare_next=True)
     engine.run("SELECT 1", TABLES)

@@ -6,11 +6,20 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pyroaring import BitMap
 
 from jobs.engine import DuckDBEngine
-from jobs.population import by_version, group_populations, population_sql, query_unit_datasets, split, unit_dictionary
+from jobs.population import (
+    by_version,
+    group_populations,
+    population_sql,
+    query_unit_datasets,
+    split,
+    unit_dictionary,
+    with_unit_index,
+)
 from jobs.query.validate import validate
 from jobs.stats import plan as plan_stats
 from policies.model import Policy
@@ -39,8 +48,19 @@ def indices(table: pa.Table, pids: list[int]) -> BitMap:
 
 
 def run(sql: str, tables: dict[str, pa.Table], datasets: dict[str, str]) -> tuple[pa.Table, dict[str, list[BitMap]]]:
-    dictionaries = {column: unit_dictionary(tables[name], "pid") for column, name in datasets.items()}
-    return split(DuckDBEngine().run(population_sql(sql), tables), dictionaries)
+    """The population run as the executor makes it: row positions where a plan counts rows of a table of distinct units."""
+    unique = frozenset(name for name, table in tables.items() if pc.count_distinct(table.column("pid")).as_py() == table.num_rows)
+    population = population_sql(sql, unique)
+    dictionaries = {
+        column: None if column in population.indexed else unit_dictionary(tables[name], "pid") for column, name in datasets.items()
+    }
+    indexed = {name: with_unit_index(table) if name in population.indexed_datasets else table for name, table in tables.items()}
+    return split(DuckDBEngine().run(population.sql, indexed), dictionaries)
+
+
+def distinct_people() -> pa.Table:
+    """The eight people of ``people``, one row each."""
+    return people().slice(0, 8)
 
 
 def test_a_nan_key_row_gets_its_own_people() -> None:
@@ -89,10 +109,52 @@ def test_stats_tables_have_populations_with_margins() -> None:
     assert [len(p) for p in populations["__units_0"]] == sizes
 
 
-def test_a_plan_that_counts_rows_is_refused_not_audited_wrongly() -> None:
+def test_a_plan_that_counts_rows_of_a_table_not_known_to_be_distinct_units_is_refused_not_audited_wrongly() -> None:
     plan = validate("SELECT COUNT(*) AS n FROM pums", POLICY, SCHEMAS, frozenset({"pums"}))
     with pytest.raises(ValueError, match="distinctly"):
         population_sql(plan.executable_sql)
+    with pytest.raises(ValueError, match="distinctly"):
+        population_sql(plan.executable_sql, frozenset({"tax"}))
+
+
+PER_ROW = [
+    pytest.param("SELECT sex, COUNT(*) AS n, AVG(income) AS m FROM pums GROUP BY sex ORDER BY sex", id="grouped"),
+    pytest.param("SELECT educ, SUM(income) AS s FROM pums GROUP BY educ ORDER BY educ", id="nan_key"),
+    pytest.param("SELECT COUNT(*) AS n, SUM(income) AS s FROM pums", id="one_cell"),
+    pytest.param("SELECT COUNT(*) AS n FROM pums WHERE age > 1000", id="no_rows"),
+    pytest.param("SELECT race, MEDIAN(income) AS m FROM pums GROUP BY race ORDER BY race", id="ranks"),
+    pytest.param(
+        "SELECT d.sex, SUM(d.income) AS s FROM (SELECT sex, income FROM pums WHERE age > 35) AS d GROUP BY d.sex ORDER BY d.sex",
+        id="derived",
+    ),
+]
+
+
+@pytest.mark.parametrize("sql", PER_ROW)
+def test_rows_of_distinct_units_give_the_populations_and_values_of_distinct_counting(sql: str) -> None:
+    """The per-row plan's run (row positions) and the distinct plan's run (units through the dictionary) agree row by row (both ordered)."""
+    table = {"pums": distinct_people()}
+    per_row, distinct = validate(sql, POLICY, SCHEMAS, frozenset({"pums"})), validate(sql, POLICY, SCHEMAS)
+    assert "COUNT(DISTINCT" not in per_row.executable_sql
+    assert population_sql(per_row.executable_sql, frozenset({"pums"})).indexed == dict.fromkeys(per_row.unit_columns, "pums")
+    raw, populations = run(per_row.executable_sql, table, dict.fromkeys(per_row.unit_columns, "pums"))
+    _, expected = split(
+        DuckDBEngine().run(population_sql(distinct.executable_sql).sql, table), {"__units_0": unit_dictionary(table["pums"], "pid")}
+    )
+    assert populations == expected
+    plain = DuckDBEngine().run(per_row.executable_sql, table)
+    assert raw.to_pandas().equals(plain.to_pandas())  # values and unit counts as the plan computes them (NaN keys too)
+    assert raw.column("__units_0").to_pylist() == [len(p) for p in populations["__units_0"]]
+
+
+def test_a_row_position_is_its_units_index() -> None:
+    """Where every row is a different unit, the first appearance of a unit is its row: the two indices coincide."""
+    table = distinct_people()
+    raw = DuckDBEngine().run(
+        population_sql('SELECT COUNT(*) AS "__units_0" FROM pums', frozenset({"pums"})).sql, {"pums": with_unit_index(table)}
+    )
+    _, populations = split(raw, {"__units_0": None})
+    assert populations["__units_0"] == [indices(table, table.column("pid").to_pylist())] == [BitMap(range(8))]
 
 
 def test_he_groups_populations_from_row_codes() -> None:

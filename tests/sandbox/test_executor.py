@@ -12,6 +12,7 @@ from flask import Flask
 
 from core.values import JobStage, JobStatus
 from jobs.engine import DuckDBEngine
+from jobs.query import QueryPlan
 from policies.model import Policy
 from policies.rules import CellStatus
 from sandbox.app import instance_of
@@ -20,6 +21,7 @@ from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
 from sandbox.runtime.executor import DRY_RUN, Executor
 from sandbox.runtime.services import DatabaseServices
 from sandbox.runtime.worker import definition_of
+from sandbox.service.jobs import plan_job
 from tests.conftest import World
 from tests.sandbox.jobkit import RACE_SQL, submit
 
@@ -75,6 +77,30 @@ def test_a_dry_run_and_a_real_run_of_one_plan_release_the_same_form(app: Flask, 
     assert real.released["rows"]
     assert dry.released == real.released
     assert dry.verdict == real.verdict
+
+
+def test_a_query_over_rows_of_distinct_units_audits_the_populations_distinct_counting_gives(
+    app: Flask, world: World, approved: str
+) -> None:
+    """PUMS has one row per person: the worker's plan counts rows, its population run lists row positions,
+    and each released row's population is the one the plan counting units distinctly names."""
+    definition, versions, grant_id = _definition(app, world, approved)
+    assert all(ref.unique_units for ref in definition.datasets)
+    assert isinstance(definition.plan, QueryPlan)
+    assert "COUNT(DISTINCT" not in definition.plan.executable_sql
+    distinct = dataclasses.replace(
+        definition,
+        plan=plan_job(definition.kind, dict(definition.spec), definition.policy, definition.schemas),
+        datasets=tuple(dataclasses.replace(ref, unique_units=False) for ref in definition.datasets),
+    )
+    instance = instance_of(app)
+    tables = {name: instance.datasets.read(v) for name, v in versions.items()}
+    runs = [
+        Executor(DuckDBEngine()).run(d, tables, DatabaseServices(instance, d, grant_id, "test"), _no_stages) for d in (definition, distinct)
+    ]
+    assert runs[0].populations
+    assert runs[0].populations == runs[1].populations
+    assert runs[0].released == runs[1].released
 
 
 def test_a_verdict_becomes_json_in_one_place() -> None:
