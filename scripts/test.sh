@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 make --no-print-directory -s venv
 # Script jobs' isolation (bubblewrap, libseccomp): installed when missing, as root.
 bash scripts/isolation-deps.sh
+# The web console's browser test: Chromium and a CJK font, installed when missing, as root.
+bash scripts/console-deps.sh
 
 eval "extra_args=(${PYTEST_ARGS:-})"
 extra_args+=("$@")
