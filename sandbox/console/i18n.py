@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, make_response, redirect, request
 from flask_babel import Babel, format_datetime, format_decimal
@@ -106,7 +107,14 @@ def register(bp: Blueprint) -> None:
     @bp.route("/language", methods=["POST"], endpoint="language")
     def switch_language() -> Response:
         chosen = request.form.get("lang", "")
-        response = make_response(redirect(safe_next(request.form.get("next"))))
+        response = make_response(redirect(_without_lang(safe_next(request.form.get("next")))))
         if chosen in LANGUAGES:
             response.set_cookie(COOKIE, chosen, max_age=365 * 24 * 3600, httponly=True, samesite="Lax", secure=request.is_secure, path="/")
         return response
+
+
+def _without_lang(path: str) -> str:
+    """``path`` without a ``lang`` parameter, which would otherwise override the language just chosen."""
+    parts = urlsplit(path)
+    query = urlencode([(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "lang"])
+    return urlunsplit(("", "", parts.path, query, ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, url_for
@@ -12,7 +13,10 @@ from werkzeug.exceptions import HTTPException
 from core.errors import SandboxError
 from core.values import Role
 from sandbox.console.signin import signed_in
+from sandbox.logs import log_unexpected
 from sandbox.service.auth import Principal
+
+log = logging.getLogger(__name__)
 
 
 def register(bp: Blueprint) -> None:
@@ -38,6 +42,11 @@ def register_errors(bp: Blueprint) -> None:
     @bp.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[str, int]:
         return _error(exc.code or 500, None)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[str, int]:
+        log_unexpected(log, "console request", exc)
+        return _error(500, None)
 
 
 def _error(status: int, message: str | None) -> tuple[str, int]:

@@ -19,6 +19,7 @@ from flask import Blueprint, Flask, Request, abort, current_app, flash, g, redir
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import format_datetime
 from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from core.errors import NotFound, ValidationFailed
@@ -40,7 +41,9 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def configure_sessions(app: Flask) -> None:
     app.session_interface = SessionInterface()
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=int(app.config["PERMANENT_SESSION_LIFETIME"]))
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    if not isinstance(lifetime, timedelta):
+        app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=int(lifetime))
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.config["INSTANCE_PATH"]) / SECRET_FILE)
 
@@ -113,18 +116,7 @@ def register(bp: Blueprint) -> None:
         if request.method == "GET":
             return render_template("sign_in.html", next=next_path, login="")
         login, password = request.form.get("login", ""), request.form.get("password", "")
-        config = current_app.config
-        with writing() as db:
-            result = people.sign_in(
-                db,
-                ledger(),
-                login,
-                password,
-                int(config["CONSOLE_MAX_FAILED_SIGNINS"]),
-                timedelta(seconds=int(config["CONSOLE_LOCKOUT_SECONDS"])),
-            )
-            if result.user is not None:
-                user_id, generation = result.user.id, result.user.session_generation
+        result, user_id, generation = _attempt(login, password)
         if result.user is None:
             if result.locked_until is not None:
                 message = _("Too many failed attempts for this login. Try again after %(time)s.", time=format_datetime(result.locked_until))
@@ -172,6 +164,24 @@ def register(bp: Blueprint) -> None:
             flash(_("Your password is set. Sign in with it."))
             return redirect(url_for("console.sign_in"))
         return render_template("set_password.html", login=link.user.login, minimum=minimum, error=error), 400
+
+
+def _attempt(login: str, password: str) -> tuple[people.SigninResult, str, int]:
+    """One sign-in attempt in its own transaction. Two first failures of one login name at once may both
+    try to create its failure count (PostgreSQL): the loser retries once, and then finds the row."""
+    config = current_app.config
+    max_failures, lockout = int(config["CONSOLE_MAX_FAILED_SIGNINS"]), timedelta(seconds=int(config["CONSOLE_LOCKOUT_SECONDS"]))
+    for attempt in range(2):
+        try:
+            with writing() as db:
+                result = people.sign_in(db, ledger(), login, password, max_failures, lockout)
+                if result.user is None:
+                    return result, "", 0
+                return result, result.user.id, result.user.session_generation
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _password_error(password: str, again: str, minimum: int) -> str | None:

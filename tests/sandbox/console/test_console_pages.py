@@ -340,3 +340,10 @@ def test_the_language_form_sets_a_cookie_and_needs_its_csrf_token(analyst: Flask
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     assert "Catalogue" in text_of(analyst, "/catalogue")
+
+
+def test_switching_language_drops_a_lang_parameter_from_the_page_to_return_to(analyst: FlaskClient) -> None:
+    token = csrf_of(analyst, "/catalogue?lang=en")
+    response = analyst.post("/language", data={"lang": "zh_CN", "next": "/catalogue?q=x&lang=en", "csrf_token": token})
+    assert response.headers["Location"] == "/catalogue?q=x"
+    assert "数据目录" in text_of(analyst, response.headers["Location"])
