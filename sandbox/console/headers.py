@@ -3,8 +3,8 @@
 The Content-Security-Policy lets a page load scripts, styles, images and fonts from this domain only
 and run no inline script (the threat: an injected ``<script>`` or a style that leaks data through a
 request to another site); the console never needs more. Pages are not framed (clickjacking), content
-types are not sniffed, no referrer leaves, and the console's pages, which show one person's work, are
-never cached.
+types are not sniffed, no referrer leaves the site, and the console's pages, which show one person's
+work, are never cached.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # No referrer to other sites; this site's own forms send one, which the CSRF check wants on HTTPS.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",

@@ -282,7 +282,7 @@ def test_pages_and_the_api_carry_the_security_headers(world: World, analyst: Fla
         assert "frame-ancestors 'none'" in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Referrer-Policy"] == "same-origin"
     assert analyst.get("/catalogue").headers["Cache-Control"] == "no-store"
     assert "Strict-Transport-Security" in analyst.get("/catalogue", base_url="https://localhost").headers
 
