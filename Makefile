@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make venv            create $(VENV), install requirements-dev.txt and this project (editable)"
+	@echo "                     (make test and make run also build .script-runtime/, script jobs' pinned runtime)"
 	@echo "make lint            ruff + mypy"
 	@echo "make test            lint, then pytest on SQLite and on PostgreSQL (PYTEST_ARGS=...)"
 	@echo "make bench-smoke     every benchmark on small data: result checks, exit 1 if one fails (CI)"

@@ -1,7 +1,8 @@
-"""Script isolation's cost: the sandbox (launcher, bubblewrap, seccomp, cgroup, tmpfs) against the same Python run plainly.
+"""Script isolation's cost: the sandbox (launcher, bubblewrap, seccomp, cgroup, tmpfs) against the same runtime run plainly.
 
 Times, medians of N runs each, in one run:
-  (a) start-up: an empty script isolated (``sandbox.scripts.isolation.run``) against ``python -I -c pass``;
+  (a) start-up: an empty script isolated (``sandbox.scripts.isolation.run``) against the pinned runtime's
+      ``python -I -c pass`` (``sandbox.scripts.runtime``);
   (b) a real analysis on the demo's PUMS (1,000 persons): a crosstab of sex by education with mean
       income and an OLS of income on age and education (statsmodels), isolated (reading the Parquet
       through ``sandbox_io``) against the same code run plainly on the same Parquet file.
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.checks import Checks, add_smoke_flag  # noqa: E402
+from sandbox.scripts import runtime  # noqa: E402
 from sandbox.scripts.isolation import run, unavailable  # noqa: E402
 from sandbox.scripts.protocol import Confinement, Request  # noqa: E402
 
@@ -72,7 +74,7 @@ def main() -> None:
     sink = io.BytesIO()
     pq.write_table(pums, sink)
     data = sink.getvalue()
-    python = [sys.executable, "-I"]
+    python = [str(runtime.locate(runtime.RUNTIME).executable), "-I"]  # the same pinned runtime the sandbox runs
 
     plain_start = median_seconds(runs, lambda: subprocess.run([*python, "-c", "pass"], check=True, capture_output=True))
     empty = run(Request("pass", {}, {}, LIMITS))

@@ -40,24 +40,24 @@ width below about 1e-6 of the largest value is not resolved.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix  # type: ignore[import-untyped]  # scipy ships no type information
+from scipy.sparse import csc_matrix  # type: ignore[import-untyped]  # scipy ships no type information
 
+from policies.cubes import Grid
 from policies.lp_audit import TOLERANCE, Audit, Clock, InconsistentTable, Interval, Limits, TableError, _width
 
 __all__ = ["InconsistentTable", "Key", "Limits", "Protection", "Relation", "TableError", "audit", "protect", "relations"]
 
 Key = tuple[Hashable | None, ...]
-CUBE_CHOICES = 8  # alternatives tried per dimension when choosing a hypercube of complements
 # A complement is published again only if at most this many cells of its component then need a
 # programme (the others keep a cube of suppressed cells): a bound on the work that depends on the
 # table alone, never on timing, so that the same table always gets the same suppression pattern.
 PRUNE_PROGRAMMES = 16
+MASKS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -161,10 +161,10 @@ class _Table:
     scale: float  # the largest magnitude, or 1
     relations: tuple[Relation, ...]
     member_of: tuple[tuple[int, ...], ...]  # per cell, the relations it takes part in
-    index: dict[Key, int]
-    domains: tuple[tuple[Hashable, ...], ...]  # per dimension, its concrete values
-    matrix: csr_matrix  # a row per relation over all cells: -1 for its total, +1 for each part
+    matrix: csc_matrix  # a row per relation over all cells, by column: -1 for its total, +1 for each part
     clock: Clock  # the limits and deadline of every programme solved for this table
+    grid: Grid  # the cells by coordinates, for the hypercubes through them
+    masks: dict[frozenset[int], np.ndarray] = field(default_factory=dict, compare=False)  # the last suppressed sets as masks
 
     @classmethod
     def of(cls, keys: Sequence[Key], values: Sequence[float], limits: Limits) -> _Table:
@@ -182,9 +182,22 @@ class _Table:
                 member[cell].append(r)
         width = len(keys[0]) if keys else 0
         domains = tuple(tuple(dict.fromkeys(key[j] for key in keys if key[j] is not None)) for j in range(width))
-        index = {key: i for i, key in enumerate(keys)}
         matrix = _relation_matrix(found, len(keys))
-        return cls(tuple(keys), raw / scale, scale, tuple(found), tuple(tuple(m) for m in member), index, domains, matrix, Clock(limits))
+        scaled = raw / scale
+        grid = Grid.of(keys, domains, scaled)
+        return cls(tuple(keys), scaled, scale, tuple(found), tuple(tuple(m) for m in member), matrix, Clock(limits), grid)
+
+    def mask(self, cells: frozenset[int]) -> np.ndarray:
+        """``cells`` as a boolean mask over the table; the few latest are kept, as one set is asked about many times."""
+        found = self.masks.get(cells)
+        if found is None:
+            if len(self.masks) >= MASKS_KEPT:
+                del self.masks[next(iter(self.masks))]
+            found = np.zeros(len(self.keys), dtype=bool)
+            found[list(cells)] = True
+            found.flags.writeable = False
+            self.masks[cells] = found
+        return found
 
     def audit(self, suppressed: frozenset[int], nonnegative: bool) -> Audit:
         """The intruder's programmes over this suppressed set (solved lazily, under the table's clock)."""
@@ -210,11 +223,11 @@ class _Table:
         return {"cells": float(len(complements)), "value": value, "share": value / total if total else 0.0}
 
 
-def _relation_matrix(found: Sequence[Relation], cells: int) -> csr_matrix:
+def _relation_matrix(found: Sequence[Relation], cells: int) -> csc_matrix:
     rows = [r for r, relation in enumerate(found) for _ in range(1 + len(relation.parts))]
     columns = [cell for relation in found for cell in (relation.total, *relation.parts)]
     coefficients = [c for relation in found for c in (-1.0, *([1.0] * len(relation.parts)))]
-    return csr_matrix((coefficients, (rows, columns)), shape=(len(found), cells))
+    return csc_matrix((coefficients, (rows, columns)), shape=(len(found), cells))
 
 
 def _complements(table: _Table, system: Audit, weak: list[int], need: float) -> set[int]:
@@ -247,21 +260,12 @@ def _candidates(table: _Table, suppressed: set[int], cell: int) -> set[int]:
 
 
 def _hypercube(table: _Table, suppressed: set[int], cell: int, need: float, nonnegative: bool) -> set[int]:
-    """The corners of the cheapest hypercube through ``cell`` that moves it by at least ``need``.
-
-    In every dimension the cube pairs the cell's coordinate with an alternative: another category
-    (the two move in opposite directions) or, between a margin and a category, the two move
-    together. Moving all 2**d corners by +t or -t keeps every relation, so each corner's interval is
-    at least ``_room`` wide. Cost is the value newly suppressed. Without a wide enough cube, none is
-    added and the audit loop takes over. At most ``CUBE_CHOICES`` alternatives per dimension are tried.
+    """The corners of the cheapest hypercube through ``cell`` that moves it by at least ``need``
+    (``policies.cubes``): each corner's interval is then at least the cube's room wide. Cost is the
+    value newly suppressed, then the corners' margin depth. Without a wide enough cube, none is added
+    and the audit loop takes over. At most ``policies.cubes.CUBE_CHOICES`` alternatives per dimension are tried.
     """
-    best: tuple[tuple[float, int], set[int]] | None = None
-    for corners in _cubes(table, cell, None):
-        if not nonnegative or _room(table, corners) >= need - TOLERANCE:
-            cost = (float(sum(table.values[c] for c in corners if c not in suppressed)), sum(table.depth(c) for c in corners))
-            if best is None or cost < best[0]:
-                best = (cost, set(corners))
-    return best[1] if best else set()
+    return set(table.grid.cheapest(cell, table.mask(frozenset(suppressed)), need - TOLERANCE if nonnegative else -math.inf))
 
 
 Proofs = dict[int, frozenset[int]]  # per cell, the corners of a cube that proved it protected
@@ -278,54 +282,15 @@ def _certified(table: _Table, suppressed: frozenset[int], cell: int, need: float
     known = proofs.get(cell)
     if known is not None and known <= suppressed:
         return True
-    for corners in _cubes(table, cell, suppressed):
-        if not nonnegative or _room(table, corners) >= need - TOLERANCE:
-            proofs[cell] = frozenset(corners)
-            return True
-    return False
+    found = table.grid.certificate(cell, table.mask(suppressed), need - TOLERANCE if nonnegative else -math.inf)
+    if found is not None:
+        proofs[cell] = found
+    return found is not None
 
 
 def _protected(table: _Table, system: Audit, cell: int, need: float, nonnegative: bool, proofs: Proofs) -> bool:
     """A cube proves it, or the programmes do."""
     return _certified(table, system.suppressed, cell, need, nonnegative, proofs) or system.wide_enough(cell, need)
-
-
-def _cubes(table: _Table, cell: int, among: frozenset[int] | None) -> Iterator[dict[int, int]]:
-    """Every hypercube through ``cell`` (corners of ``among`` only, when given): each corner with its sign."""
-    key = table.keys[cell]
-    if not key:
-        return
-    options = [_alternatives(table, cell, j, among) for j in range(len(key))]
-    for alternative in itertools.product(*options):
-        corners: dict[int, int] = {}
-        for picks in itertools.product((False, True), repeat=len(key)):
-            corner = table.index.get(tuple(a if pick else k for k, a, pick in zip(key, alternative, picks, strict=True)))
-            if corner is None or (among is not None and corner not in among):
-                break
-            flips = sum(1 for k, a, pick in zip(key, alternative, picks, strict=True) if pick and k is not None and a is not None)
-            corners[corner] = -1 if flips % 2 else 1
-        else:
-            yield corners
-
-
-def _room(table: _Table, corners: dict[int, int]) -> float:
-    """How far the cube moves its cells down and up together under the non-negative bound."""
-    up = min(table.values[c] for c, sign in corners.items() if sign > 0)
-    down = min((table.values[c] for c, sign in corners.items() if sign < 0), default=math.inf)
-    return float(up + down)
-
-
-def _alternatives(table: _Table, cell: int, j: int, among: frozenset[int] | None) -> list[Hashable | None]:
-    """Coordinates the cube may pair with the cell's in dimension j (neighbours in ``among`` only, when
-    given), cheapest neighbouring cell first."""
-    key = table.keys[cell]
-    found: list[Hashable | None] = [a for a in table.domains[j] if a != key[j]] + ([None] if key[j] is not None else [])
-    neighbour = {a: table.index[k] for a in found if (k := (*key[:j], a, *key[j + 1 :])) in table.index}
-    if among is not None:
-        neighbour = {a: c for a, c in neighbour.items() if c in among}
-    # building a cube: cheapest first; certifying one among suppressed cells: the roomiest first
-    sign = 1.0 if among is None else -1.0
-    return sorted(neighbour, key=lambda a: sign * float(table.values[neighbour[a]]))[:CUBE_CHOICES]
 
 
 def _cost(table: _Table, cell: int, gap: float) -> tuple[int, float, int, int]:
@@ -344,18 +309,20 @@ def _prune(table: _Table, chosen: set[int], primaries: frozenset[int], nonnegati
     complement: more cells withheld than needed, never fewer.
     """
     hopeless: set[int] = set()  # no cube of the current set proves them: none of a smaller set will
+    current: Audit | None = None  # the audit of ``chosen``, once needed: an accepted trial's audit becomes it
     for cell in sorted(chosen - primaries, key=lambda c: (-abs(float(table.values[c])), c)):
         trial = chosen - {cell}
         if need > TOLERANCE and any(sum(1 for m in table.members(r) if m in trial) == 1 for r in table.member_of[cell]):
             continue
         neighbours = {m for r in table.member_of[cell] for m in table.members(r)}
-        current = table.audit(frozenset(chosen), nonnegative)
-        before = sorted(current.linked(cell), key=lambda c: (c not in neighbours, c))
+        current = current or table.audit(frozenset(chosen), nonnegative)
+        linked = current.linked(cell)  # ascending: the neighbours first, each part in order
+        before = [c for c in linked if c in neighbours] + [c for c in linked if c not in neighbours]
         system = table.audit(frozenset(trial), nonnegative)
         others = [c for c in before if c != cell]
         unproven = _unproven(table, current.suppressed, system.suppressed, others, (need, nonnegative), proofs, hopeless)
         if unproven is not None and all(system.wide_enough(c, need) for c in unproven):
-            chosen = trial
+            chosen, current = trial, system
     return chosen
 
 

@@ -17,6 +17,8 @@ umask 077
 
 # Script jobs' isolation (bubblewrap, libseccomp): installed when missing, as root.
 bash scripts/isolation-deps.sh
+# Their pinned runtime (requirements-script-runtime.txt), a venv of its own: built or rebuilt when its pins change.
+bash scripts/script-runtime.sh
 
 # Creates the instance and demo data on the first run. The demo tokens (ADMIN, STEWARD, ANALYST,
 # AUDITOR) go to $SANDBOX_INSTANCE_PATH/demo-tokens.env (mode 0600) and stay valid on later runs.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_PRODUCTION = {"tests", "migrations", "benchmarks", ".venv", ".git"}
+NOT_PRODUCTION = {"tests", "migrations", "benchmarks", ".venv", ".script-runtime", ".script-runtime.new", ".git"}
 
 # Every production package: nothing imports the test suite or the benchmarks.
 NEVER = frozenset({"tests", "benchmarks"})

@@ -135,6 +135,8 @@ def register(bp: Blueprint) -> None:
         released = outputs.open_released(get_keys(), output)
         review = session.query(Review).filter_by(job_id=job.id).order_by(Review.created_at.desc()).first()
         decision = {"decision": review.decision, "reason": review.reason} if review else None
+        if review is not None and job.kind == JobKind.SCRIPT.value:  # a blinded review's reasons, all of them (``blind_review``)
+            decision = {"decision": "release", "reason": job.reason or ""}
         return ResultOut(job_id=job.id, decision=decision, **view.released(released))
 
     @endpoint(

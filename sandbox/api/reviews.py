@@ -1,8 +1,10 @@
 """The review queue: auditors see held outputs (raw beside proposed) and release or reject them, with a reason.
 
 Every view and decision is on the ledger. The analyst sees only the decision and its reason. A script
-job's reviewer may release some of its outputs (``outputs``) and return the others with the reason:
-what is released is what every releasing reviewer released.
+job's review is blinded (``sandbox.service.blind_review``): its reviewers decide independently, the
+ledger holds a commitment to each decision until all have decided, and the job's outcome comes from
+all the decisions at once. A script job's reviewer may release some of its outputs (``outputs``) and
+return the others: what is released is what every reviewer released.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
 from sandbox.api.services import ledger
 from sandbox.db import writing
 from sandbox.keys import get_keys
-from sandbox.models import GrantPolicy, Job, JobOutput, Review
+from sandbox.models import GrantPolicy, Job, JobOutput, Review, new_id
 from sandbox.runtime import audited, he_score, outputs, release_audit
 from sandbox.runtime.queue import EXHAUSTED, recounted
-from sandbox.service import budget, release_cap
+from sandbox.service import blind_review, budget, release_cap
 from sandbox.service import jobs as job_service
 from sandbox.service.auth import Principal
 from sandbox.service.release_cap import CAP_REACHED
@@ -106,34 +108,64 @@ def register(bp: Blueprint) -> None:
             if any(r.reviewer == caller.user_id for r in earlier):
                 raise Conflict("you have reviewed this output already; a second auditor must decide")
             chosen = _chosen(session, job, body)
-            session.add(Review(job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason, outputs=chosen))
+            review = Review(id=new_id(), job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason, outputs=chosen)
+            session.add(review)
             needed = _reviewers_required(session, job)
-            releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
-            pending = body.decision == "release" and releases_ < needed
+            if job.kind == JobKind.SCRIPT.value:  # blinded: the job's outcome waits for every required reviewer
+                pending, decided = len(earlier) + 1 < needed, None
+                if not pending:
+                    decided = blind_review.outcome([*earlier, review], _proposed(session, job))
+                decision, reason = (decided.decision, decided.reason) if decided is not None else (body.decision, body.reason)
+                releases_ = len(earlier) + 1
+            else:
+                releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
+                pending = body.decision == "release" and releases_ < needed
+                decision, reason, decided = body.decision, body.reason, None
             # Cap and charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
-            final_release = body.decision == "release" and not pending
-            if final_release and job.kind == JobKind.SCRIPT.value:
-                _narrow(session, job, [r.outputs for r in earlier if r.decision == "release"] + [chosen])
+            final_release = decision == "release" and not pending
+            if final_release and decided is not None:
+                _narrow(session, job, decided.kept)
             admission = release_cap.admit(session, job) if final_release else None
             capped = admission is not None and not admission.fits
             affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
-            if body.decision == "reject" or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
-                ended = JobStatus.REJECTED if body.decision == "reject" else JobStatus.FAILED
+            if (decision == "reject" and not pending) or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
+                ended = JobStatus.REJECTED if decision == "reject" else JobStatus.FAILED
                 budget.charge(session, ledger(), job, caller.user_id, ended=ended)
             refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
-            if refused is None and not pending and body.decision == "release":
+            if refused is None and final_release:
                 refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
             # Audited now, against everything released by now, under the version's lock (before any ledger append).
-            done = _audit(session, job) if refused is None and not pending and body.decision == "release" else None
-            details = job_service.transition_details(job, decision=body.decision, reason=body.reason, releases=releases_, required=needed)
-            if chosen is not None:
-                details["outputs"] = chosen
-            ledger().append(
-                session, actor=caller.user_id, action=f"review.{body.decision}", object_type="job", object_id=job.id, details=details
-            )
+            done = _audit(session, job) if refused is None and final_release else None
+            _record(session, caller, job, review, releases_, needed, decided)
             if not pending:
-                _close(session, caller, job, body, refused, done, admission.details if admission is not None else {})
+                _close(session, caller, job, (decision, reason), refused, done, admission.details if admission is not None else {})
             return job_out(job)
+
+
+def _record(
+    session: Session, caller: Principal, job: Job, review: Review, decided: int, needed: int, done: blind_review.Outcome | None
+) -> None:
+    """The decision on the ledger: in full for a job of another kind; for a script job, a commitment only, until its review is complete."""
+    if job.kind != JobKind.SCRIPT.value:
+        details = job_service.transition_details(job, decision=review.decision, reason=review.reason, releases=decided, required=needed)
+        ledger().append(
+            session, actor=caller.user_id, action=f"review.{review.decision}", object_type="job", object_id=job.id, details=details
+        )
+        return
+    details = job_service.transition_details(job, commitment=blind_review.commitment(review), decided=decided, required=needed)
+    ledger().append(session, actor=caller.user_id, action="review.submitted", object_type="job", object_id=job.id, details=details)
+    if done is not None:
+        reviews = session.scalars(select(Review).where(Review.job_id == job.id).order_by(Review.created_at, Review.id))
+        opened = job_service.transition_details(
+            job, decisions=[blind_review.opened(r) for r in reviews], decision=done.decision, outputs=sorted(done.kept)
+        )
+        ledger().append(session, actor=caller.user_id, action="review.opened", object_type="job", object_id=job.id, details=opened)
+
+
+def _proposed(session: Session, job: Job) -> list[str]:
+    """The outputs a script job's run proposed for release (none when it failed)."""
+    output = session.get(JobOutput, job.id)
+    return sorted(outputs.open_released(get_keys(), output).get("outputs", {})) if output is not None else []
 
 
 def _reseal(output: JobOutput, released: dict[str, Any]) -> None:
@@ -157,24 +189,15 @@ def _chosen(session: Session, job: Job, body: ReviewIn) -> list[str] | None:
     return sorted(set(body.outputs))
 
 
-def _narrow(session: Session, job: Job, selections: list[list[str] | None]) -> None:
-    """At a script job's final release: keep the outputs every releasing reviewer released, return the rest (sealed again).
-
-    Selections with nothing in common are a conflict, not an empty release: the last reviewer chooses again or rejects.
-    """
+def _narrow(session: Session, job: Job, kept: frozenset[str]) -> None:
+    """At a script job's final release: keep the outputs every releasing reviewer released (``kept``), return the rest (sealed again)."""
     output = session.get(JobOutput, job.id)
     if output is None:
         return
     released = outputs.open_released(get_keys(), output)
     proposed = released.get("outputs", {})
-    kept = set(proposed)
-    for selection in selections:
-        if selection is not None:
-            kept &= set(selection)
-    if kept == set(proposed):
+    if kept >= set(proposed):
         return
-    if not kept:
-        raise Conflict("the reviewers' releases have no output in common: release one the others released, or reject")
     narrowed = {
         **released,
         "outputs": {name: value for name, value in proposed.items() if name in kept},
@@ -198,14 +221,20 @@ def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
 
 
 def _close(
-    session: Session, caller: Principal, job: Job, body: ReviewIn, refused: str | None, done: audited.Audited | None, capped: dict[str, Any]
+    session: Session,
+    caller: Principal,
+    job: Job,
+    decided: tuple[str, str],
+    refused: str | None,
+    done: audited.Audited | None,
+    capped: dict[str, Any],
 ) -> None:
     """The final decision: released (unless the budget or a score's consents no longer allow it: ``refused``), rejected, or failed.
 
     A release the audit left nothing of (``done``) is blocked; one it withheld cells of is released without them.
     """
-    status = JobStatus.RELEASED if body.decision == "release" else JobStatus.REJECTED
-    reason = body.reason
+    decision, reason = decided  # (decision, reason): the reviewer's, or a script job's complete review's (``blind_review``)
+    status = JobStatus.RELEASED if decision == "release" else JobStatus.REJECTED
     if status is JobStatus.RELEASED and refused is not None:
         status, reason = JobStatus.FAILED, refused  # nothing is released
     elif status is JobStatus.RELEASED and done is not None and done.status is JobStatus.BLOCKED:

@@ -80,6 +80,9 @@ POLL_SECONDS = 0.05  # how often the parent looks at ``interrupt`` while the chi
 CPU_GRACE_SECONDS = 5  # between RLIMIT_CPU's SIGXCPU and its SIGKILL
 KILL_WAIT_SECONDS = 10
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# A job's child runs at this niceness: analysis work yields the CPU to the API's answers and to the
+# worker's lease heartbeat (both stay at the service's own priority), and takes what they leave.
+JOB_NICENESS = 10
 
 
 class RunFailed(SandboxError):
@@ -279,6 +282,7 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
+    os.nice(JOB_NICENESS)
     reply: tuple[Any, ...]
     try:
         definition, sources = conn.recv()

@@ -9,7 +9,7 @@ What comes out differs by run, because a script can transform the data before an
 - a dry run (mock rows) answers with everything: the outputs, stdout, stderr, exit status, timings;
 - a real run is always held for review, whatever happened: the proposed release holds the outputs
   when the script succeeded and every output passed, none otherwise; the reviewers see the code (the
-  job's spec), the runtime, the exit status, stdout, stderr, timings and problems in the raw table.
+  job's spec), the runtime (its package list and hash), the exit status, stdout, stderr, timings and problems in the raw table.
   The analyst's view of the job is the same "held" in every case, so that neither its status nor its
   verdict tells whether the script failed, how long it ran, or what it printed.
 """
@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import resource
 import secrets
-from functools import cache
-from importlib import metadata
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +33,7 @@ from policies.model import Disclosure
 from policies.rules import CellStatus
 from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
 from sandbox.scripts import isolation
+from sandbox.scripts import runtime as script_runtime
 from sandbox.scripts.collect import EVIDENCE
 from sandbox.scripts.protocol import Confinement, Request, Result
 
@@ -176,17 +174,10 @@ def _raw(details: dict[str, Any]) -> pa.Table:
     """The run's diagnostics as the raw table reviewers and auditors see (the analyst never does, for a real run)."""
     items = {key: value if isinstance(value, str) else json.dumps(value) for key, value in details.items()}
     items["runtime"] = json.dumps(runtime())
-    items["packages"] = "\n".join(packages())  # the list the runtime's hash is of
+    items["packages"] = "\n".join(script_runtime.packages())  # the list the runtime's hash is of
     return pa.table({"item": list(items), "value": list(items.values())})
 
 
-@cache
-def packages() -> tuple[str, ...]:
-    """The script runtime's installed distributions, ``name==version``, sorted."""
-    found = {f"{dist.metadata['Name']}=={dist.version}".lower() for dist in metadata.distributions() if dist.metadata["Name"] is not None}
-    return tuple(sorted(found))
-
-
 def runtime() -> dict[str, str]:
-    """The script runtime, recorded with every job: this interpreter's version and a hash of its package list (``packages``)."""
-    return {"python": platform.python_version(), "packages_sha256": hashlib.sha256("\n".join(packages()).encode()).hexdigest()}
+    """The pinned script runtime (``sandbox.scripts.runtime``), recorded with every job: its Python and a hash of its package list."""
+    return script_runtime.describe()

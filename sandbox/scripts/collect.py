@@ -16,7 +16,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-EVIDENCE = ".evidence"  # a table's optional evidence (``sandbox_io.crosstab``): ``<name>.evidence`` in ``<name>.evidence.json``
+EVIDENCE = ".evidence"  # a table's optional evidence (a ``sandbox_io`` helper's): ``<name>.evidence`` in ``<name>.evidence.json``
 MAX_ENTRIES = 256  # /out's tmpfs has as many inodes; the listing stops here regardless
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.scripts import confine
+from sandbox.scripts import confine, runtime
 from sandbox.scripts.protocol import Request, Result
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -27,8 +27,9 @@ class IsolationFailed(RuntimeError):
 
 
 def unavailable() -> str:
-    """Why this host cannot isolate scripts ("" if it can): script jobs are refused with it, never run unisolated."""
-    return confine.unavailable()
+    """Why this host cannot isolate scripts ("" if it can), or why their pinned runtime cannot be used: script jobs are
+    refused with it, never run unisolated nor on the service's venv."""
+    return confine.unavailable() or runtime.missing()
 
 
 def run(request: Request) -> Result:

@@ -6,8 +6,9 @@ It reads a ``Request`` (pickled) on stdin and writes a ``Result`` on stdout. In 
    tmpfs it mounts exist for it alone and vanish with it, even when it is SIGKILLed;
 2. it mounts a tmpfs over its /tmp and writes there the inputs (Parquet: the plaintext lives in memory,
    never on disk), the script and its declared outputs; /tmp/out is a second tmpfs, sized and with a
-   fixed number of inodes, owned by uid 65534; the runtime (this Python and its site-packages) and
-   ``inside/`` are bind-mounted read-only under /tmp/rt, where uid 65534 may reach them;
+   fixed number of inodes, owned by uid 65534; the pinned runtime (``sandbox.scripts.runtime``: a venv
+   of its own, never the service's, and the Python installation it runs on) and ``inside/`` are
+   bind-mounted read-only under /tmp/rt, where uid 65534 may reach them;
 3. it runs bubblewrap as uid/gid 65534 (not as root mapped to 65534: a file readable only by root
    stays unreadable), inside a pids cgroup of its own and under rlimits, with every namespace
    unshared, a new session, no capability, user namespaces disabled inside, a cleared environment and
@@ -33,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import IO
 
-from sandbox.scripts import confine
+from sandbox.scripts import confine, runtime
 from sandbox.scripts.collect import collect, file_names
 from sandbox.scripts.protocol import OUTPUT_EXTENSIONS, Request, Result
 
@@ -60,7 +61,7 @@ def main() -> None:
 
 
 def run(request: Request) -> Result:
-    refused = confine.unavailable()
+    refused = confine.unavailable() or runtime.missing()
     if refused:
         return Result(refused=refused)
     _private_mounts()
@@ -141,11 +142,9 @@ def _json(outputs: object, declared: dict[str, str]) -> str:
 
 
 def _runtime() -> dict[str, Path]:
-    """This interpreter's installation and its venv (if any), and ``inside/``: what the sandbox runs, read-only."""
-    found = {"python": Path(sys.base_prefix).resolve(), "inside": INSIDE}
-    if Path(sys.prefix).resolve() != found["python"]:
-        found["venv"] = Path(sys.prefix).resolve()
-    return found
+    """The pinned runtime's venv and its interpreter's installation, and ``inside/``: what the sandbox runs, read-only."""
+    pinned = runtime.locate(runtime.RUNTIME)
+    return {"python": pinned.base, "venv": pinned.prefix, "inside": INSIDE}
 
 
 def _arguments(request: Request, program: int) -> list[str]:
@@ -159,9 +158,8 @@ def _arguments(request: Request, program: int) -> list[str]:
             args += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             args += ["--ro-bind", folder, folder]
-    args += ["--ro-bind", str(WORK / "rt" / "python"), sys.base_prefix]
-    if (WORK / "rt" / "venv").exists():
-        args += ["--ro-bind", str(WORK / "rt" / "venv"), sys.prefix]
+    pinned = runtime.locate(runtime.RUNTIME)
+    args += ["--ro-bind", str(WORK / "rt" / "python"), str(pinned.base), "--ro-bind", str(WORK / "rt" / "venv"), str(pinned.prefix)]
     args += [
         "--ro-bind", str(WORK / "rt" / "inside"), "/runtime",
         "--ro-bind", str(WORK / "in"), "/data",
@@ -177,7 +175,7 @@ def _arguments(request: Request, program: int) -> list[str]:
         "--setenv", "MPLBACKEND", "Agg", "--setenv", "MPLCONFIGDIR", SANDBOX_TMP, "--setenv", "OMP_NUM_THREADS", "1",
         "--setenv", "OPENBLAS_NUM_THREADS", "1",
         "--seccomp", str(program),
-        "--", sys.executable, "-I", "-B", "/runtime/bootstrap.py",
+        "--", str(pinned.executable), "-I", "-B", "/runtime/bootstrap.py",
     ]  # fmt: skip
     return args
 

@@ -82,3 +82,80 @@ def test_a_models_evidence_of_other_coefficients_does_not_match() -> None:
 def test_malformed_model_evidence_is_refused(found: Any) -> None:
     with pytest.raises(evidence.EvidenceRefused):
         evidence.judge(found, COEFS, Disclosure())
+
+
+# A pivot table of sums by education (rows) and sex (columns); the helper left (1, "sex=1") empty.
+GRID = pa.table({"educ": [1, 2], "sex=0": [1000.0, 250.0], "sex=1": [400.0, None]})
+
+
+def grid(cells: list[Any], rows: int = 2, helper: str = "pivot_table") -> dict[str, Any]:
+    return {"helper": helper, "keys": ["educ"], "rows": rows, "cells": cells}
+
+
+def at(row: int, column: Any, aggregate: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"row": row, "column": column, "aggregate": aggregate, **body}
+
+
+GRID_CELLS = [
+    at(0, "sex=0", "sum", cell(1000.0, 20, [950.0, 10.0], 1000.0)),
+    at(0, "sex=1", "sum", cell(400.0, 3, [200.0, 150.0], 400.0)),
+    at(1, "sex=0", "sum", cell(250.0, 30, [20.0, 20.0], 250.0)),
+]
+
+
+def test_a_grids_cells_are_judged_where_they_stand() -> None:
+    judged = evidence.judge(grid(GRID_CELLS), GRID, Disclosure())
+    assert (judged["helper"], judged["matches_table"], judged["cells"], judged["advisory"]) == ("pivot_table", True, 3, True)
+    assert [(f["row"], f["column"], f["rule"]) for f in judged["flagged"]] == [(0, "sex=0", "nk_dominance"), (0, "sex=1", "threshold")]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        pytest.param(GRID.set_column(2, "sex=1", pa.array([400.0, 5.0])), id="a-value-in-a-cell-left-empty"),
+        pytest.param(GRID.set_column(1, "sex=0", pa.array([1000.0, 251.0])), id="a-cell-changed"),
+        pytest.param(GRID.slice(0, 1), id="a-row-dropped"),
+        pytest.param(GRID.drop_columns(["sex=1"]), id="a-column-dropped"),
+        pytest.param(GRID.set_column(1, "sex=0", pa.array(["1000", "250"])), id="values-turned-to-text"),
+    ],
+)
+def test_a_grid_changed_after_the_helper_made_it_does_not_match(table: pa.Table) -> None:
+    assert evidence.judge(grid(GRID_CELLS), table, Disclosure())["matches_table"] is False
+
+
+STATS = pa.table({"column": ["income"], "min": [0.5], "max": [99.0]})
+
+
+@pytest.mark.parametrize(("below", "above", "flagged"), [(1, 40, True), (12, 40, False)])
+def test_an_order_statistic_needs_rows_on_each_side(below: int, above: int, flagged: bool) -> None:
+    found = grid(
+        [
+            at(0, "min", "min", {"value": 0.5, "units": 40, "below": below, "above": above}),
+            at(0, "max", "max", {"value": 99.0, "units": 40, "below": 40, "above": 12}),
+        ],
+        rows=1,
+        helper="describe",
+    )
+    judged = evidence.judge(found, STATS, Disclosure())
+    assert judged["matches_table"] is True
+    assert [(f["column"], f["rule"]) for f in judged["flagged"]] == ([("min", "order_statistic")] if flagged else [])
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        pytest.param(grid(GRID_CELLS, rows=-1), id="negative-rows"),
+        pytest.param(grid(GRID_CELLS, rows=10_001), id="too-many-rows"),
+        pytest.param(grid([at(2, "sex=0", "sum", cell(1.0, 20, [], 1.0))]), id="row-out-of-range"),
+        pytest.param(grid([at(0, 7, "sum", cell(1.0, 20, [], 1.0))]), id="column-not-a-name"),
+        pytest.param(grid([at(0, "sex=0", "mode", cell(1.0, 20, [], 1.0))]), id="unknown-aggregate"),
+        pytest.param(grid([GRID_CELLS[0], GRID_CELLS[0]]), id="a-cell-twice"),
+        pytest.param(grid([at(0, "sex=0", "max", {"value": 1.0, "units": 20})]), id="order-statistic-without-sides"),
+        pytest.param(grid([at(0, "sex=0", "max", {"value": 1.0, "units": 20, "below": 21, "above": 1})]), id="more-below-than-rows"),
+        pytest.param(grid(["x"]), id="cell-not-an-object"),
+        pytest.param(grid([{**GRID_CELLS[0], "units": -3}]), id="negative-count"),
+    ],
+)
+def test_malformed_grid_evidence_is_refused(found: Any) -> None:
+    with pytest.raises(evidence.EvidenceRefused):
+        evidence.judge(found, GRID, Disclosure())

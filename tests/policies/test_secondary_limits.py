@@ -67,9 +67,11 @@ def test_a_cube_proof_never_claims_more_than_the_audit_finds(table: tuple[list[K
     keys, values, suppressed = table
     grid = secondary._Table.of(keys, values, Limits())
     exact = audit(keys, values, suppressed)
+    among = grid.mask(suppressed)
     for cell in suppressed:
-        room = max((secondary._room(grid, corners) for corners in secondary._cubes(grid, cell, suppressed)), default=None)
-        if room is not None:
+        cubes = grid.grid.cubes(cell, among)
+        if cubes.valid.any():
+            room = float(cubes.room[cubes.valid].max())
             assert exact[cell][1] - exact[cell][0] >= room * grid.scale - 1e-6
 
 
@@ -84,3 +86,16 @@ def test_after_protection_no_suppressed_cell_is_pinned_tighter_than_the_width(
     assert primary <= result.suppressed
     for cell, (low, high) in audit(keys, values, result.suppressed).items():
         assert high - low >= width - 1e-6 * max(*values, 1.0), keys[cell]
+
+
+@settings(max_examples=40, deadline=None)
+@given(suppressed_tables(), st.sampled_from([0.0, 1.0, 5.0, 10.0, 30.0]))
+def test_the_shortcut_answer_is_the_exact_one(table: tuple[list[Key], list[float], frozenset[int]], width: float) -> None:
+    """``wide_enough`` answers from tables seen and one side solved when it can: always as the full interval would."""
+    keys, values, suppressed = table
+    grid = secondary._Table.of(keys, values, Limits())
+    need = width / grid.scale
+    quick, exact = grid.audit(suppressed, True), grid.audit(suppressed, True)
+    for cell in sorted(suppressed):
+        low, high = exact.interval(cell)
+        assert quick.wide_enough(cell, need) == (high - low >= need - 1e-7)

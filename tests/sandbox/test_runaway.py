@@ -16,6 +16,7 @@ from flask import Flask
 
 from sandbox.db import get_db_of
 from sandbox.models import Job
+from sandbox.runtime.child import JOB_NICENESS
 from tests.conftest import PUMS_POLICY, World, auth
 from tests.sandbox.jobkit import approve, events, job_json, run_worker
 
@@ -160,6 +161,28 @@ def signal_the_child_mid_run(
     os.kill(pid, sig)
     worker.join(20)
     return job_id, pid
+
+
+@pytest.mark.slow
+def test_a_jobs_child_runs_at_a_lower_priority_than_its_worker(
+    world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Analysis work yields the CPU to the API and to the worker's heartbeat: its child is niced."""
+    caplog.set_level(logging.INFO, logger="sandbox.runtime.child")
+    submit(world, grant, "stats", {**HEAVY, "timeout_seconds": 60})
+    worker = threading.Thread(target=run_worker, args=(app,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not child_pids(caplog) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (pid,) = child_pids(caplog)
+    time.sleep(0.5)  # inside the run: past the child's own set-up
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICENESS, 19)
+        assert os.getpriority(os.PRIO_PROCESS, 0) < os.getpriority(os.PRIO_PROCESS, pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        worker.join(20)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sandbox.scripts import confine
+from sandbox.scripts import confine, runtime
 from sandbox.scripts.isolation import run, unavailable
 from sandbox.scripts.protocol import Confinement, Request, Result
 
@@ -69,6 +69,26 @@ def test_a_script_reads_its_data_and_emits_its_outputs() -> None:
     assert done.stdout.strip() == "['age', 'income', 'sex']"
     assert done.outputs["note"] == b"rows: 4"
     assert b'"columns":["sex","income"]' in done.outputs["by_sex"]
+
+
+def test_a_script_fits_a_scikit_learn_model_in_the_pinned_runtime_not_the_services_venv() -> None:
+    done = script(
+        """
+        import importlib.util, sys
+        import sandbox_io
+        from sklearn.linear_model import LinearRegression
+        df = sandbox_io.read("pums")
+        model = LinearRegression().fit(df[["age"]], df["income"])
+        print(round(float(model.coef_[0]), 6), round(float(model.intercept_), 6))
+        print(sys.prefix)
+        print([name for name in ("flask", "sqlalchemy", "Crypto", "sandbox") if importlib.util.find_spec(name)])
+        """
+    )
+    assert done.succeeded, done
+    fitted, prefix, service_modules = done.stdout.strip().splitlines()
+    assert fitted == "1.0 -20.0"  # income = age - 20 on the four rows
+    assert prefix == str(runtime.locate(runtime.RUNTIME).prefix)  # the pinned runtime's venv
+    assert service_modules == "[]"  # nothing of the service's venv or code is importable
 
 
 def test_the_sandbox_runs_as_nobody_without_capabilities_environment_or_host_processes() -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import socket
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +27,8 @@ from sandbox.api.analyst_view import SCRIPT_SETTLE_SECONDS
 from sandbox.db import get_db_of
 from sandbox.models import Job
 from sandbox.runtime import script_run
-from sandbox.scripts import isolation
+from sandbox.scripts import isolation, runtime
+from sandbox.service import blind_review
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
 from tests.sandbox.jobkit import approve, job_json, run_worker
 
@@ -89,7 +92,7 @@ def test_a_dry_run_returns_outputs_logs_exit_status_and_timings(world: World, sc
         assert image.format == "PNG"
         assert image.size == (200, 200)
         assert not image.info.get("Software")  # redrawn: matplotlib's metadata is gone
-    assert body["summary"]["runtime"]["packages_sha256"]
+    assert body["summary"]["runtime"] == runtime.describe()  # the pinned runtime's hash, recorded with the job
 
 
 def test_a_failing_dry_run_shows_its_stderr_and_exit_status(world: World, script_grant: str) -> None:
@@ -156,6 +159,24 @@ def test_scripts_are_refused_where_they_cannot_be_isolated(world: World, script_
         }
 
 
+def test_scripts_are_refused_without_their_pinned_runtime(
+    world: World, script_grant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No runtime, no script job: never a silent fall back to the service's venv."""
+    monkeypatch.setattr(runtime, "RUNTIME", tmp_path / "no-runtime")
+    for response in (
+        dry_run(world, script_grant, spec(ANALYSIS)),
+        world.client.post(
+            "/api/v1/jobs", headers=auth(world.analyst), json={"grant_id": script_grant, "kind": "script", "spec": spec(ANALYSIS)}
+        ),
+    ):
+        assert response.status_code == 400
+        error = response.json["error"]
+        assert (error["code"], error["details"]) == ("scripts_unavailable", {"field": "kind"})
+        assert "pinned runtime" in error["message"]
+        assert "not installed" in error["message"]
+
+
 @pytest.fixture
 def second_auditor(world: World, app: Flask) -> str:
     _, token = make_user(world.client, app.config["ADMIN_TOKEN"], world.ids["audit"], "auditor", "second auditor")
@@ -204,6 +225,9 @@ def test_a_real_run_is_held_for_two_reviewers_then_released(world: World, app: F
     assert set(item["proposed"]["outputs"]) == {"by_sex", "note", "ages"}
     packages = raw["packages"].splitlines()  # the runtime's package list, and its hash as recorded with the job
     assert any(p.startswith("pandas==") for p in packages)
+    assert tuple(packages) == runtime.packages()  # the pinned runtime's, not the service's venv
+    assert "scikit-learn==1.9.1" in packages
+    assert not any(p.startswith("flask==") for p in packages)
     assert hashlib.sha256(raw["packages"].encode()).hexdigest() == item["job"]["verdict"]["runtime"]["packages_sha256"]
 
     assert review(world, world.auditor, job_id, "release").json["status"] == "held"  # one reviewer is not enough for a script
@@ -340,6 +364,49 @@ def test_helper_tables_carry_evidence_judged_by_the_grants_rules(world: World, s
     assert [f["rule"] for f in evidence["small_fit"]["flagged"]] == ["dof"]  # 12 rows - 3 terms = 9 < 10
 
 
+PIVOT = """
+import sandbox_io
+df = sandbox_io.read("pums")
+sandbox_io.emit("wide", sandbox_io.pivot_table(df, "income", index="educ", columns="sex", aggfunc="mean"))
+sandbox_io.emit("counts", sandbox_io.pivot_table(df, "income", index="educ", columns="sex", aggfunc="count"))
+sandbox_io.emit("medians", sandbox_io.pivot_table(df, "income", index="sex", aggfunc="median"))
+changed = sandbox_io.pivot_table(df, "income", index="sex", aggfunc="sum")
+changed.iloc[0, -1] += 1000
+sandbox_io.emit("changed", changed)
+sandbox_io.emit("summary", sandbox_io.describe(df, ["age", "income"]))
+"""
+
+
+def test_pivot_tables_and_describe_carry_evidence_judged_by_the_grants_rules(world: World, script_grant: str) -> None:
+    outputs = {name: {"type": "table"} for name in ("wide", "counts", "medians", "changed", "summary")}
+    response = dry_run(world, script_grant, spec(PIVOT, outputs), rows=200)
+    assert response.status_code == 200, response.json
+    run = response.json["run"]
+    assert run["exit_status"] == 0, run
+    evidence, tables = run["evidence"], response.json["outputs"]
+    wide, counts = tables["wide"], tables["counts"]
+    sexes = [c["name"] for c in wide["columns"]][1:]
+    assert sexes in (["sex=0", "sex=1"], ["sex=1", "sex=2"]), sexes
+    # Mock income has no missing value, so a cell's count is its rows: those under 10 fail the threshold rule.
+    small = {(i, sex) for i, row in enumerate(counts["rows"]) for sex in sexes if row[sex] is not None and row[sex] < 10}
+    assert small
+    assert {(f["row"], f["column"]) for f in evidence["wide"]["flagged"] if f["rule"] == "threshold"} == small
+    assert all(evidence[name]["matches_table"] for name in ("wide", "counts", "medians", "summary"))
+    assert evidence["wide"]["advisory"] is True
+    assert evidence["medians"]["cells"] == 2
+    assert evidence["changed"]["matches_table"] is False  # changed after the helper made it
+    summary = tables["summary"]
+    assert [c["name"] for c in summary["columns"]] == ["column", "count", "mean", "std", "min", "25%", "50%", "75%", "max"]
+    assert [row["column"] for row in summary["rows"]] == ["age", "income"]
+    assert summary["rows"][0]["count"] == 200
+    assert evidence["summary"]["cells"] == 16
+    # A maximum is the value of the rows at the top: unless 10 share it, the order-statistic rule flags it.
+    flagged = {(f["row"], f["column"]): f for f in evidence["summary"]["flagged"]}
+    assert flagged[1, "max"]["rule"] == "order_statistic"  # income's maximum is one row's
+    assert flagged[1, "max"]["evidence"]["above"] < 10
+    assert {(0, "count"), (1, "count"), (0, "mean")}.isdisjoint(flagged)  # 200 rows, positive ages: nothing to flag
+
+
 @pytest.mark.slow
 def test_reviewers_release_some_outputs_and_return_the_others(world: World, app: Flask, script_grant: str, second_auditor: str) -> None:
     job_id = submit(world, script_grant, spec(ANALYSIS))
@@ -352,7 +419,6 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
     assert decide(world.auditor, "reject", "no", ["note"]).status_code == 400  # outputs go with a release only
     assert decide(world.auditor, "release", "aggregates of many", ["by_sex", "note"]).json["status"] == "held"
     assert decide(second_auditor, "release", "checked", ["by_sex", "secret"]).status_code == 400  # not a proposed output
-    assert decide(second_auditor, "release", "checked", ["ages"]).status_code == 409  # nothing in common with the first release
     second = decide(second_auditor, "release", "the note could single out a person; the table may go", ["by_sex"])
     assert second.json["status"] == "released", second.json
     settle(app, job_id)
@@ -360,11 +426,79 @@ def test_reviewers_release_some_outputs_and_return_the_others(world: World, app:
     result = world.client.get(f"/api/v1/jobs/{job_id}/result", headers=auth(world.analyst)).json
     assert set(result["outputs"]) == {"by_sex"}
     assert result["returned"] == ["ages", "note"]
-    assert result["decision"]["reason"] == "the note could single out a person; the table may go"
+    assert result["decision"]["reason"] == "aggregates of many / the note could single out a person; the table may go"  # both reasons
     with get_db_of(app).sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
         assert job.released_cells == 6  # the released table's cells only: 2 sexes x (sex, n, mean_income)
+
+
+def everything_seen_by(world: World, token: str, job_id: str) -> dict[str, Any]:
+    """What an auditor can read of a job while its review is open: the review queue, the job, the job list, the ledger."""
+    queue = world.client.get("/api/v1/reviews", headers=auth(token)).json["items"]
+    ledger = world.client.get("/api/v1/audit/events?limit=1000", headers=auth(token)).json["items"]
+    return {
+        "queue": [item for item in queue if item["job"]["id"] == job_id],
+        "job": job_json(world, job_id, token),
+        "jobs": world.client.get("/api/v1/jobs", headers=auth(token)).json,
+        "ledger": [event for event in ledger if event["object_id"] == job_id],
+    }
+
+
+def test_a_reviewer_sees_no_other_decision_until_the_review_is_complete(
+    world: World, app: Flask, script_grant: str, second_auditor: str
+) -> None:
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+    first_reason = "REASON-OF-THE-FIRST: the note singles out a person"
+    before = everything_seen_by(world, second_auditor, job_id)
+    first = world.client.post(
+        f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json={"decision": "reject", "reason": first_reason, "outputs": None}
+    )
+    assert first.status_code == 200, first.json
+    assert first.json["status"] == "held"  # a rejection does not end a script job's review by itself
+
+    seen = everything_seen_by(world, second_auditor, job_id)
+    assert first_reason not in str(seen)
+    (item,) = seen["queue"]  # still in the queue, as it was: the job, its output and proposal unchanged
+    assert (item, seen["job"]) == (before["queue"][0], before["job"])
+    new_events = seen["ledger"][len(before["ledger"]) :]
+    assert [e["action"] for e in new_events] == ["review.submitted", "review.view"]  # the decision is recorded...
+    submitted = new_events[0]["details"]
+    assert {"decision", "reason", "outputs"}.isdisjoint(submitted)  # ...as a commitment only
+    assert (submitted["decided"], submitted["required"]) == (1, 2)
+
+    second = review(world, second_auditor, job_id, "release", "aggregates of many persons")
+    assert second.json["status"] == "rejected"  # complete: any rejection rejects
+    assert second.json["reason"] == first_reason
+    ledger = everything_seen_by(world, second_auditor, job_id)["ledger"]
+    opened = [e for e in ledger if e["action"] == "review.opened"]
+    assert len(opened) == 1
+    decisions = opened[0]["details"]["decisions"]
+    assert [(d["decision"], d["reason"]) for d in decisions] == [("reject", first_reason), ("release", "aggregates of many persons")]
+    commitments = [e["details"]["commitment"] for e in ledger if e["action"] == "review.submitted"]
+    canonical = [json.dumps(d, sort_keys=True, separators=(",", ":")).encode() for d in decisions]
+    assert commitments == [hashlib.sha256(c).hexdigest() for c in canonical]  # each decision as committed before it was shown
+    settle(app, job_id)
+    assert analyst_view(world, job_id)["status"] == "rejected"
+    assert analyst_view(world, job_id)["reason"] == first_reason
+
+
+def test_selections_with_nothing_in_common_return_every_output_and_answer_no_error(
+    world: World, app: Flask, script_grant: str, second_auditor: str
+) -> None:
+    """An error here would tell the second reviewer the first one's selection, one retried output at a time."""
+    job_id = submit(world, script_grant, spec(ANALYSIS))
+    assert run_worker(app) == 1
+    body = {"decision": "release", "reason": "the table may go", "outputs": ["by_sex"]}
+    assert world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(world.auditor), json=body).json["status"] == "held"
+    body = {"decision": "release", "reason": "the figure may go", "outputs": ["ages"]}
+    second = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(second_auditor), json=body)
+    assert second.status_code == 200, second.json
+    assert second.json["status"] == "rejected"
+    assert second.json["reason"] == f"{blind_review.NOTHING_IN_COMMON}: the table may go / the figure may go"
+    again = world.client.post(f"/api/v1/reviews/{job_id}", headers=auth(second_auditor), json={**body, "outputs": ["by_sex"]})
+    assert again.status_code == 409  # one decision per reviewer: nothing to probe
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@
     sandbox_io.emit("plot", figure)         # a declared "figure" output: a matplotlib Figure
     t = sandbox_io.crosstab(df, "sex", "educ", values="income", aggfunc="mean")
     sandbox_io.emit("by_sex", t)             # a table with its disclosure evidence, for the reviewers
+    p = sandbox_io.pivot_table(df, "income", index="educ", columns="sex", aggfunc="median")
+    d = sandbox_io.describe(df, ["age", "income"])
 
 Identifiers never reach the script: the inputs hold only the columns the policy grants (dimension,
 measure, plain). Outputs are written to /out, which the sandbox's trusted code re-reads, checks and
@@ -107,6 +109,92 @@ def crosstab(df: Any, index: Any, columns: Any = None, values: str | None = None
     table = pandas.DataFrame(rows, columns=[*keys, aggfunc])
     _EVIDENCE[id(table)] = (table, {"helper": "crosstab", "aggregate": AGGREGATES[aggfunc], "keys": keys, "cells": cells})
     return table
+
+
+PIVOT_AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "median": "median", "min": "min", "max": "max"}
+DESCRIBED: tuple[tuple[str, str], ...] = (  # describe's columns and the aggregate each is
+    ("count", "count"), ("mean", "avg"), ("std", "stddev"), ("min", "min"),
+    ("25%", "quantile"), ("50%", "median"), ("75%", "quantile"), ("max", "max"),
+)  # fmt: skip
+ORDER_STATISTICS = frozenset({"min", "max", "median", "quantile"})
+
+
+def pivot_table(df: Any, values: str, index: Any, columns: Any = None, aggfunc: str = "mean") -> Any:
+    """A wide table like ``pandas.pivot_table``: one row per combination of ``index`` present, ``aggfunc`` of ``values``.
+
+    With ``columns``, one column per combination of their values present, named ``<column>=<value>``
+    (joined by ","); a combination with no row is an empty cell. Without, one column named ``aggfunc``.
+    ``aggfunc`` is "count" (values present), "sum", "mean", "median", "min" or "max". Emit the returned
+    DataFrame as it is for the reviewers to see its evidence, cell by cell.
+    """
+    import pandas  # noqa: PLC0415
+
+    keys, across = _names(index), _names(columns)
+    if aggfunc not in PIVOT_AGGREGATES:
+        raise ValueError(f"aggfunc is one of {sorted(PIVOT_AGGREGATES)}")
+    if not keys:
+        raise ValueError("index names at least one column")
+    grid: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    headers: dict[str, None] = {}
+    for found, part in df.groupby([*keys, *across], dropna=False, sort=True):
+        group = found if isinstance(found, tuple) else (found,)
+        header = ",".join(f"{name}={value}" for name, value in zip(across, group[len(keys) :], strict=True)) or aggfunc
+        if header in keys:
+            raise ValueError(f"a pivoted column would be named {header!r}, like an index column")
+        headers[header] = None
+        present = part[values].dropna()
+        cell = _grid_cell(PIVOT_AGGREGATES[aggfunc], _statistic(aggfunc, present), len(part), present)
+        grid.setdefault(group[: len(keys)], {})[header] = cell
+    rows, cells = [], []
+    for row, (key, line) in enumerate(grid.items()):
+        rows.append([*key, *(line[h]["value"] if h in line else None for h in headers)])
+        cells += [{"row": row, "column": h, **line[h]} for h in headers if h in line]
+    table = pandas.DataFrame(rows, columns=[*keys, *headers])
+    _EVIDENCE[id(table)] = (table, {"helper": "pivot_table", "keys": keys, "rows": len(rows), "cells": cells})
+    return table
+
+
+def describe(df: Any, columns: Any = None) -> Any:
+    """Like ``DataFrame.describe`` of numeric columns, one row per column: count, mean, std, min, 25%, 50%, 75%, max.
+
+    ``columns`` defaults to every numeric column. Each statistic is a cell with its evidence: the
+    minimum, maximum and quartiles are order statistics, judged by the rows at or below and at or
+    above them (a maximum is one person's value unless enough rows share it).
+    """
+    import pandas  # noqa: PLC0415
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype  # noqa: PLC0415
+
+    names = _names(columns) or [str(c) for c in df.columns if is_numeric_dtype(df[c]) and not is_bool_dtype(df[c])]
+    rows, cells = [], []
+    for row, name in enumerate(names):
+        present = df[name].dropna().astype(float)
+        found = {}
+        for column, aggregate in DESCRIBED:
+            found[column] = _grid_cell(aggregate, _statistic(column, present), len(df), present)
+            cells.append({"row": row, "column": column, **found[column]})
+        rows.append([name, *(found[column]["value"] for column, _ in DESCRIBED)])
+    table = pandas.DataFrame(rows, columns=["column", *(column for column, _ in DESCRIBED)])
+    _EVIDENCE[id(table)] = (table, {"helper": "describe", "keys": ["column"], "rows": len(rows), "cells": cells})
+    return table
+
+
+def _statistic(name: str, present: Any) -> Any:
+    """``name`` (an aggfunc or a describe column) of the values ``present``; None where it is undefined (no value, one for std)."""
+    if name == "count":
+        return len(present)
+    if len(present) == 0 or (name == "std" and len(present) < 2):
+        return None
+    quantiles = {"25%": 0.25, "50%": 0.5, "75%": 0.75}
+    value = present.quantile(quantiles[name]) if name in quantiles else getattr(present, name)()
+    return float(value)
+
+
+def _grid_cell(aggregate: str, value: Any, rows: int, present: Any) -> dict[str, Any]:
+    """A grid cell's evidence: a crosstab cell's (``_cell``), its aggregate, and for an order statistic the rows on each side."""
+    cell = {"aggregate": aggregate, **_cell(value, rows, present)}
+    if aggregate in ORDER_STATISTICS and value is not None:
+        cell |= {"below": int((present <= value).sum()), "above": int((present >= value).sum())}
+    return cell
 
 
 def ols(df: Any, y: str, x: Any) -> Any:
