@@ -1,4 +1,4 @@
-"""The app factory: configuration, database, keys, storage, ledger and the REST API, built from ``app.config``.
+"""The app factory: configuration, database, keys, storage, ledger, the REST API and the web console, built from ``app.config``.
 
 Nothing is created at import time; ``wsgi.py`` and the command line call ``create_app``.
 """
@@ -27,7 +27,7 @@ class InMemoryRequest(Request):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from sandbox import api, config, db
+    from sandbox import api, config, console, db
     from sandbox.instance import Instance
 
     app = Flask(__name__, static_folder=None)
@@ -38,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions.update(Instance.from_config(app.config).extensions())
     db.init_app(app)
     api.init_app(app)
+    console.init_app(app)
     return app
 
 

@@ -30,6 +30,7 @@ from sandbox.app import get_ledger_of, instance_of
 from sandbox.client.encrypt_upload import encrypt_upload
 from sandbox.db import get_db_of
 from sandbox.demo import he_slice as demo_he
+from sandbox.demo import passwords as demo_passwords
 from sandbox.demo import scoring as demo_scoring
 from sandbox.demo import seed as demo
 from sandbox.demo import tokens as demo_tokens
@@ -80,6 +81,13 @@ def init(with_demo: bool) -> None:
         fresh = sorted(demo_tokens.VARIABLES[name] for name, token in tokens.items() if known.get(name) != token)
         click.echo(f"demo tokens ({names}) in {path} (mode 0600); new: {', '.join(fresh) or 'none, all kept valid'}")
         click.echo(f"  use them: source {path}")
+        # The console's passwords, likewise in a file (mode 0600) and kept while they still sign in.
+        path = demo_passwords.path_in(app.config["INSTANCE_PATH"])
+        known = demo_passwords.read(path)
+        passwords = demo_passwords.load(app, SYSTEM, known)
+        demo_passwords.write(path, passwords)
+        fresh = sorted(name for name, password in passwords.items() if known.get(name) != password)
+        click.echo(f"demo console passwords (logins {', '.join(passwords)}) in {path} (mode 0600); new: {', '.join(fresh) or 'none'}")
 
 
 @main.group()

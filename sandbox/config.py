@@ -62,6 +62,26 @@ DEFAULTS: dict[str, Any] = {
     # exact count would answer "is this person in the data?" beside COUNT(*) WHERE <everyone else>.
     # The owning bureau's stewards and auditors see exact counts.
     "CATALOGUE_COUNT_BASE": 10,
+    # The web console (``sandbox.console``). Chinese first; dates in the domain's time zone.
+    "BABEL_DEFAULT_LOCALE": "zh_CN",
+    "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
+    # Session cookies: not readable by scripts (HttpOnly; the threat: a script injected into a page
+    # stealing the session), not sent on cross-site subrequests or POSTs (SameSite=Lax; the threat:
+    # cross-site request forgery, also refused by the CSRF token), signed with SECRET_KEY (from
+    # ``<instance>/console-secret.key`` unless set). Marked Secure on every HTTPS request; set
+    # SANDBOX_SESSION_COOKIE_SECURE=true behind a TLS-terminating proxy, where requests arrive as HTTP.
+    "SESSION_COOKIE_NAME": "sandbox_session",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+    # Guessing passwords: after this many failures in a row a login name is locked for a while
+    # (the same for names without an account, so that the answer never tells who has one).
+    "CONSOLE_MAX_FAILED_SIGNINS": 5,
+    "CONSOLE_LOCKOUT_SECONDS": 15 * 60,
+    "CONSOLE_MIN_PASSWORD_LENGTH": 12,
+    # How long a one-time password link the admin issues stays usable.
+    "PASSWORD_LINK_SECONDS": 24 * 3600,
 }
 
 

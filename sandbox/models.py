@@ -84,8 +84,42 @@ class User(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"), index=True)
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Signing in to the web console (``sandbox.service.people``): a unique login name, set when the
+    # admin issues a password link, and the password's argon2id hash (None: no password yet).
+    login: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Every console session carries the generation it was made under; "sign out everywhere" and a new
+    # password increase it, so that every older session cookie stops working at once.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0)
 
     org: Mapped[Org] = relationship(lazy="joined")
+
+
+class PasswordLink(Base):
+    """A one-time link to set a password, stored only as its token's SHA-256; it expires and is used once."""
+
+    __tablename__ = "password_links"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class SigninFailures(Base):
+    """Failed console sign-ins per login name, known or not: the lockout looks the same for a name that
+    does not exist, so that it never tells whether an account exists."""
+
+    __tablename__ = "signin_failures"
+
+    login_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the normalised login
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Token(Base):

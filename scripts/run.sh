@@ -52,6 +52,8 @@ cat <<MSG
 Serving on http://127.0.0.1:$port. In another shell, from this folder:
   source $SANDBOX_INSTANCE_PATH/demo-tokens.env
   curl -s -H "Authorization: Bearer \$ANALYST" http://127.0.0.1:$port/api/v1/me
+The web console: http://127.0.0.1:$port/ (login analyst, steward, auditor or admin; the
+passwords are in $SANDBOX_INSTANCE_PATH/demo-passwords.env)
 
 MSG
 

@@ -13,6 +13,8 @@ make --no-print-directory -s venv
 bash scripts/isolation-deps.sh
 # Their pinned runtime (requirements-script-runtime.txt), a venv of its own: built or rebuilt when its pins change.
 bash scripts/script-runtime.sh
+# The web console's browser test: Chromium and a CJK font, installed when missing, as root.
+bash scripts/console-deps.sh
 
 eval "extra_args=(${PYTEST_ARGS:-})"
 extra_args+=("$@")

@@ -1,8 +1,9 @@
 """Package boundaries, as one table: what each package of the repository must never import.
 
 Arrows point down (``sandbox -> jobs -> policies, crypto -> core``) and, inside ``sandbox/``, by
-responsibility: ``api`` (HTTP) may call ``service`` and ``runtime``; ``service`` knows nothing of
-HTTP or the runtime; the ``client`` installs without the server's dependencies. The table is keyed
+responsibility: ``api`` (HTTP) may call ``service`` and ``runtime``; the web ``console`` (HTTP for
+people) may call ``api``'s conversions and ``service``, and the API never the console; ``service``
+knows nothing of HTTP or the runtime; the ``client`` installs without the server's dependencies. The table is keyed
 by package path; a module obeys the rule of the most specific package that contains it. Every
 package directory must have its own entry, so a new package cannot slip past the check.
 """
@@ -29,7 +30,9 @@ SERVER_DEPENDENCIES = WEB | DATABASE | {
     "psycopg", "psycopg2", "pyroaring", "apispec", "Crypto", "Cryptodome",
 }  # fmt: skip
 SANDBOX_SHELL = frozenset(f"sandbox.{path.stem}" for path in (ROOT / "sandbox").glob("*.py") if path.stem != "__init__")
-SANDBOX_PARTS = frozenset({"sandbox.api", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo", "sandbox.scripts"})
+SANDBOX_PARTS = frozenset(
+    {"sandbox.api", "sandbox.console", "sandbox.service", "sandbox.runtime", "sandbox.client", "sandbox.demo", "sandbox.scripts"}
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,14 @@ RULES: dict[str, Rule] = {
     # The shell (app factory, CLI, database, keys) wires the parts together; the CLI also
     # mounts the custodian's own commands.
     "sandbox": Rule(NEVER),
-    "sandbox/api": Rule(NEVER | {"sandbox.client", "sandbox.demo", "custodian"}),
-    "sandbox/service": Rule(NEVER | WEB | {"sandbox.api", "sandbox.runtime", "sandbox.client", "sandbox.demo"}),
+    "sandbox/api": Rule(NEVER | {"sandbox.console", "sandbox.client", "sandbox.demo", "custodian"}),
+    # The web console presents what the API presents: it may use the API's conversions and response
+    # models (so that a page shows nothing the API would not), never the other way round. It reaches
+    # the runtime only through them, and never the client, the demo or the custodian.
+    "sandbox/console": Rule(NEVER | {"sandbox.runtime", "sandbox.client", "sandbox.demo", "custodian"}),
+    "sandbox/service": Rule(NEVER | WEB | {"sandbox.api", "sandbox.console", "sandbox.runtime", "sandbox.client", "sandbox.demo"}),
     "sandbox/runtime": Rule(
-        NEVER | WEB | {"sandbox.api", "sandbox.client", "sandbox.demo", "custodian"},
+        NEVER | WEB | {"sandbox.api", "sandbox.console", "sandbox.client", "sandbox.demo", "custodian"},
         # The worker is built from an ``Instance``; neither it nor the custodian client imports Flask.
     ),
     # The client installs and imports without the server's dependencies or the server itself.
@@ -83,7 +90,7 @@ RULES: dict[str, Rule] = {
         | {"pyarrow", "pandas", "numpy"}
     ),
     # Demo data is seeded through the services, never through HTTP or a running worker.
-    "sandbox/demo": Rule(NEVER | {"sandbox.api", "sandbox.runtime", "custodian"}),
+    "sandbox/demo": Rule(NEVER | {"sandbox.api", "sandbox.console", "sandbox.runtime", "custodian"}),
 }
 
 
@@ -203,6 +210,8 @@ SYNTHETIC = [
     pytest.param("sandbox/client/scoring.py", "from Crypto import Cipher\n", {"Crypto", "Crypto.Cipher"}, id="client-server-dep"),
     pytest.param("policies/dp.py", "import importlib\nimportlib.import_module('flask')\n", {"flask"}, id="import-module"),
     pytest.param("sandbox/runtime/queue.py", "from flask import Flask\n", {"flask", "flask.Flask"}, id="runtime-flask-not-excepted"),
+    pytest.param("sandbox/api/jobs.py", "import sandbox.console.pages\n", {"sandbox.console.pages"}, id="api-console"),
+    pytest.param("sandbox/console/jobs.py", "from sandbox import runtime\n", {"sandbox.runtime"}, id="console-runtime"),
 ]  # fmt: skip
 
 

@@ -1,17 +1,31 @@
-"""The caller's own identity (any role); organisations, users and their tokens (admin)."""
+"""The caller's own identity (any role); organisations, users, their tokens and console password links (admin)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import timedelta
+
+from flask import Blueprint, current_app, url_for
 from sqlalchemy import select
 
 from core.values import Role
 from sandbox.api.routing import ANY_ROLE, endpoint
-from sandbox.api.schemas import Me, OrgIn, OrgList, OrgOut, TokenOut, UserCreated, UserIn, UserList, UserOut
+from sandbox.api.schemas import (
+    Me,
+    OrgIn,
+    OrgList,
+    OrgOut,
+    PasswordLinkIn,
+    PasswordLinkOut,
+    TokenOut,
+    UserCreated,
+    UserIn,
+    UserList,
+    UserOut,
+)
 from sandbox.api.services import ledger
 from sandbox.db import read_session, writing
 from sandbox.models import Org, User
-from sandbox.service import identity
+from sandbox.service import identity, people
 from sandbox.service.auth import Principal
 
 ADMIN = frozenset({Role.ADMIN})
@@ -87,3 +101,21 @@ def register(bp: Blueprint) -> None:
         with writing() as session:
             row = identity.revoke_token(session, ledger(), caller.user_id, user_id, token_id)
             return {"id": row.id, "status": "revoked"}
+
+    @endpoint(
+        bp,
+        "/users/<user_id>/password-link",
+        "POST",
+        summary="Issue a one-time link with which the user sets a console password (shown once; voids earlier links)",
+        roles=ADMIN,
+        body=PasswordLinkIn,
+        response=PasswordLinkOut,
+        status=201,
+        errors=(400, 401, 403, 404, 409),
+    )
+    def password_link(caller: Principal, user_id: str, body: PasswordLinkIn) -> PasswordLinkOut:
+        lifetime = timedelta(seconds=int(current_app.config["PASSWORD_LINK_SECONDS"]))
+        with writing() as session:
+            link, token = people.issue_link(session, ledger(), caller.user_id, user_id, body.login, lifetime)
+            url = url_for("console.set_password", token=token, _external=True)
+            return PasswordLinkOut(user_id=user_id, login=body.login, url=url, expires_at=link.expires_at)

@@ -64,6 +64,23 @@ class TokenOut(BaseModel):
     token: Annotated[str, Field(description="shown once; only its hash is stored")]
 
 
+class PasswordLinkIn(Strict):
+    login: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$",
+            description="the name the person signs in to the console with: lower-case letters, digits, '.', '_', '-'",
+        ),
+    ]
+
+
+class PasswordLinkOut(BaseModel):
+    user_id: str
+    login: str
+    url: Annotated[str, Field(description="the one-time link to the console's set-password page; shown once, only its hash is stored")]
+    expires_at: datetime
+
+
 class UserCreated(UserOut):
     token: Annotated[str, Field(description="shown once; only its hash is stored")]
     token_id: str

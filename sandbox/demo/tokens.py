@@ -61,6 +61,11 @@ def write(path: Path, tokens: Mapping[str, str]) -> None:
         "# Use: source this file; the tokens stay valid when `make run` runs again (see README).",
     ]
     lines += [f"export {variable}={shlex.quote(tokens[name])}" for name, variable in VARIABLES.items() if name in tokens]
+    write_private(path, lines)
+
+
+def write_private(path: Path, lines: list[str]) -> None:
+    """Replace ``path`` with ``lines``, mode 0600 from the first byte, never half-written."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{FILE_NAME}.", suffix=".tmp")  # O_EXCL, mode 0600
     try:

@@ -188,6 +188,11 @@ def _new_token(s: Setup) -> tuple[Params, Kwargs]:
     return {"user_id": s.analyst_user_id()}, dict
 
 
+@builds("POST /users/{user_id}/password-link")
+def _password_link(s: Setup) -> tuple[Params, Kwargs]:
+    return {"user_id": s.analyst_user_id()}, body(lambda: {"login": "the-analyst"})
+
+
 @builds("DELETE /users/{user_id}/tokens/{token_id}")
 def _revoke_token(s: Setup) -> tuple[Params, Kwargs]:
     user_id = s.analyst_user_id()

@@ -67,6 +67,7 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "GET /users":                               (401, 401, 200,  403,    403,    403,    403,    403),
     "POST /users/{user_id}/tokens":             (401, 401, 201,  403,    403,    403,    403,    403),
     "DELETE /users/{user_id}/tokens/{token_id}": (401, 401, 200,  403,    403,    403,    403,    403),
+    "POST /users/{user_id}/password-link":      (401, 401, 201,  403,    403,    403,    403,    403),
     "POST /datasets":                           (401, 401, 403,  201,    201,    403,    403,    403),
     "POST /datasets/{dataset_id}/versions":     (401, 401, 403,  201,    403,    403,    403,    403),
     "GET /datasets":                            (401, 401, 200,  200,    200,    200,    200,    200),
