@@ -148,6 +148,8 @@ class Api:
     base: str
     calls: list[tuple[str, int, float]] = field(default_factory=list)  # (what, status or 0 for no answer, seconds)
     errors: Counter[str] = field(default_factory=Counter)  # requests without an answer, by exception
+    # GETs sent again once after the server closed the kept-alive connection they went out on (below)
+    resent: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     local: threading.local = field(default_factory=threading.local)
 
@@ -156,14 +158,29 @@ class Api:
         if session is None:
             session = self.local.session = requests.Session()
         started = time.perf_counter()
-        try:
-            response: requests.Response | None = session.request(
-                method, self.base + path, headers={"Authorization": f"Bearer {token}"}, timeout=CLIENT_TIMEOUT, **kwargs
-            )
-        except requests.RequestException as exc:
-            response = None
-            with self.lock:
-                self.errors[f"{what}: {type(exc).__name__}: {str(exc)[-80:]}"] += 1
+        response: requests.Response | None = None
+        for attempt in (1, 2):
+            try:
+                response = session.request(
+                    method, self.base + path, headers={"Authorization": f"Bearer {token}"}, timeout=CLIENT_TIMEOUT, **kwargs
+                )
+                break
+            except requests.ConnectionError as exc:
+                # HTTP/1.1's keep-alive race: gunicorn closes a connection idle past its keep-alive time just
+                # as the client sends on it ("Connection reset by peer"). A GET (idempotent) is sent once more,
+                # as browsers and HTTP clients do (RFC 9112, 9.3.1); the resend is counted and printed, and a
+                # second failure, or any failure of another method, counts as a request without an answer.
+                if attempt == 1 and method == "GET" and "aborted" in str(exc):
+                    with self.lock:
+                        self.resent[what] += 1
+                    continue
+                with self.lock:
+                    self.errors[f"{what}: {type(exc).__name__}: {str(exc)[-80:]}"] += 1
+                break
+            except requests.RequestException as exc:
+                with self.lock:
+                    self.errors[f"{what}: {type(exc).__name__}: {str(exc)[-80:]}"] += 1
+                break
         with self.lock:
             self.calls.append((what, 0 if response is None else response.status_code, time.perf_counter() - started))
         return response
@@ -626,6 +643,8 @@ def charged_end(status: str, reason: str) -> bool:
 def check_http(checks: Checks, api: Api, load: Load) -> None:
     bad = Counter((what, status) for what, status, _ in api.calls if status >= 500 or status == 0)
     checks.check(f"no 5xx and no connection error ({len(api.calls):,} requests)", not bad, f"{dict(bad)} {dict(api.errors)}")
+    if api.resent:
+        print(f"  GETs sent once more after the server closed their kept-alive connection: {dict(api.resent)}")
     odd = [r for r in load.dry_runs if r[0] not in (200, 422)]
     checks.check(f"every heavy dry run answered 200 or 422 ({len(load.dry_runs)})", not odd, f"{odd}")
     checks.check("every submitter saw its job end", not load.unfollowed, f"{load.unfollowed[:5]}")

@@ -195,3 +195,15 @@ def test_a_worker_starts_its_job_children_before_it_claims() -> None:
     from sandbox.runtime import child
 
     assert 0 < child.preflight() < child.PREFLIGHT_SECONDS
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_worker_stopped_while_it_imports_ends_cleanly(app: Flask, stop: signal.Signals) -> None:
+    """A service manager stopping a worker that is still starting (importing takes seconds) gets exit status 0."""
+    env = {**os.environ, "SANDBOX_INSTANCE_PATH": app.config["INSTANCE_PATH"], "SANDBOX_DATABASE_URL": app.config["DATABASE_URL"]}
+    worker = subprocess.Popen([sys.executable, "-m", "sandbox", "worker"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the interpreter is up and imports the command line (over a second even on a quiet machine)
+    worker.send_signal(stop)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0, stderr
+    assert "stopped while starting" in stderr
