@@ -218,9 +218,28 @@ def test_the_session_cookie_does_not_authenticate_the_api(app: Flask, analyst_lo
     assert response.json["error"]["code"] == "unauthenticated"
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r/x",
+    ],
+)
 def test_after_signing_in_only_a_local_path_is_followed(app: Flask, analyst_login: str, target: str) -> None:
     response = sign_in(app.test_client(), analyst_login, next_path=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example"])
+def test_the_language_form_goes_back_to_a_local_path_only(app: Flask, target: str) -> None:
+    client = app.test_client()
+    response = client.post("/language", data={"csrf_token": csrf_of(client), "lang": "en", "next": target})
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
 
