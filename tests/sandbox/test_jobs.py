@@ -327,3 +327,22 @@ def test_a_started_script_job_answers_a_cancel_the_same_whatever_its_real_state(
         stored = session.get(Job, job_id)
         assert stored is not None
         assert (stored.status, stored.cancel_requested) == (status, False)
+
+
+def test_an_analysts_status_filter_applies_to_a_script_job_as_shown(world: World, app: Flask, approved: str) -> None:
+    """A script job held a moment after it started shows running: ``?status=held`` must not list it before its time limit."""
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    with get_db_of(app).writing() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.kind, job.status, job.started_at = JobKind.SCRIPT.value, "held", datetime.now(UTC)
+
+    def listed(status: str) -> list[str]:
+        response = world.client.get(f"/api/v1/jobs?status={status}", headers=auth(world.analyst))
+        assert response.status_code == 200, response.json
+        return [item["id"] for item in response.json["items"]]
+
+    assert job_id not in listed("held")
+    assert job_id in listed("running")
+    steward = world.client.get("/api/v1/jobs?status=held", headers=auth(world.steward)).json["items"]
+    assert job_id in [item["id"] for item in steward]  # the bureau sees the stored status, as before
