@@ -67,7 +67,12 @@ def _instance_secret(path: Path) -> str:
             pass  # another worker made it first: use theirs
         finally:
             temporary.unlink()
-    return path.read_text(encoding="ascii").strip()
+    if path.stat().st_mode & 0o077:  # a copy or a restore may have left it readable by others
+        os.chmod(path, 0o600)
+    secret = path.read_text(encoding="ascii").strip()
+    if not secret:
+        raise RuntimeError(f"{path} is empty: delete it, and a new key is made at the next start")
+    return secret
 
 
 def current_person() -> Principal | None:
