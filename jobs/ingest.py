@@ -188,11 +188,29 @@ def validate(meta: DatasetMeta, table: pa.Table, keys: Mapping[str, PublicKey] |
         nulls = arrays[meta.privacy_unit].null_count
         if nulls:
             problems.append({"column": meta.privacy_unit, "problem": f"the privacy unit is missing in {nulls} rows"})
+        arrays[meta.privacy_unit], found = _one_value_per_unit(arrays[meta.privacy_unit])
+        problems.extend({"column": meta.privacy_unit, "problem": p} for p in found)
     if problems:
         _raise(problems)
     result = pa.table([arrays[name] for name in meta.columns], names=list(meta.columns))
     units = pc.count_distinct(result.column(meta.privacy_unit)).as_py()
     return Ingested(result, result.num_rows, units)
+
+
+def _one_value_per_unit(units: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[str]]:
+    """A decimal unit column whose equal units are equal bit for bit, or its problems.
+
+    Arrow counts distinct units bit for bit, SQL by value: ``0.0`` and ``-0.0`` (or two NaNs of other
+    signs) would be two units in the version's count and one in a query's. A version whose every row
+    is then counted as a different unit would let a query count one person's rows as several units
+    (``jobs.population``). Negative zero becomes zero; a NaN is no unit and is refused.
+    """
+    if not pa.types.is_floating(units.type):
+        return units, []
+    nans = pc.sum(pc.is_nan(units)).as_py() or 0
+    if nans:
+        return units, [f"the privacy unit is not a number (NaN) in {nans} rows"]
+    return pc.add(units, pa.scalar(0.0, units.type)), []  # -0.0 + 0.0 is 0.0; every other value is unchanged
 
 
 def _declared_spelling(meta: DatasetMeta, table: pa.Table) -> pa.Table:

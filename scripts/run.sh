@@ -63,4 +63,5 @@ SANDBOX_CUSTODIAN_URL=$custodian_url .venv/bin/python -m sandbox worker &
 worker_pid=$!
 trap 'kill "$worker_pid" "$custodian_pid" 2>/dev/null; wait "$worker_pid" "$custodian_pid" 2>/dev/null' EXIT
 
-.venv/bin/gunicorn --bind "127.0.0.1:$port" --workers 2 --access-logfile - wsgi:app
+# The access log names no password-link token (``sandbox.access_log``).
+.venv/bin/gunicorn --bind "127.0.0.1:$port" --workers 2 --access-logfile - --logger-class sandbox.access_log.AccessLogger wsgi:app

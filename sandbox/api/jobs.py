@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, current_app
 
 from core.errors import Conflict, NotFound
@@ -57,6 +59,25 @@ def job_out(job: Job, caller: Principal | None = None) -> JobOut:
     )  # fmt: skip
 
 
+LIST_BATCH = 200  # jobs read at a time while an analyst's status filter is applied to what they see
+
+
+def _shown_with_status(caller: Principal, status: JobStatus, limit: int, before: datetime | None) -> list[tuple[datetime, JobOut]]:
+    """An analyst's jobs whose status *as shown* is ``status``, newest first, with their ``created_at`` for paging.
+
+    A script job shows ``running`` until its time limit has passed (``analyst_view``): filtered on the
+    stored status, ``?status=held`` would list it the moment the script ended, and tell when.
+    """
+    session, found = read_session(), list[tuple[datetime, JobOut]]()
+    while len(found) < limit:
+        batch = job_service.list_visible(session, caller, limit=LIST_BATCH, before=before)
+        found += [(job.created_at, out) for job in batch if (out := job_out(job, caller)).status == status.value]
+        if len(batch) < LIST_BATCH:
+            break
+        before = batch[-1].created_at
+    return found[:limit]
+
+
 def register(bp: Blueprint) -> None:
     @endpoint(
         bp,
@@ -90,9 +111,13 @@ def register(bp: Blueprint) -> None:
         query=JobsQuery, response=JobList, errors=(400, 401, 403),
     )  # fmt: skip
     def list_jobs(caller: Principal, query: JobsQuery) -> JobList:
-        jobs = job_service.list_visible(read_session(), caller, status=query.status, limit=query.limit, before=query.before)
-        next_before = jobs[-1].created_at if len(jobs) == query.limit else None
-        return JobList(items=[job_out(j, caller) for j in jobs], next_before=next_before)
+        if caller.role is Role.ANALYST and query.status is not None:
+            shown = _shown_with_status(caller, query.status, query.limit, query.before)
+        else:
+            jobs = job_service.list_visible(read_session(), caller, status=query.status, limit=query.limit, before=query.before)
+            shown = [(j.created_at, job_out(j, caller)) for j in jobs]
+        next_before = shown[-1][0] if len(shown) == query.limit else None
+        return JobList(items=[out for _, out in shown], next_before=next_before)
 
     @endpoint(
         bp,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Request, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -66,7 +67,12 @@ def _instance_secret(path: Path) -> str:
             pass  # another worker made it first: use theirs
         finally:
             temporary.unlink()
-    return path.read_text(encoding="ascii").strip()
+    if path.stat().st_mode & 0o077:  # a copy or a restore may have left it readable by others
+        os.chmod(path, 0o600)
+    secret = path.read_text(encoding="ascii").strip()
+    if not secret:
+        raise RuntimeError(f"{path} is empty: delete it, and a new key is made at the next start")
+    return secret
 
 
 def current_person() -> Principal | None:
@@ -103,8 +109,15 @@ def signed_in(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]
 
 
 def safe_next(value: str | None) -> str:
-    """A local path to go back to; anything else (another site, ``//host``, a scheme) is the home page."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """A local path to go back to; anything else (another site, ``//host``, a scheme) is the home page.
+
+    Whitespace and control characters are refused too: browsers drop a tab or a line break inside a URL,
+    so ``/<tab>/evil.example`` would leave the site as ``//evil.example`` (and a line break cannot be a header).
+    """
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        return url_for("console.home")
+    parts = urlsplit(value)
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value and not parts.scheme and not parts.netloc:
         return value
     return url_for("console.home")
 

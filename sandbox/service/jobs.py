@@ -324,10 +324,17 @@ def owned(session: Session, caller: Principal, job_id: str) -> Job:
     return job
 
 
+SCRIPT_STARTED = "a script job can be cancelled only while it is queued: once started, it ends by itself, at its time limit at the latest"
+
+
 def cancel(session: Session, ledger: Ledger, caller: Principal, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one is asked to stop and its worker ends it."""
     job = owned(session, caller, job_id)
     status = JobStatus(job.status)
+    if job.kind == JobKind.SCRIPT.value and status is not JobStatus.QUEUED:
+        # Whether a started script is still running is what its analyst must not learn (``analyst_view``):
+        # a cancel answered by its real state, or ended by whether it came before the script did, would say.
+        raise Conflict(SCRIPT_STARTED)
     if status.terminal or status is JobStatus.HELD:
         raise Conflict(f"the job is {status.value} and can no longer be cancelled")
     if status is JobStatus.QUEUED:

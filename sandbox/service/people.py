@@ -105,9 +105,16 @@ def issue_link(session: Session, ledger: Ledger, actor: str, user_id: str, login
     return link, token
 
 
-def open_link(session: Session, token: str) -> PasswordLink:
-    """The link of ``token`` if it is still usable; unknown, used and expired links are one error alike."""
-    link = session.scalar(select(PasswordLink).where(PasswordLink.token_hash == link_hash(token)))
+def open_link(session: Session, token: str, lock: bool = False) -> PasswordLink:
+    """The link of ``token`` if it is still usable; unknown, used and expired links are one error alike.
+
+    ``lock`` takes the link's row until the transaction ends (PostgreSQL; SQLite's writer already holds
+    its lock): two uses of one link at once are one after the other, and the second finds it used.
+    """
+    query = select(PasswordLink).where(PasswordLink.token_hash == link_hash(token))
+    if lock:
+        query = query.with_for_update(of=PasswordLink).execution_options(populate_existing=True)
+    link = session.scalar(query)
     if link is None or link.used_at is not None or link.expires_at <= datetime.now(UTC):
         raise NotFound("this link is unknown, used or expired")
     return link
@@ -124,7 +131,7 @@ def check_password(password: str, min_length: int) -> None:
 
 def set_password(session: Session, ledger: Ledger, token: str, password: str, min_length: int) -> User:
     """Use the link: store the password's hash, end the user's sessions, lift the login's lockout."""
-    link = open_link(session, token)
+    link = open_link(session, token, lock=True)
     check_password(password, min_length)
     user = link.user
     link.used_at = datetime.now(UTC)

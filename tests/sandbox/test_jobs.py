@@ -6,6 +6,7 @@ import copy
 import json
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -13,11 +14,13 @@ import pyarrow as pa
 import pytest
 from flask import Flask
 
+from core.values import JobKind
 from jobs.engine import DuckDBEngine
 from sandbox.app import instance_of
 from sandbox.db import get_db_of
 from sandbox.models import Job, JobOutput
 from sandbox.runtime.worker import Worker
+from sandbox.service import jobs as job_service
 from tests.conftest import PUMS_META, PUMS_POLICY, World, auth, data_file, request_grant
 from tests.sandbox.jobkit import RACE_SQL, approve, events, job_json, run_worker, submit
 
@@ -304,3 +307,42 @@ def test_nul_characters_are_bad_input_on_every_backend(world: World, approved: s
     assert response.json["error"]["code"] == "bad_request"
     assert world.client.get("/api/v1/jobs/abc%00def", headers=auth(world.analyst)).status_code == 404
     assert world.client.get("/api/v1/jobs?status=held%00", headers=auth(world.analyst)).status_code == 400
+
+
+@pytest.mark.parametrize("status", ["running", "held", "failed", "released"])
+def test_a_started_script_job_answers_a_cancel_the_same_whatever_its_real_state(
+    world: World, app: Flask, approved: str, status: str
+) -> None:
+    """Within a script's time limit its analyst sees it running (``analyst_view``): a cancel must not tell more."""
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    with get_db_of(app).writing() as session:  # a script job that started a moment ago and is, in truth, ``status``
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.kind, job.status, job.started_at = JobKind.SCRIPT.value, status, datetime.now(UTC)
+    response = world.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(world.analyst))
+    assert response.status_code == 409
+    assert response.json["error"]["message"] == job_service.SCRIPT_STARTED
+    assert not response.json["error"].get("details")
+    with get_db_of(app).sessions() as session:
+        stored = session.get(Job, job_id)
+        assert stored is not None
+        assert (stored.status, stored.cancel_requested) == (status, False)
+
+
+def test_an_analysts_status_filter_applies_to_a_script_job_as_shown(world: World, app: Flask, approved: str) -> None:
+    """A script job held a moment after it started shows running: ``?status=held`` must not list it before its time limit."""
+    job_id = submit(world, approved, RACE_SQL).json["id"]
+    with get_db_of(app).writing() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.kind, job.status, job.started_at = JobKind.SCRIPT.value, "held", datetime.now(UTC)
+
+    def listed(status: str) -> list[str]:
+        response = world.client.get(f"/api/v1/jobs?status={status}", headers=auth(world.analyst))
+        assert response.status_code == 200, response.json
+        return [item["id"] for item in response.json["items"]]
+
+    assert job_id not in listed("held")
+    assert job_id in listed("running")
+    steward = world.client.get("/api/v1/jobs?status=held", headers=auth(world.steward)).json["items"]
+    assert job_id in [item["id"] for item in steward]  # the bureau sees the stored status, as before

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,7 +15,7 @@ from sqlalchemy import select
 from sandbox.db import get_db_of
 from sandbox.models import PasswordLink, SigninFailures, User
 from sandbox.service import people
-from tests.conftest import World, auth
+from tests.conftest import PG_URL, World, auth
 from tests.sandbox.console.kit import (
     API,
     PASSWORD,
@@ -74,6 +76,38 @@ def test_the_link_is_stored_as_a_hash_works_once_and_not_after_a_newer_link(app:
     assert response.status_code == 302
     assert client.get(second).status_code == 404  # used
     assert client.post(second, data={"csrf_token": csrf_of(client), "password": PASSWORD, "again": PASSWORD}).status_code == 404
+
+
+@pytest.mark.skipif(PG_URL is None, reason="SQLite serialises writers before they read; the race needs PostgreSQL")
+def test_two_uses_of_one_link_at_once_set_one_password(app: Flask, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = password_link(world, world.ids["analyst_user"], "analyst")
+    real, barrier, calls = people.open_link, threading.Barrier(2, timeout=10), threading.local()
+
+    def both_read_first(*args: Any, **kwargs: Any) -> Any:
+        calls.n = getattr(calls, "n", 0) + 1
+        if calls.n == 2:  # the use's own read, in its transaction: both reach it before either writes
+            barrier.wait()
+        return real(*args, **kwargs)
+
+    clients = {password: app.test_client() for password in (PASSWORD, PASSWORD + " two")}
+    tokens = {password: csrf_of(client, path) for password, client in clients.items()}
+    monkeypatch.setattr(people, "open_link", both_read_first)
+    answers: dict[str, int] = {}
+
+    def use(password: str) -> None:
+        data = {"csrf_token": tokens[password], "password": password, "again": password}
+        answers[password] = clients[password].post(path, data=data).status_code
+
+    threads = [threading.Thread(target=use, args=(password,)) for password in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    assert sorted(answers.values()) == [302, 404]
+    (winner,) = [password for password, code in answers.items() if code == 302]
+    assert sign_in(app.test_client(), "analyst", winner).status_code == 302
+    assert sign_in(app.test_client(), "analyst", next(p for p in clients if p != winner)).status_code == 401
 
 
 def test_an_expired_link_is_refused(app: Flask, world: World) -> None:
@@ -218,9 +252,28 @@ def test_the_session_cookie_does_not_authenticate_the_api(app: Flask, analyst_lo
     assert response.json["error"]["code"] == "unauthenticated"
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r/x",
+    ],
+)
 def test_after_signing_in_only_a_local_path_is_followed(app: Flask, analyst_login: str, target: str) -> None:
     response = sign_in(app.test_client(), analyst_login, next_path=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example"])
+def test_the_language_form_goes_back_to_a_local_path_only(app: Flask, target: str) -> None:
+    client = app.test_client()
+    response = client.post("/language", data={"csrf_token": csrf_of(client), "lang": "en", "next": target})
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
 
