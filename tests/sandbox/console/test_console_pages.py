@@ -347,3 +347,12 @@ def test_switching_language_drops_a_lang_parameter_from_the_page_to_return_to(an
     response = analyst.post("/language", data={"lang": "zh_CN", "next": "/catalogue?q=x&lang=en", "csrf_token": token})
     assert response.headers["Location"] == "/catalogue?q=x"
     assert "数据目录" in text_of(analyst, response.headers["Location"])
+
+
+def test_htmx_keeps_no_snapshot_of_a_page_for_the_back_button(analyst: FlaskClient) -> None:
+    """After signing out in a tab, Back must not show a signed-in page from htmx's sessionStorage cache."""
+    page = text_of(analyst, "/catalogue")
+    (config,) = re.findall(r"<meta name=\"htmx-config\" content='([^']*)'>", page)
+    settings = json.loads(config)
+    assert settings["historyCacheSize"] == 0
+    assert settings["refreshOnHistoryMiss"] is True  # Back asks the server again (and a signed-out person gets the sign-in)
