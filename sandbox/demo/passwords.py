@@ -10,7 +10,6 @@ admin's one-time links (``POST /api/v1/users/{id}/password-link``).
 
 from __future__ import annotations
 
-import re
 import secrets
 import shlex
 from collections.abc import Mapping
@@ -24,14 +23,13 @@ from core.values import Role
 from sandbox.app import get_ledger_of
 from sandbox.db import get_db_of
 from sandbox.demo import seed
-from sandbox.demo.tokens import VARIABLES, write_private
+from sandbox.demo.tokens import VARIABLES, read_exports, write_private
 from sandbox.models import Org, User
 from sandbox.service import people
 from sandbox.service.ledger import Ledger
 
 FILE_NAME = "demo-passwords.env"
 SUFFIX = "_PASSWORD"
-_LINE = re.compile(r"^export ([A-Z]+)_PASSWORD=(.+)$")
 
 
 def path_in(instance_path: str | Path) -> Path:
@@ -40,19 +38,7 @@ def path_in(instance_path: str | Path) -> Path:
 
 def read(path: Path) -> dict[str, str]:
     """The passwords in ``path`` by demo user name; empty when there is no file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    names = {variable: name for name, variable in VARIABLES.items()}
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _LINE.match(line.strip())
-        if match and match.group(1) in names:
-            values = shlex.split(match.group(2))
-            if len(values) == 1:
-                found[names[match.group(1)]] = values[0]
-    return found
+    return read_exports(path, SUFFIX)
 
 
 def write(path: Path, passwords: Mapping[str, str]) -> None:

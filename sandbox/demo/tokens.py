@@ -30,7 +30,6 @@ from sandbox.service.ledger import Ledger
 FILE_NAME = "demo-tokens.env"
 # The demo user's name -> the variable the tour uses. Order is the file's order.
 VARIABLES = {"admin": "ADMIN", "steward": "STEWARD", "analyst": "ANALYST", "auditor": "AUDITOR"}
-_LINE = re.compile(r"^export ([A-Z]+)=(.+)$")
 
 
 def path_in(instance_path: str | Path) -> Path:
@@ -39,14 +38,20 @@ def path_in(instance_path: str | Path) -> Path:
 
 def read(path: Path) -> dict[str, str]:
     """The tokens in ``path`` by demo user name; empty when there is no file. Unknown lines are ignored."""
+    return read_exports(path, "")
+
+
+def read_exports(path: Path, suffix: str) -> dict[str, str]:
+    """The values of ``path``'s ``export <VARIABLE><suffix>=<value>`` lines, by demo user name (see ``VARIABLES``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    line_of = re.compile(rf"^export ([A-Z]+){re.escape(suffix)}=(.+)$")
     names = {variable: name for name, variable in VARIABLES.items()}
     found: dict[str, str] = {}
     for line in text.splitlines():
-        match = _LINE.match(line.strip())
+        match = line_of.match(line.strip())
         if match and match.group(1) in names:
             values = shlex.split(match.group(2))
             if len(values) == 1:
