@@ -69,6 +69,17 @@ def child_pids(caplog: pytest.LogCaptureFixture) -> list[int]:
     return [int(p) for p in re.findall(r"runs in child process (\d+)", caplog.text)]
 
 
+def wait_for_set_up(pid: int, seconds: float = 60) -> None:
+    """Until the job's child has set itself up: its last step is lowering its priority (signals and limits come first).
+
+    A fixed sleep is not enough: on a busy machine a new child can take seconds to get a CPU.
+    """
+    deadline = time.monotonic() + seconds
+    while os.getpriority(os.PRIO_PROCESS, pid) <= os.getpriority(os.PRIO_PROCESS, 0):
+        assert time.monotonic() < deadline, f"the job's child {pid} did not set itself up within {seconds} s"
+        time.sleep(0.01)
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -157,7 +168,8 @@ def signal_the_child_mid_run(
     while not child_pids(caplog) and time.monotonic() < deadline:
         time.sleep(0.02)
     (pid,) = child_pids(caplog)
-    time.sleep(0.5)  # inside the run
+    wait_for_set_up(pid)
+    time.sleep(0.2)  # inside the run
     os.kill(pid, sig)
     worker.join(20)
     return job_id, pid
@@ -176,8 +188,8 @@ def test_a_jobs_child_runs_at_a_lower_priority_than_its_worker(
     while not child_pids(caplog) and time.monotonic() < deadline:
         time.sleep(0.02)
     (pid,) = child_pids(caplog)
-    time.sleep(0.5)  # inside the run: past the child's own set-up
     try:
+        wait_for_set_up(pid)
         assert os.getpriority(os.PRIO_PROCESS, pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICENESS, 19)
         assert os.getpriority(os.PRIO_PROCESS, 0) < os.getpriority(os.PRIO_PROCESS, pid)
     finally:
@@ -210,7 +222,7 @@ def test_only_the_worker_ends_a_run_a_service_wide_stop_signal_does_not(
     world: World, app: Flask, grant: str, caplog: pytest.LogCaptureFixture, sig: signal.Signals
 ) -> None:
     """A service manager signals every process of the service; the worker finishes its job up to its time limit."""
-    job_id, pid = signal_the_child_mid_run(world, app, grant, caplog, sig, timeout_seconds=3)
+    job_id, pid = signal_the_child_mid_run(world, app, grant, caplog, sig, timeout_seconds=8)
     job = job_json(world, job_id, world.auditor)
     assert (job["status"], job["reason"]) == ("failed", TIMEOUT_REASON)  # it ran on to its limit
     assert [e["details"].get("cause") for e in events(world) if e["object_id"] == job_id and e["action"] == "job.failed"] == ["timeout"]
