@@ -48,7 +48,7 @@ test: lint
 
 # Each benchmark with --smoke: small data, every result check, targets skipped. All of them run even
 # when one fails; the target fails if any did. The SmartNoise venv (PyPI, ~15 s) is made if missing.
-BENCHMARKS := sdc_vs_acro query_overhead dp_vs_smartnoise he_throughput release_audit soak script_isolation
+BENCHMARKS := sdc_vs_acro query_overhead dp_vs_smartnoise he_throughput release_audit soak script_isolation secondary_suppression
 
 bench-smoke: venv
 	bash benchmarks/smartnoise_env.sh
