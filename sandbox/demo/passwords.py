@@ -11,7 +11,6 @@ admin's one-time links (``POST /api/v1/users/{id}/password-link``).
 from __future__ import annotations
 
 import secrets
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from core.values import Role
 from sandbox.app import get_ledger_of
 from sandbox.db import get_db_of
 from sandbox.demo import seed
-from sandbox.demo.tokens import VARIABLES, read_exports, write_private
+from sandbox.demo.tokens import read_exports, write_exports
 from sandbox.models import Org, User
 from sandbox.service import people
 from sandbox.service.ledger import Ledger
@@ -42,12 +41,11 @@ def read(path: Path) -> dict[str, str]:
 
 
 def write(path: Path, passwords: Mapping[str, str]) -> None:
-    lines = [
+    header = [
         "# Demo console passwords of this instance, written by `python -m sandbox init --demo`. Secret: mode 0600.",
         "# Sign in at the site root with the login in the variable's name (ANALYST_PASSWORD: login analyst).",
     ]
-    lines += [f"export {variable}{SUFFIX}={shlex.quote(passwords[name])}" for name, variable in VARIABLES.items() if name in passwords]
-    write_private(path, lines)
+    write_exports(path, header, passwords, SUFFIX)
 
 
 def ensure(session: Session, ledger: Ledger, actor: str, users: Mapping[str, User], known: Mapping[str, str]) -> dict[str, str]:

@@ -61,11 +61,16 @@ def read_exports(path: Path, suffix: str) -> dict[str, str]:
 
 def write(path: Path, tokens: Mapping[str, str]) -> None:
     """Replace ``path`` with ``export`` lines for ``tokens`` (by user name), mode 0600 from the first byte."""
-    lines = [
+    header = [
         "# Demo tokens of this instance, written by `python -m sandbox init --demo`. Secret: mode 0600.",
         "# Use: source this file; the tokens stay valid when `make run` runs again (see README).",
     ]
-    lines += [f"export {variable}={shlex.quote(tokens[name])}" for name, variable in VARIABLES.items() if name in tokens]
+    write_exports(path, header, tokens, "")
+
+
+def write_exports(path: Path, header: list[str], values: Mapping[str, str], suffix: str) -> None:
+    """Replace ``path`` with ``header`` and an ``export <VARIABLE><suffix>=<value>`` line per demo user in ``values``."""
+    lines = header + [f"export {variable}{suffix}={shlex.quote(values[name])}" for name, variable in VARIABLES.items() if name in values]
     write_private(path, lines)
 
 
