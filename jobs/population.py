@@ -21,7 +21,11 @@ row is a different unit, which ingest guarantees when a version's unit count equ
 (units are never missing) -- becomes the list of the rows' own positions (``UNIT_INDEX``, a column
 the run adds to that table): there a unit's first appearance is its only one, so its position is
 its index, and no dictionary or per-unit grouping is needed (at 1M rows this is about ten times
-cheaper than listing distinct units and looking each up).
+cheaper than listing distinct units and looking each up). Where the run's rows are few -- the plan's
+keys have declared domains, so the executor can bound them -- the positions are aggregated as a
+bitstring over the version's rows (``bitstring_agg``) rather than a list: setting a bit costs the
+engine half what appending to a list does, and a bitstring's 65,536-bit blocks are the bitmap's own
+containers, so it becomes a bitmap without listing a position (``_bitstring_bitmap``).
 """
 
 from __future__ import annotations
@@ -41,14 +45,20 @@ UNITS_PREFIX = "__units_"
 
 
 UNIT_INDEX = "__unit_index"  # a row's position, added for the population run to a table whose rows are units
+CONTAINER_BITS = 2**16  # a roaring bitmap's container: the values sharing their upper 16 bits
+BITSTRING_BUDGET = 64 * 2**20  # bytes of bitstrings a run may hold: its rows' bound x the version's rows / 8
 
 
 @dataclass(frozen=True)
 class PopulationRun:
-    """The population run's SQL, and the ``__units_<i>`` columns that list row positions (``UNIT_INDEX``), each with its dataset."""
+    """The population run's SQL, and the ``__units_<i>`` columns that list row positions (``UNIT_INDEX``), each with its dataset.
+
+    A column over a dataset in ``bitstrings`` gives its positions as a bitstring rather than a list.
+    """
 
     sql: str
     indexed: Mapping[str, str]
+    bitstrings: frozenset[str] = frozenset()
 
     @property
     def indexed_datasets(self) -> frozenset[str]:
@@ -56,14 +66,29 @@ class PopulationRun:
         return frozenset(self.indexed.values())
 
 
-def population_sql(sql: str, rows_are_units: Collection[str] = frozenset()) -> PopulationRun:
+def bitstring_datasets(rows: Mapping[str, int], bound: int | None) -> dict[str, int]:
+    """The datasets whose positions a run may aggregate as bitstrings: all, if at most ``bound`` result rows
+    of one bitstring per version row each fit ``BITSTRING_BUDGET``; none if the rows are unbounded (``None``)."""
+    if bound is None:
+        return {}
+    return {name: count for name, count in rows.items() if bound * _bits(count) // 8 <= BITSTRING_BUDGET}
+
+
+def _bits(rows: int) -> int:
+    """A bitstring's width for a version of ``rows`` rows: whole containers, so that its bytes split into them."""
+    return max(1, -(-rows // CONTAINER_BITS)) * CONTAINER_BITS
+
+
+def population_sql(sql: str, rows_are_units: Collection[str] = frozenset(), bitstrings: Mapping[str, int] | None = None) -> PopulationRun:
     """``sql`` with each ``__units_<i>`` count replaced by a list of what it counts.
 
     ``COUNT(DISTINCT u)`` becomes ``LIST(DISTINCT u)`` of the non-null ``u``. ``COUNT(*)`` becomes
     ``LIST`` of the rows' ``UNIT_INDEX``, and only over a dataset named in ``rows_are_units`` (every
     row a different unit, none missing): elsewhere a count of rows names no unit, and such a plan is
-    refused here rather than audited wrongly.
+    refused here rather than audited wrongly. Over a dataset in ``bitstrings`` (name: its row count;
+    ``bitstring_datasets`` chooses them) it becomes a ``bitstring_agg`` of the positions instead.
     """
+    bitstrings = bitstrings or {}
     tree = sqlglot.parse_one(sql, dialect="duckdb")
     found, indexed = 0, {}
     for alias in list(tree.find_all(exp.Alias)):
@@ -73,7 +98,7 @@ def population_sql(sql: str, rows_are_units: Collection[str] = frozenset()) -> P
         if not isinstance(count, exp.Count):
             continue  # a reference to the count, e.g. an outer SELECT passing it on
         if isinstance(count.this, exp.Star):
-            indexed[alias.alias] = _list_rows(alias, rows_are_units)
+            indexed[alias.alias] = _list_rows(alias, rows_are_units, bitstrings)
             found += 1
             continue
         if not isinstance(count.this, exp.Distinct):
@@ -84,10 +109,10 @@ def population_sql(sql: str, rows_are_units: Collection[str] = frozenset()) -> P
         found += 1
     if not found:
         raise ValueError("the plan counts no privacy units")
-    return PopulationRun(tree.sql(dialect="duckdb"), indexed)
+    return PopulationRun(tree.sql(dialect="duckdb"), indexed, frozenset(column for column, name in indexed.items() if name in bitstrings))
 
 
-def _list_rows(alias: exp.Alias, rows_are_units: Collection[str]) -> str:
+def _list_rows(alias: exp.Alias, rows_are_units: Collection[str], bitstrings: Mapping[str, int]) -> str:
     """Make ``COUNT(*) AS "__units_<i>"`` list its rows' ``UNIT_INDEX`` (passed through a derived table); its dataset."""
     select = alias.find_ancestor(exp.Select)
     assert select is not None
@@ -102,7 +127,11 @@ def _list_rows(alias: exp.Alias, rows_are_units: Collection[str]) -> str:
     if isinstance(item, exp.Subquery):
         item.this.append("expressions", exp.alias_(position, UNIT_INDEX, quoted=True))
         position = exp.column(UNIT_INDEX, table=item.alias_or_name, quoted=True)
-    alias.set("this", exp.Anonymous(this="list", expressions=[position]))
+    if base.name in bitstrings:
+        last = exp.Literal.number(_bits(bitstrings[base.name]) - 1)
+        alias.set("this", exp.Anonymous(this="bitstring_agg", expressions=[position, exp.Literal.number(0), last]))
+    else:
+        alias.set("this", exp.Anonymous(this="list", expressions=[position]))
     return str(base.name)
 
 
@@ -135,20 +164,65 @@ def split(raw: pa.Table, dictionaries: Mapping[str, pa.Array | None]) -> tuple[p
     """The population run's table with unit counts in place of the lists, and each unit column's populations per row.
 
     ``dictionaries`` maps each ``__units_<i>`` column to the dictionary of the dataset it counts, or
-    to ``None`` where the column lists row positions (``UNIT_INDEX``), which are the indices already.
+    to ``None`` where the column lists row positions (``UNIT_INDEX``), which are the indices already,
+    as a list or as a bitstring (a binary column, ``PopulationRun.bitstrings``).
     """
     populations: dict[str, list[BitMap]] = {}
     for name, dictionary in dictionaries.items():
-        lists = raw.column(name).combine_chunks()
-        values = lists.values if dictionary is None else pc.index_in(lists.values, value_set=dictionary)
-        if values.null_count:
-            raise ValueError(f"{name} names a unit that is not in its dataset version")
-        indices = values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
-        offsets, valid = lists.offsets.to_numpy(), lists.is_valid().to_numpy(zero_copy_only=False)
-        populations[name] = [_bitmap(indices[offsets[i] : offsets[i + 1]] if valid[i] else indices[:0]) for i in range(len(lists))]
+        if pa.types.is_binary(raw.schema.field(name).type):
+            if dictionary is not None:
+                raise ValueError(f"{name} is a bitstring of row positions, which need no dictionary")
+            populations[name] = [BitMap() if bits is None else _bitstring_bitmap(bits) for bits in raw.column(name).to_pylist()]
+        else:
+            populations[name] = _listed(raw.column(name).combine_chunks(), dictionary, name)
         counts = pa.array([len(population) for population in populations[name]], pa.int64())
         raw = raw.set_column(raw.schema.get_field_index(name), name, counts)
     return raw, populations
+
+
+def _listed(lists: pa.ListArray, dictionary: pa.Array | None, name: str) -> list[BitMap]:
+    """Each row's bitmap of a list column: of its positions (``dictionary`` ``None``), or its units' indices in ``dictionary``."""
+    values = lists.values if dictionary is None else pc.index_in(lists.values, value_set=dictionary)
+    if values.null_count:
+        raise ValueError(f"{name} names a unit that is not in its dataset version")
+    indices = values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+    offsets, valid = lists.offsets.to_numpy(), lists.is_valid().to_numpy(zero_copy_only=False)
+    return [_bitmap(indices[offsets[i] : offsets[i + 1]] if valid[i] else indices[:0]) for i in range(len(lists))]
+
+
+_REVERSED = np.array([int(f"{byte:08b}"[::-1], 2) for byte in range(256)], dtype=np.uint8)
+_SERIAL_COOKIE_NO_RUNCONTAINER = 12346  # the portable format's first word where no container is a run container
+_ARRAY_MAX = 4096  # a container of at most this many values is an array of them, else a 65,536-bit bitset
+
+
+def _bitstring_bitmap(bits: bytes) -> BitMap:
+    """The bitmap of the positions set in a DuckDB bitstring of whole containers, built as the portable roaring format.
+
+    DuckDB's BIT value is one byte counting its padding bits (none here: ``_bits`` makes whole
+    containers) and then the bits, first position in the first byte's highest bit. Reversing each
+    byte's bits puts position ``8k + b`` at bit ``b`` of byte ``k``, so each 8 KiB block read as
+    little-endian 64-bit words is exactly a roaring bitset container. The format (RoaringFormatSpec,
+    the one ``BitMap.serialize`` writes and ``deserialize`` checks): the cookie and the number of
+    containers; each container's key (upper 16 bits) and cardinality - 1; each container's byte
+    offset; then the containers, bitsets as they are, the sparse ones as sorted 16-bit arrays.
+    """
+    if not bits or bits[0] != 0 or (len(bits) - 1) % (CONTAINER_BITS // 8):
+        raise ValueError("a population bitstring must cover whole containers")
+    words = _REVERSED[np.frombuffer(bits, dtype=np.uint8, offset=1)].view("<u8").reshape(-1, CONTAINER_BITS // 64)
+    cardinalities = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    keys = np.flatnonzero(cardinalities)
+    bodies = [
+        words[key].tobytes()
+        if cardinalities[key] > _ARRAY_MAX
+        else np.flatnonzero(np.unpackbits(words[key].view(np.uint8), bitorder="little")).astype("<u2").tobytes()
+        for key in keys
+    ]
+    descriptions = np.empty(2 * len(keys), dtype="<u2")
+    descriptions[0::2], descriptions[1::2] = keys, cardinalities[keys] - 1
+    start = 8 + 8 * len(keys)  # cookie and count, then a description and an offset per container
+    offsets = start + np.concatenate(([0], np.cumsum([len(body) for body in bodies], dtype=np.int64)))[:-1]
+    header = np.array([_SERIAL_COOKIE_NO_RUNCONTAINER, len(keys)], dtype="<u4").tobytes() + descriptions.tobytes()
+    return BitMap.deserialize(header + offsets.astype("<u4").tobytes() + b"".join(bodies))
 
 
 def _bitmap(indices: np.ndarray) -> BitMap:

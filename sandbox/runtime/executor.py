@@ -11,6 +11,7 @@ earlier release of the version (``sandbox.runtime.audited``) before anything lea
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -27,7 +28,7 @@ from jobs.engine import Engine, QueryInterrupted
 from jobs.he import AggregatePlan, HEPlan, ScorePlan
 from jobs.he import run_aggregate as he_aggregate
 from jobs.keys import KeyLayout, complete, hide
-from jobs.population import by_version, population_sql, query_unit_datasets, split, unit_dictionary, with_unit_index
+from jobs.population import bitstring_datasets, by_version, population_sql, query_unit_datasets, split, unit_dictionary, with_unit_index
 from jobs.query import OutputKind, QueryPlan
 from jobs.query.keys import layout as query_layout
 from jobs.released import Released, form
@@ -117,10 +118,12 @@ class _Run:
 
     def _query(self, plan: QueryPlan) -> Outcome:
         datasets = query_unit_datasets(plan.sql)
-        raw, populations = self._counted(plan.executable_sql, dict(zip(plan.unit_columns, datasets, strict=True)))
+        layout = query_layout(plan, self.engine, self.tables)
+        counted = dict(zip(plan.unit_columns, datasets, strict=True))
+        raw, populations = self._counted(plan.executable_sql, counted, _row_bound(layout.domains))
         self.stage(JobStage.OUTPUT_CONTROL, 0.8)
         outs = [Output(o.name, o.aggregate, o.argument) for o in plan.outputs if o.kind is OutputKind.AGGREGATE and o.aggregate is not None]
-        raw, layout, populations = _completed(raw, query_layout(plan, self.engine, self.tables), outs, populations)
+        raw, layout, populations = _completed(raw, layout, outs, populations)
         controlled = control(raw, outs, plan.unit_columns, self.policy.disclosure)
         self.stage(JobStage.RELEASE, 0.95)
         release = decide(controlled, [], [o.name for o in outs], self.policy)
@@ -130,17 +133,19 @@ class _Run:
             release.status, release.reason, Verdict.of(release.summary), raw, released, _kept(populations, release.rows, position)
         )
 
-    def _counted(self, sql: str, datasets: Mapping[str, str]) -> tuple[pa.Table, dict[str, list[Any]]]:
+    def _counted(self, sql: str, datasets: Mapping[str, str], bound: int | None) -> tuple[pa.Table, dict[str, list[Any]]]:
         """The plan's table and, on real data, each row's population per dataset version (one run computes both).
 
         ``datasets`` maps each ``__units_<i>`` column to the dataset it counts. A dry run's mock rows
         are nobody: it runs the plan as it is and audits nothing. Where the plan counts rows of a
         version whose every row is a different unit, the run lists the rows' positions, which are
-        their units' indices (``jobs.population``); elsewhere it lists distinct units.
+        their units' indices (``jobs.population``), as bitstrings where at most ``bound`` rows of them
+        fit the budget; elsewhere it lists distinct units.
         """
         if self.definition.mock:
             return self.engine.run(sql, self.tables, self.interrupt), {}
-        run = population_sql(sql, frozenset(name for name in datasets.values() if self.definition.dataset(name).unique_units))
+        rows_are_units = frozenset(name for name in datasets.values() if self.definition.dataset(name).unique_units)
+        run = population_sql(sql, rows_are_units, bitstring_datasets({name: self.tables[name].num_rows for name in rows_are_units}, bound))
         dictionaries = {
             column: None if column in run.indexed else unit_dictionary(self.tables[name], self.definition.dataset(name).schema.privacy_unit)
             for column, name in datasets.items()
@@ -174,7 +179,8 @@ class _Run:
     def _stats(self, plan: StatsPlan) -> Outcome:
         populations: dict[str, list[Any]] = {}
         if plan.model is None and plan.sql is not None:  # a table: its cells are audited like a query's
-            raw, populations = self._counted(plan.sql, dict.fromkeys(plan.unit_columns, plan.dataset))
+            bound = None if plan.key_domains is None else _row_bound(plan.key_domains)
+            raw, populations = self._counted(plan.sql, dict.fromkeys(plan.unit_columns, plan.dataset), bound)
             result = StatsResult(
                 raw, plan.outputs, plan.unit_columns, plan.dimensions, None, {}, key_domains=plan.key_domains, arguments=plan.arguments
             )
@@ -314,6 +320,17 @@ def with_margins(table: pa.Table, result: StatsResult) -> pa.Table:
 def _stats_columns(table: pa.Table, result: StatsResult) -> list[dict[str, str]]:
     kinds = dict.fromkeys(result.dimensions, "group_key") | {"total_over": "margin"} | {name: "aggregate" for name, _ in result.outputs}
     return [{"name": n, "kind": kinds.get(n, "aggregate"), "type": str(table.schema.field(n).type)} for n in table.column_names]
+
+
+def _row_bound(domains: Sequence[Sequence[Any] | None]) -> int | None:
+    """At most how many rows a plan grouped by keys of these declared domains gives (``None``: any number).
+
+    Ingest keeps every value in its declared domain, so a key takes a declared value, NULL, or (in a
+    margin) none: ``len(domain) + 2`` ways each, and a row is one way per key.
+    """
+    if any(domain is None for domain in domains):
+        return None
+    return math.prod(len(domain) + 2 for domain in domains if domain is not None)
 
 
 def _kept(populations: Mapping[str, list[Any]], rows: list[int], position: Mapping[int, int]) -> tuple[Populations, ...]:

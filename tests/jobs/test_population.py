@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pyroaring import BitMap
 
 from jobs.engine import DuckDBEngine
 from jobs.population import (
+    BITSTRING_BUDGET,
+    CONTAINER_BITS,
+    _bitstring_bitmap,
+    bitstring_datasets,
     by_version,
     group_populations,
     population_sql,
@@ -47,10 +54,14 @@ def indices(table: pa.Table, pids: list[int]) -> BitMap:
     return BitMap([dictionary.index(p) for p in pids])
 
 
-def run(sql: str, tables: dict[str, pa.Table], datasets: dict[str, str]) -> tuple[pa.Table, dict[str, list[BitMap]]]:
-    """The population run as the executor makes it: row positions where a plan counts rows of a table of distinct units."""
+def run(
+    sql: str, tables: dict[str, pa.Table], datasets: dict[str, str], *, bitstrings: bool = False
+) -> tuple[pa.Table, dict[str, list[BitMap]]]:
+    """The population run as the executor makes it: row positions where a plan counts rows of a table of distinct units
+    (as bitstrings if ``bitstrings``, as lists if not)."""
     unique = frozenset(name for name, table in tables.items() if pc.count_distinct(table.column("pid")).as_py() == table.num_rows)
-    population = population_sql(sql, unique)
+    population = population_sql(sql, unique, {name: tables[name].num_rows for name in unique} if bitstrings else None)
+    assert population.bitstrings == (frozenset(population.indexed) if bitstrings else frozenset())
     dictionaries = {
         column: None if column in population.indexed else unit_dictionary(tables[name], "pid") for column, name in datasets.items()
     }
@@ -130,14 +141,16 @@ PER_ROW = [
 ]
 
 
+@pytest.mark.parametrize("bitstrings", [False, True], ids=["lists", "bitstrings"])
 @pytest.mark.parametrize("sql", PER_ROW)
-def test_rows_of_distinct_units_give_the_populations_and_values_of_distinct_counting(sql: str) -> None:
-    """The per-row plan's run (row positions) and the distinct plan's run (units through the dictionary) agree row by row (both ordered)."""
+def test_rows_of_distinct_units_give_the_populations_and_values_of_distinct_counting(sql: str, bitstrings: bool) -> None:
+    """The per-row plan's run (row positions, listed or as bitstrings) and the distinct plan's run (units through the
+    dictionary) agree row by row (both ordered)."""
     table = {"pums": distinct_people()}
     per_row, distinct = validate(sql, POLICY, SCHEMAS, frozenset({"pums"})), validate(sql, POLICY, SCHEMAS)
     assert "COUNT(DISTINCT" not in per_row.executable_sql
     assert population_sql(per_row.executable_sql, frozenset({"pums"})).indexed == dict.fromkeys(per_row.unit_columns, "pums")
-    raw, populations = run(per_row.executable_sql, table, dict.fromkeys(per_row.unit_columns, "pums"))
+    raw, populations = run(per_row.executable_sql, table, dict.fromkeys(per_row.unit_columns, "pums"), bitstrings=bitstrings)
     _, expected = split(
         DuckDBEngine().run(population_sql(distinct.executable_sql).sql, table), {"__units_0": unit_dictionary(table["pums"], "pid")}
     )
@@ -160,3 +173,55 @@ def test_a_row_position_is_its_units_index() -> None:
 def test_he_groups_populations_from_row_codes() -> None:
     index, units = np.array([0, 1, 0, 1, 2]), np.array([0, 1, 2, -1, 1])
     assert group_populations(index, units, 3) == [BitMap([0, 2]), BitMap([1]), BitMap([1])]
+
+
+def _engine_bitstring(positions: list[int], bits: int) -> bytes:
+    """DuckDB's own bitstring of ``positions`` over ``bits`` bits, as a population run aggregates it."""
+    con = duckdb.connect()
+    try:
+        con.register("positions", pa.table({"p": pa.array(positions, pa.uint32())}))
+        value = con.sql(f"SELECT bitstring_agg(p, 0, {bits - 1}) AS b FROM positions").to_arrow_table().column("b")[0].as_py()  # noqa: S608 - an int
+    finally:
+        con.close()
+    assert isinstance(value, bytes)
+    return value
+
+
+WIDTH = 3 * CONTAINER_BITS
+
+
+@given(st.sets(st.integers(0, WIDTH - 1), min_size=1, max_size=300))
+def test_a_bitstring_becomes_the_bitmap_of_its_set_positions(positions: set[int]) -> None:
+    assert _bitstring_bitmap(_engine_bitstring(sorted(positions), WIDTH)) == BitMap(positions)
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        pytest.param(list(range(4096)), id="array_at_its_largest"),
+        pytest.param(list(range(4097)), id="bitset_at_its_smallest"),
+        pytest.param(list(range(CONTAINER_BITS)), id="full_container"),
+        pytest.param([CONTAINER_BITS - 1, CONTAINER_BITS, WIDTH - 1], id="container_edges"),
+        pytest.param([*range(0, WIDTH, 3), 1], id="dense_everywhere"),
+        pytest.param([*range(CONTAINER_BITS, CONTAINER_BITS + 5000), 2 * CONTAINER_BITS + 7], id="bitset_beside_array"),
+    ],
+)
+def test_bitstrings_make_array_and_bitset_containers_alike(positions: list[int]) -> None:
+    bitmap = _bitstring_bitmap(_engine_bitstring(positions, WIDTH))
+    assert bitmap == BitMap(positions)
+    assert BitMap.deserialize(bitmap.serialize()) == bitmap  # a well-formed bitmap: it survives the store's round trip
+    assert len(bitmap) == len(set(positions))
+
+
+def test_a_bitstring_that_is_not_whole_containers_is_refused() -> None:
+    with pytest.raises(ValueError, match="whole containers"):
+        _bitstring_bitmap(_engine_bitstring([0, 5], 20))
+
+
+def test_bitstrings_are_chosen_only_for_rows_bounded_within_the_budget() -> None:
+    rows = {"small": 1_000, "large": 10_000_000}
+    assert bitstring_datasets(rows, None) == {}  # unbounded rows: one bitstring per row could be any size
+    assert bitstring_datasets(rows, 8) == rows  # e.g. one key of six declared values
+    per_large = 10_027_008 // 8  # 10M rows round up to 153 whole containers
+    assert bitstring_datasets(rows, BITSTRING_BUDGET // per_large) == rows
+    assert bitstring_datasets(rows, BITSTRING_BUDGET // per_large + 1) == {"small": 1_000}

@@ -8,16 +8,21 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from flask import Flask
+from pyroaring import BitMap
 
+import jobs.population
+import sandbox.runtime.executor
 from core.values import JobStage, JobStatus
 from jobs.engine import DuckDBEngine
+from jobs.population import PopulationRun
 from jobs.query import QueryPlan
 from policies.model import Policy
 from policies.rules import CellStatus
 from sandbox.app import instance_of
 from sandbox.models import DatasetVersion, Grant, GrantPolicy, Job
-from sandbox.runtime.definition import JobDefinition, Outcome, Verdict
+from sandbox.runtime.definition import JobDefinition, Outcome, Populations, Verdict
 from sandbox.runtime.executor import DRY_RUN, Executor
 from sandbox.runtime.services import DatabaseServices
 from sandbox.runtime.worker import definition_of
@@ -79,12 +84,28 @@ def test_a_dry_run_and_a_real_run_of_one_plan_release_the_same_form(app: Flask, 
     assert dry.verdict == real.verdict
 
 
+@pytest.mark.parametrize(
+    ("sql", "bitstrings"),
+    [
+        pytest.param(RACE_SQL, True, id="declared_keys_bitstrings"),  # race's six declared values bound the rows
+        pytest.param("SELECT age, COUNT(*) AS n FROM pums GROUP BY age ORDER BY age", False, id="undeclared_key_lists"),
+    ],
+)
 def test_a_query_over_rows_of_distinct_units_audits_the_populations_distinct_counting_gives(
-    app: Flask, world: World, approved: str
+    app: Flask, world: World, approved: str, sql: str, bitstrings: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PUMS has one row per person: the worker's plan counts rows, its population run lists row positions,
-    and each released row's population is the one the plan counting units distinctly names."""
-    definition, versions, grant_id = _definition(app, world, approved)
+    """PUMS has one row per person: the worker's plan counts rows, its population run lists row positions
+    (or sets them in bitstrings, where the keys' declared values bound the rows), and each released row's
+    population is the one the plan counting units distinctly names."""
+    forms: list[frozenset[str]] = []
+
+    def population_sql(*args: Any) -> PopulationRun:
+        run = jobs.population.population_sql(*args)
+        forms.append(run.bitstrings)
+        return run
+
+    monkeypatch.setattr(sandbox.runtime.executor, "population_sql", population_sql)
+    definition, versions, grant_id = _definition(app, world, approved, sql)
     assert all(ref.unique_units for ref in definition.datasets)
     assert isinstance(definition.plan, QueryPlan)
     assert "COUNT(DISTINCT" not in definition.plan.executable_sql
@@ -99,8 +120,14 @@ def test_a_query_over_rows_of_distinct_units_audits_the_populations_distinct_cou
         Executor(DuckDBEngine()).run(d, tables, DatabaseServices(instance, d, grant_id, "test"), _no_stages) for d in (definition, distinct)
     ]
     assert runs[0].populations
-    assert runs[0].populations == runs[1].populations
+    assert [_contents(p) for p in runs[0].populations] == [_contents(p) for p in runs[1].populations]
     assert runs[0].released == runs[1].released
+    assert [bool(form) for form in forms] == [bitstrings, False]  # the distinct plan lists units either way
+
+
+def _contents(populations: Populations) -> tuple[str, dict[int, BitMap]]:
+    """Populations by their members (a bitmap's bytes depend on how it was built: arrays, bitsets or runs)."""
+    return populations.version_id, {row: BitMap.deserialize(bitmap) for row, bitmap in populations.bitmaps.items()}
 
 
 def test_a_verdict_becomes_json_in_one_place() -> None:
