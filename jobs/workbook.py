@@ -18,10 +18,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-import openpyxl
 import pyarrow as pa
-from openpyxl.utils.exceptions import InvalidFileException
-from openpyxl.xml.functions import iterparse  # the parser openpyxl reads the same XML with
 
 from core.errors import UploadTooLarge, ValidationFailed
 from jobs.bounded import IngestLimits
@@ -40,6 +37,9 @@ def _refused(message: str) -> ValidationFailed:
 def read_xlsx(data: bytes, limits: IngestLimits, sheet: str | None = None) -> pa.Table:
     """The first sheet of the workbook (or ``sheet``) as a table of its header row and values."""
     _check_archive(data, limits)
+    import openpyxl  # noqa: PLC0415 - workbooks only: a worker or web process starts without openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException  # noqa: PLC0415 - workbooks only: a worker or web process starts without openpyxl
+
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError):
@@ -77,6 +77,8 @@ def _check_merged(data: bytes, worksheet: Any) -> None:
     Read-only worksheets do not parse ``<mergeCells>``, so the sheet's XML part is streamed once more
     here, keeping no element: openpyxl's ``_worksheet_path`` says which part it is.
     """
+    from openpyxl.xml.functions import iterparse  # noqa: PLC0415 - workbooks only: a worker or web process starts without openpyxl
+
     merged: list[str] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open(worksheet._worksheet_path) as source:
         for _, element in iterparse(source):

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import statsmodels  # type: ignore[import-untyped]
-import statsmodels.formula  # type: ignore[import-untyped]
+import statsmodels  # type: ignore[import-untyped]  # the package alone: its version, no submodule
 from patsy import EvalEnvironment, PatsyError  # type: ignore[import-untyped]
 from patsy.desc import ModelDesc  # type: ignore[import-untyped]
 from patsy.parse_formula import parse_formula  # type: ignore[import-untyped]
@@ -182,8 +181,11 @@ def _column(name: str, schema: DatasetSchema) -> str:
 def patsy_evaluates() -> bool:
     """Whether statsmodels evaluates formulas with patsy, whose parse was checked here.
 
-    statsmodels 0.15 can switch to formulaic (``SM_FORMULA_ENGINE``); 0.14 knows patsy only.
+    statsmodels 0.15 can switch to formulaic (``SM_FORMULA_ENGINE``); 0.14 knows patsy only. Asked
+    when a model is fitted, which imports statsmodels' formulas anyway (``models._fit_and_tabulate``).
     """
+    import statsmodels.formula  # type: ignore[import-untyped]  # noqa: PLC0415 - fitting only: see the docstring
+
     options = getattr(statsmodels.formula, "options", None)
     return options is None or options.formula_engine == "patsy"
 

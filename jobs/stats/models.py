@@ -33,9 +33,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import statsmodels.formula.api as smf  # type: ignore[import-untyped]
 from sqlglot import exp
-from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning  # type: ignore[import-untyped]
 
 from core.errors import InternalError, ValidationFailed
 from core.text import a
@@ -50,7 +48,6 @@ from policies.model import Aggregate, Disclosure
 MODEL_OUTPUTS: tuple[tuple[str, Aggregate], ...] = tuple(
     (name, Aggregate.AVG) for name in ("coef", "std_err", "stat", "p_value", "ci_low", "ci_high")
 )
-_DISCLOSIVE_WARNINGS = (ConvergenceWarning, PerfectSeparationWarning, HessianInversionWarning)
 
 
 def plan_model(spec: OlsSpec | LogitSpec, scope: Scope) -> StatsPlan:
@@ -157,11 +154,22 @@ def run_model(plan: StatsPlan, tables: Mapping[str, pa.Table], engine: Engine, s
     if isinstance(released, str):
         return _refused(plan, released)
     for warning in caught:
-        if issubclass(warning.category, _DISCLOSIVE_WARNINGS):
+        if issubclass(warning.category, _disclosive_warnings()):
             return _refused(plan, f"the fit is not reliable ({warning.category.__name__}): it may reveal individual outcomes")
     table, summary = released
     summary["units"] = float(smallest[len(model.groups) - 1])
     return StatsResult(table, plan.outputs, plan.unit_columns, plan.dimensions, None, summary)
+
+
+def _disclosive_warnings() -> tuple[type[Warning], ...]:
+    """statsmodels' warnings that a fit may reveal individual outcomes (imported with the fitting, see ``_fit_and_tabulate``)."""
+    from statsmodels.tools.sm_exceptions import (  # type: ignore[import-untyped]  # noqa: PLC0415 - fitting only: see the docstring
+        ConvergenceWarning,
+        HessianInversionWarning,
+        PerfectSeparationWarning,
+    )
+
+    return ConvergenceWarning, PerfectSeparationWarning, HessianInversionWarning
 
 
 def _cell_refusal(model: ModelPlan, smallest: Mapping[int, int], settings: Disclosure) -> str | None:
@@ -186,7 +194,13 @@ def _fit_and_tabulate(
     The formula runs in a namespace holding numpy and nothing else (patsy adds its C() and I()).
     A failure's reason names its type only, never its message (which may quote data); estimates
     that are not finite (a perfect fit, log of zero) are refused too.
+
+    statsmodels is imported here, by the process that fits: planning needs none of it, and importing
+    it (with scipy.stats and formulaic) costs seconds of CPU that a worker or web process would
+    otherwise pay at every start. The job children's forkserver preloads it (``sandbox.runtime.child``).
     """
+    import statsmodels.formula.api as smf  # type: ignore[import-untyped]  # noqa: PLC0415 - fitting only: see the docstring
+
     try:
         if model.kind == "ols":
             fitted = smf.ols(model.formula, data=frame, eval_env=formula_namespace()).fit()

@@ -72,6 +72,7 @@ PRELOAD = [
     "pandas",
     "scipy.optimize",
     "statsmodels.api",
+    "statsmodels.formula.api",  # imported where a model is fitted (jobs.stats.models), so not by the child module itself
     "opendp.prelude",
     "sandbox.runtime.child",  # and with it the executor, jobs.* and policies.*
 ]

@@ -142,3 +142,19 @@ def test_the_worker_module_imports_no_flask() -> None:
     code = "import sandbox.runtime.worker, sandbox.runtime.executor, sys; assert 'flask' not in sys.modules, 'flask imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_worker_starts_without_the_fitting_and_workbook_libraries_its_job_children_have_preloaded() -> None:
+    """statsmodels' formulas (with scipy.stats and formulaic) and openpyxl cost a worker seconds of CPU at each start:
+    they are imported where a model is fitted or a workbook read, and the job children's forkserver preloads the former."""
+    heavy = ["statsmodels.formula.api", "statsmodels.tools.sm_exceptions", "scipy.stats", "formulaic", "openpyxl"]
+    code = (
+        "import importlib, sys, sandbox.runtime.worker\n"
+        f"heavy = {heavy!r}\n"
+        "assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
+        "from sandbox.runtime.child import PRELOAD\n"
+        "for name in PRELOAD: importlib.import_module(name)\n"
+        "assert not [m for m in heavy[:4] if m not in sys.modules], [m for m in heavy[:4] if m not in sys.modules]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
