@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -112,6 +112,11 @@ class OutOfMemory(RunFailed):
     code = "memory_limit"
 
 
+def job_niceness() -> int:
+    """The niceness of job children started from this process: its own, lowered by ``JOB_NICENESS``."""
+    return min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICENESS, 19)
+
+
 @dataclass(frozen=True)
 class ChildLimits:
     """What the child sets on itself before it reads anything."""
@@ -119,6 +124,7 @@ class ChildLimits:
     memory_bytes: int  # RLIMIT_AS
     cpu_seconds: int  # RLIMIT_CPU (soft; the hard limit is CPU_GRACE_SECONDS later)
     engine_mb: int | None = None  # JOB_MEMORY_MB: DuckDB's working memory, at most a quarter of RLIMIT_AS
+    niceness: int = field(default_factory=job_niceness)  # the caller's, lowered by JOB_NICENESS
 
     @property
     def duckdb_mb(self) -> int:
@@ -128,9 +134,20 @@ class ChildLimits:
 
 @functools.cache
 def forkserver() -> ForkServerContext:
-    """The process-wide forkserver context; the server itself starts (and preloads) on the first run."""
+    """The process-wide forkserver context, its server started now at the job children's priority.
+
+    The server imports PRELOAD as it starts -- seconds of CPU at every worker or web process start --
+    so it yields the CPU like the job children it forks (which inherit its niceness). A server that
+    died is started again by the next child's start, at our priority; each child lowers its own.
+    """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)  # CPython's own record of the server it started
+    if pid is not None:
+        with contextlib.suppress(OSError):  # it exited already: the first child's start says why
+            os.setpriority(os.PRIO_PROCESS, pid, job_niceness())
     return context
 
 
@@ -281,9 +298,9 @@ def child_main(conn: Connection, limits: ChildLimits, caller: int) -> None:
     # the service (a service manager stopping it) must not kill the job the worker is finishing.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setpriority(os.PRIO_PROCESS, 0, max(limits.niceness, os.getpriority(os.PRIO_PROCESS, 0)))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))
-    os.nice(JOB_NICENESS)
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + CPU_GRACE_SECONDS))  # the last step
     reply: tuple[Any, ...]
     try:
         definition, sources = conn.recv()
