@@ -99,7 +99,7 @@ def _tokens(path: Path) -> dict[str, str]:
     script = f"set -eu; source {shlex.quote(str(path))}; env"
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]})
     pairs = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    return {name: pairs[name] for name in ("ADMIN", "STEWARD", "ANALYST", "AUDITOR")}
+    return {name: pairs[name] for name in ("ADMIN", "STEWARD", "ANALYST", "AUDITOR", "AUDITOR2")}
 
 
 def _wait_until_serving(api: str, process: subprocess.Popen[bytes], log: Path) -> None:

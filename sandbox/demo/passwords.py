@@ -4,7 +4,7 @@ Like the demo tokens (``sandbox.demo.tokens``): ``python -m sandbox init --demo`
 the file (mode 0600, the one place the passwords exist in clear; the database keeps argon2 hashes),
 and a password read back from it is kept as long as it still signs its person in; a missing or edited
 one is replaced by a new random password. Each demo person signs in with their demo name as login
-(``admin``, ``steward``, ``analyst``, ``auditor``). A real deployment sets passwords only through the
+(``admin``, ``steward``, ``analyst``, ``auditor``, ``auditor2``). A real deployment sets passwords only through the
 admin's one-time links (``POST /api/v1/users/{id}/password-link``).
 """
 

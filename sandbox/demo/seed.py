@@ -35,7 +35,8 @@ ORGS = [
     ("Example Bank 示例银行", OrgKind.ENTERPRISE),
     ("City Audit Office 市审计局", OrgKind.AUDIT),
 ]
-USERS = [("steward", 0, Role.STEWARD), ("analyst", 1, Role.ANALYST), ("auditor", 2, Role.AUDITOR)]
+# Two auditors: a script job's outputs need two independent reviewers (the README's script tour).
+USERS = [("steward", 0, Role.STEWARD), ("analyst", 1, Role.ANALYST), ("auditor", 2, Role.AUDITOR), ("auditor2", 2, Role.AUDITOR)]
 
 PUMS_META: dict[str, Any] = {
     "name": "pums",
@@ -88,7 +89,7 @@ PUMS_POLICY = Policy(
         }
     },
     aggregates=frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.AVG}),
-    job_kinds=frozenset({JobKind.QUERY, JobKind.STATS}),
+    job_kinds=frozenset({JobKind.QUERY, JobKind.STATS, JobKind.SCRIPT}),  # scripts: every output held for two auditors
 )
 
 # The synthetic enterprise tax records (``sandbox.demo.tax``): Chinese names end to end.
@@ -151,5 +152,6 @@ def _grant(db: Database, ledger: Ledger, analyst: Principal, steward: Principal,
         existing = select(Grant.id).join(GrantDataset, GrantDataset.grant_id == Grant.id)
         if session.scalar(existing.where(Grant.org_id == analyst.org_id, GrantDataset.dataset_id == dataset.id)) is not None:
             return
-        grant = grants.request_grant(session, ledger, analyst, [dataset.id], scenario, {"job_kinds": ["query", "stats"]})
+        kinds = sorted(kind.value for kind in policy.job_kinds)
+        grant = grants.request_grant(session, ledger, analyst, [dataset.id], scenario, {"job_kinds": kinds})
         grants.approve(session, ledger, steward, grant.id, policy, datetime.now(UTC) + timedelta(days=365))

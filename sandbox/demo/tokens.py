@@ -29,7 +29,7 @@ from sandbox.service.ledger import Ledger
 
 FILE_NAME = "demo-tokens.env"
 # The demo user's name -> the variable the tour uses. Order is the file's order.
-VARIABLES = {"admin": "ADMIN", "steward": "STEWARD", "analyst": "ANALYST", "auditor": "AUDITOR"}
+VARIABLES = {"admin": "ADMIN", "steward": "STEWARD", "analyst": "ANALYST", "auditor": "AUDITOR", "auditor2": "AUDITOR2"}
 
 
 def path_in(instance_path: str | Path) -> Path:
@@ -47,7 +47,7 @@ def read_exports(path: Path, suffix: str) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    line_of = re.compile(rf"^export ([A-Z]+){re.escape(suffix)}=(.+)$")
+    line_of = re.compile(rf"^export ([A-Z][A-Z0-9]*){re.escape(suffix)}=(.+)$")
     names = {variable: name for name, variable in VARIABLES.items()}
     found: dict[str, str] = {}
     for line in text.splitlines():

@@ -119,7 +119,7 @@ def _stage(request: Request, declared: dict[str, str]) -> None:
     size = sum(len(data) for data in request.inputs.values()) + len(request.code.encode()) + 2**20
     _mount("tmpfs", WORK, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0755")
     for folder in ("in", "job", "out", "rt"):
-        (WORK / folder).mkdir(mode=0o755)
+        _reachable_folder(WORK / folder)
     for name, data in request.inputs.items():
         (WORK / "in" / f"{name}.parquet").write_bytes(data)
     (WORK / "job" / "script.py").write_text(request.code, encoding="utf-8")
@@ -130,9 +130,15 @@ def _stage(request: Request, declared: dict[str, str]) -> None:
     _mount("tmpfs", WORK / "out", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
     for name, source in _runtime().items():
         target = WORK / "rt" / name
-        target.mkdir(mode=0o755)
+        _reachable_folder(target)
         _mount(str(source), target, None, MS_BIND | MS_REC)
         _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _reachable_folder(path: Path) -> None:
+    """A folder the sandbox's uid may traverse, whatever the umask the service runs with (``scripts/run.sh`` sets 077)."""
+    path.mkdir()
+    path.chmod(0o755)
 
 
 def _json(outputs: object, declared: dict[str, str]) -> str:

@@ -71,6 +71,18 @@ def test_a_script_reads_its_data_and_emits_its_outputs() -> None:
     assert b'"columns":["sex","income"]' in done.outputs["by_sex"]
 
 
+def test_a_script_runs_under_the_private_umask_the_service_runs_with() -> None:
+    """``scripts/run.sh`` (``make run``) serves with umask 077 for its own files: the run's folders must stay reachable
+    by the sandbox's uid regardless (they were made 0700, and bubblewrap could not bind the runtime)."""
+    before = os.umask(0o077)
+    try:
+        done = script('import sandbox_io\nsandbox_io.emit("note", "rows: %d" % len(sandbox_io.read("pums")))', {"note": "text"})
+    finally:
+        os.umask(before)
+    assert done.succeeded, done
+    assert done.outputs["note"] == b"rows: 4"
+
+
 def test_a_script_fits_a_scikit_learn_model_in_the_pinned_runtime_not_the_services_venv() -> None:
     done = script(
         """

@@ -36,9 +36,9 @@ def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
 def _tokens_file(tmp_path: Path) -> dict[str, str]:
     """The demo tokens as a shell that sources the file sees them."""
     path = tmp_path / "instance" / "demo-tokens.env"
-    script = f'set -eu; source {shlex.quote(str(path))}; printf \'%s\\n\' "$ADMIN" "$STEWARD" "$ANALYST" "$AUDITOR"'
+    script = f'set -eu; source {shlex.quote(str(path))}; printf \'%s\\n\' "$ADMIN" "$STEWARD" "$ANALYST" "$AUDITOR" "$AUDITOR2"'
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]})
-    return dict(zip(["admin", "steward", "analyst", "auditor"], done.stdout.split(), strict=True))
+    return dict(zip(["admin", "steward", "analyst", "auditor", "auditor2"], done.stdout.split(), strict=True))
 
 
 def _me(app: Flask, token: str) -> int:
@@ -56,7 +56,7 @@ def test_init_demo_twice_does_not_duplicate(tmp_path: Path, database_url: str) -
     app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url})
     with get_db_of(app).sessions() as session:
         assert session.scalar(select(func.count()).select_from(Org)) == 4
-        assert session.scalar(select(func.count()).select_from(User)) == 4
+        assert session.scalar(select(func.count()).select_from(User)) == 5  # the admin, a steward, an analyst, two auditors
         assert session.scalar(select(func.count()).select_from(Dataset)) == 4  # pums, teacher_survey, persons, 企业纳税
         assert session.scalar(select(func.count()).select_from(Grant)) == 3  # on pums, persons (scoring) and 企业纳税
         assert session.scalar(select(func.count()).select_from(LedgerEvent)) > 0
@@ -84,7 +84,7 @@ def test_init_demo_writes_a_private_tokens_file_that_stays_valid(tmp_path: Path,
         response = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200, name
         roles[name] = response.json["role"]
-    assert roles == {"admin": "admin", "steward": "steward", "analyst": "analyst", "auditor": "auditor"}
+    assert roles == {"admin": "admin", "steward": "steward", "analyst": "analyst", "auditor": "auditor", "auditor2": "auditor"}
     get_db_of(app).engine.dispose()
 
 
