@@ -263,3 +263,12 @@ def test_a_refused_stats_spec_names_the_rule_and_column(analyst: FlaskClient, gr
     assert 'data-field="column">pums.income<' in page
     empty = post(analyst, f"/grants/{grant_id}/stats?op=crosstab&dataset=pums", {"action": "dry_run"})
     assert "<dt><code>index</code></dt>" in page_text(empty, status=400)
+
+
+def test_the_analysts_pages_have_no_inline_script_or_style(analyst: FlaskClient, grant_id: str) -> None:
+    for path in ("/grants", f"/grants/{grant_id}/query", f"/grants/{grant_id}/stats?op=pivot"):
+        page = page_text(analyst.get(path))
+        assert re.findall(r"<script(?![^>]*\bsrc=)", page) == []
+        assert "<style" not in page
+        assert " style=" not in page
+        assert re.findall(r"<[^>]+\son[a-z]+=", page) == []
