@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -74,6 +74,7 @@ class Cell:
     value: Any  # None when withheld, whatever the row holds
     marks: tuple[Mark, ...] = ()
     detail: str | None = None  # the API's own note on this cell (English), e.g. a DP noise scale
+    bound: float | None = None  # a noised cell's error bound (95%), from the result's DP summary
 
     @property
     def withheld(self) -> bool:
@@ -112,15 +113,35 @@ def result_table(result: ResultOut | DryRunOut) -> ResultTable:
             rounded = rounded or note.get("rule") == "rounding"
         else:
             by_cell[(int(note["row"]), str(note["column"]))] = note
+    bounds = _error_bounds(result.summary)
     rows = []
     for index, row in enumerate(result.rows):
         cells = []
         for column in result.columns:
             note = by_cell.get((index, column.name))
-            cells.append(_cell(row.get(column.name), note, rounded and is_number(column)))
+            cell = _cell(row.get(column.name), note, rounded and is_number(column))
+            if Mark.NOISED in cell.marks:
+                cell = replace(cell, bound=_bound(bounds, column.name, index))
+            cells.append(cell)
         rows.append(cells)
     used = {mark for row in rows for cell in row for mark in cell.marks}
     return ResultTable(list(result.columns), rows, [m for m in Mark if m in used], table_notes, isinstance(result, DryRunOut))
+
+
+def _error_bounds(summary: dict[str, Any]) -> dict[str, Any]:
+    """A DP result's per-cell errors (``summary.dp.errors``: column -> one ``{scale, bound95}`` per row)."""
+    dp = summary.get("dp")
+    errors = dp.get("errors") if isinstance(dp, dict) else None
+    return errors if isinstance(errors, dict) else {}
+
+
+def _bound(bounds: dict[str, Any], column: str, row: int) -> float | None:
+    """The cell's 95% error bound, in the value's units (a quantile's bound is in ranks: none shown)."""
+    found = bounds.get(column)
+    if not isinstance(found, list) or row >= len(found) or not isinstance(found[row], dict):
+        return None
+    value = found[row].get("bound95")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _cell(value: Any, note: dict[str, Any] | None, rounded: bool) -> Cell:
@@ -177,8 +198,12 @@ def _safe_text(value: Any) -> Any:
 
 
 def _marks_text(table: ResultTable, row: list[Cell]) -> str:
-    marked = [(column.name, cell.marks) for column, cell in zip(table.columns, row, strict=True) if cell.marks]
-    return "; ".join(f"{name}: {', '.join(str(MARK_NAMES[mark]) for mark in marks)}" for name, marks in marked)
+    marked = [(column.name, cell) for column, cell in zip(table.columns, row, strict=True) if cell.marks]
+    return "; ".join(f"{name}: {', '.join(str(MARK_NAMES[mark]) for mark in cell.marks)}{_bound_text(cell)}" for name, cell in marked)
+
+
+def _bound_text(cell: Cell) -> str:
+    return "" if cell.bound is None else f" ±{cell.bound:g}"
 
 
 def csv_bytes(table: ResultTable) -> bytes:

@@ -203,3 +203,24 @@ def test_a_text_cell_never_becomes_a_formula(app: Flask, formula: str) -> None:
     assert lines[1][0] == "'" + formula
     assert sheet["A2"].data_type == "s"
     assert sheet["A2"].value == "'" + formula
+
+
+def test_a_dp_results_cells_are_marked_noised_with_the_apis_error_bound(
+    app: Flask, world: World, analyst: FlaskClient, grant: dict[str, Any]
+) -> None:
+    dp = {"epsilon_total": 1.0, "epsilon_per_job": 1.0, "delta_total": 0.0, "max_rows_per_unit": 1}
+    approve(world, grant["id"], {"columns": {"pums": {"race": "dimension"}}, "aggregates": ["count"], "job_kinds": ["query"], "dp": dp})
+    response = submit(world, grant["id"], RACE_SQL, epsilon=0.5)
+    assert response.status_code == 202, response.json
+    run_worker(app)
+    api = world.client.get(f"{API}/jobs/{response.json['id']}/result", headers=auth(world.analyst)).json
+    page = text(analyst.get(f"/jobs/{response.json['id']}?lang=en"))
+    noised = re.findall(r'<td class="num marked" data-mark="noised" title="([^"]*)">', page)
+    assert len(noised) == len(api["rows"]) == 6  # every cell of the declared domain, none withheld
+    assert noised == [note["reason"].replace("<", "&lt;").replace(">", "&gt;") for note in api["notes"] if note["rule"] == "dp"]
+    bounds = [f"±{error['bound95']:,.3f}".rstrip("0").rstrip(".") for error in api["summary"]["dp"]["errors"]["n"]]
+    assert re.findall(r'data-field="bound">([^<]*)<', page) == bounds
+    assert "Noised: differential-privacy noise was added" in page
+    assert 'data-withheld="0"' in page
+    lines = list(csv.reader(io.StringIO(analyst.get(f"/jobs/{response.json['id']}/result.csv?lang=en").get_data(as_text=True))))
+    assert [line[-1] for line in lines[1:7]] == [f"n: noised ±{error['bound95']:g}" for error in api["summary"]["dp"]["errors"]["n"]]
