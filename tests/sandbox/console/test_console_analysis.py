@@ -100,8 +100,9 @@ def test_the_analysts_pages_refuse_other_roles(app: Flask, people: People, grant
     for path in ("/grants", f"/grants/{grant_id}/query", f"/grants/{grant_id}/stats"):
         assert client.get(path).status_code == 403, path
     token = csrf_of(client, "/catalogue")
-    response = client.post(f"/grants/{grant_id}/query", data={"csrf_token": token, "sql": RACE_SQL, "action": "submit"})
-    assert response.status_code == 403
+    for path in (f"/grants/{grant_id}/query", f"/grants/{grant_id}/query/check", f"/grants/{grant_id}/stats"):
+        response = client.post(path, data={"csrf_token": token, "sql": RACE_SQL, "index": "race", "action": "submit"})
+        assert response.status_code == 403, path
 
 
 # --- the SQL editor -----------------------------------------------------------------------------------

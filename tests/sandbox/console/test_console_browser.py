@@ -217,6 +217,7 @@ def test_the_demo_analyst_queries_and_sees_a_chart_with_withheld_cells(browser: 
     cancel_queued_jobs(demo)
     context, page, requested, problems = signed_in_page(browser, demo, language)
     assert page.locator("meter").count() == 0  # the demo grants have no dp
+    page.screenshot(path=str(ARTIFACTS / f"grants-{language}.png"), full_page=True)
 
     # The SQL editor of the PUMS grant: the policy's verdict as one types, from the keyboard.
     page.locator("section.grant", has_text="pums").locator("a[href$='/query']").click()
