@@ -6,7 +6,9 @@ hash to it. Nothing else is vendored, so a changed or added library shows here f
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,17 @@ def test_echarts_keeps_its_notice_and_its_chinese_and_english_locales() -> None:
     script = (folder / "echarts.min.js").read_text(encoding="utf-8")
     assert '"ZH"' in script
     assert '"EN"' in script
+
+
+def test_every_file_the_console_serves_is_packaged() -> None:
+    """An installed package has what the checkout serves: each template, static file and catalogue matches
+    a ``package-data`` pattern of ``pyproject.toml`` (a new kind of file needs its pattern)."""
+    console = VENDOR.parents[1]
+    config = tomllib.loads((console.parents[1] / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["sandbox.console"]
+    files = [
+        p.relative_to(console) for folder in ("templates", "static", "translations") for p in (console / folder).rglob("*") if p.is_file()
+    ]
+    assert len(files) > 20
+    unpackaged = [str(f) for f in files if not any(fnmatch.fnmatchcase(str(f), pattern) and f.match(pattern) for pattern in patterns)]
+    assert unpackaged == []
