@@ -224,3 +224,15 @@ def test_a_dp_results_cells_are_marked_noised_with_the_apis_error_bound(
     assert 'data-withheld="0"' in page
     lines = list(csv.reader(io.StringIO(analyst.get(f"/jobs/{response.json['id']}/result.csv?lang=en").get_data(as_text=True))))
     assert [line[-1] for line in lines[1:7]] == [f"n: noised ±{error['bound95']:g}" for error in api["summary"]["dp"]["errors"]["n"]]
+
+
+def test_a_dry_runs_cell_flagged_for_review_keeps_its_mock_value_and_is_marked(app: Flask) -> None:
+    note = {"row": 0, "column": "n", "status": "review", "rule": "dominance", "reason": "a few units dominate this cell"}
+    result = crafted([note], [{"g": "a", "n": 40}], [("g", "group_key", "string"), ("n", "aggregate", "int64")])
+    with app.test_request_context("/?lang=en"):
+        table = results.result_table(result)
+    cell = table.rows[0][1]
+    assert cell.value == 40
+    assert cell.marks == (results.Mark.FLAGGED,)
+    assert cell.detail == "a few units dominate this cell"
+    assert table.marks == [results.Mark.FLAGGED]
