@@ -18,7 +18,7 @@ from flask_babel import Babel, format_datetime, format_decimal
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from core.values import ColumnRole, ColumnType, JobKind, JobStatus, Role
+from core.values import ColumnRole, ColumnType, JobKind, JobStatus, OrgKind, Role
 from sandbox.console.signin import safe_next
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}  # each language's name in itself, as switches show them
@@ -62,12 +62,19 @@ JOB_KIND_LABELS = {
     JobKind.SCRIPT: _l("script"),
     JobKind.HE: _l("homomorphic"),
 }
+ORG_KIND_LABELS = {
+    OrgKind.OPERATOR: _l("operator"),
+    OrgKind.BUREAU: _l("data bureau"),
+    OrgKind.ENTERPRISE: _l("enterprise"),
+    OrgKind.AUDIT: _l("audit office"),
+}
 LABELS: dict[str, Mapping[Any, Any]] = {
     "status": STATUS_LABELS,
     "role": ROLE_LABELS,
     "column_role": COLUMN_ROLE_LABELS,
     "column_type": COLUMN_TYPE_LABELS,
     "job_kind": JOB_KIND_LABELS,
+    "org_kind": ORG_KIND_LABELS,
 }
 
 
