@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from sandbox.app import instance_of
 from sandbox.db import get_db_of
-from sandbox.models import Review
+from sandbox.models import Job, Review
 from sandbox.runtime.worker import Worker
 from tests.conftest import PUMS_POLICY, World, auth, make_user, request_grant
 from tests.sandbox.access_requests import approve_body, job_body
@@ -111,9 +111,12 @@ def test_two_auditors_release_and_the_same_one_cannot_decide_twice(
     assert "根据双人审核规则，须由另一位审核人决定" in again.get_data(as_text=True)
     assert [r.decision for r in reviews_of(app, held)] == ["release"]
 
+    (item,) = world.client.get(f"{API}/reviews", headers=auth(world.auditor)).json["items"]
+    assert [(d["reviewer_name"], d["decision"], d["reason"]) for d in item["decisions"]] == [("auditor", "release", REASON)]
     other = text_of(second_auditor, f"/reviews/{held}")
-    assert 'data-decision="release"' in other  # a query job's review is not blinded
+    assert 'data-decision="release"' in other  # a query job's review is not blinded: the page shows what the API shows
     assert REASON in other
+    assert "已有 1 人决定，共需 2 人" in text_of(second_auditor, "/reviews")
     assert decide(second_auditor, held).status_code == 302
     assert status_of(world, held) == "released"
     assert "任务当前状态：已发布" in text_of(second_auditor, "/reviews")
@@ -181,3 +184,26 @@ def test_other_roles_may_not_open_the_queue_or_decide(app: Flask, world: World, 
     assert client.get(f"/reviews/{held}").status_code == 403
     assert decide(client, held).status_code == 403
     assert reviews_of(app, held) == []
+
+
+def test_a_blinded_review_shows_who_decided_but_not_what(
+    app: Flask, world: World, auditor: FlaskClient, second_auditor: FlaskClient, held: str
+) -> None:
+    """A held job marked as a script's (no script runtime needed): its review is blinded, in the API and in the page."""
+    with get_db_of(app).writing() as session:
+        job = session.get(Job, held)
+        assert job is not None
+        job.kind = "script"
+    secret_reason = "REASON-OF-THE-FIRST: race 5 is one person"
+    assert decide(auditor, held, decision="reject", reason=secret_reason).status_code == 302
+    assert status_of(world, held) == "held"  # a decision does not end a blinded review by itself
+    (item,) = world.client.get(f"{API}/reviews", headers=auth(world.auditor)).json["items"]
+    assert item["blinded"] is True
+    assert [(d["reviewer_name"], d["decision"], d["reason"]) for d in item["decisions"]] == [("auditor", None, None)]
+    page = text_of(second_auditor, f"/reviews/{held}")
+    assert 'data-decision="blinded"' in page
+    assert "审核完成前不显示" in page
+    assert "脚本任务采用盲审" in page
+    assert secret_reason not in page
+    assert decide(second_auditor, held).status_code == 302
+    assert status_of(world, held) == "rejected"  # complete: any rejection rejects
