@@ -209,3 +209,25 @@ def test_only_auditors_open_the_ledger(app: Flask, people: People, role: str) ->
     client = signed_in_client(app, getattr(people, role))
     assert client.get("/ledger").status_code == 403
     assert client.get("/ledger/export").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        pytest.param("not json", "not JSON", id="not-json"),
+        pytest.param("[]", "format sandbox-ledger-segment-v1", id="not-an-object"),
+        pytest.param('{"format": "other"}', "format sandbox-ledger-segment-v1", id="other-format"),
+        pytest.param('{"format": "sandbox-ledger-segment-v1", "events": [], "checkpoints": []}', "no Ed25519 public key", id="no-key"),
+        pytest.param(
+            '{"format": "sandbox-ledger-segment-v1", "events": {}, "checkpoints": [], "public_key_pem": "PEM"}',
+            "no Ed25519 public key",
+            id="bad-key",
+        ),
+    ],
+)
+def test_verify_export_refuses_what_is_not_an_export(tmp_path: Path, content: str, says: str) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(main, ["audit", "verify-export", str(path)])
+    assert result.exit_code == 1
+    assert says in result.output
