@@ -52,6 +52,7 @@ def register(bp: Blueprint) -> None:
             form = {name: request.form.get(name, "").strip() for name in form}
             try:
                 created = admin_api.new_user(person, _parsed(UserIn, form))
+                form = dict.fromkeys(form, "")  # an empty form again: sent twice, it would make a second user
             except NotFound:
                 error = _("Choose an organisation from the list.")
             except BadRequest as exc:

@@ -67,6 +67,7 @@ def test_a_new_users_token_is_shown_once_and_works(world: World, admin: FlaskCli
     response = post(admin, "/admin/users", name="New Analyst", org_id=world.ids["bank"], role="analyst")
     assert response.status_code == 201
     token = shown_secret(response.get_data(as_text=True), "new-token")
+    assert 'value="New Analyst"' not in response.get_data(as_text=True)  # the form is empty again
     me = world.client.get(f"{API}/me", headers=auth(token)).json
     assert (me["name"], me["role"], me["org_id"]) == ("New Analyst", "analyst", world.ids["bank"])
     listed = text_of(admin, "/admin/users")
