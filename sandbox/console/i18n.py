@@ -18,7 +18,7 @@ from flask_babel import Babel, format_datetime, format_decimal
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from core.values import ColumnRole, ColumnType, GrantStatus, JobKind, JobStatus, Role
+from core.values import ColumnRole, ColumnType, GrantStatus, JobKind, JobStatus, OrgKind, Role
 from policies.model import ColumnUse
 from sandbox.console.signin import safe_next
 
@@ -77,6 +77,12 @@ COLUMN_USE_LABELS = {
     ColumnUse.MEASURE: _l("measure (inside aggregates)"),
     ColumnUse.PLAIN: _l("plain (may be output)"),
 }
+ORG_KIND_LABELS = {
+    OrgKind.OPERATOR: _l("operator"),
+    OrgKind.BUREAU: _l("data bureau"),
+    OrgKind.ENTERPRISE: _l("enterprise"),
+    OrgKind.AUDIT: _l("audit office"),
+}
 LABELS: dict[str, Mapping[Any, Any]] = {
     "status": STATUS_LABELS,
     "role": ROLE_LABELS,
@@ -85,6 +91,7 @@ LABELS: dict[str, Mapping[Any, Any]] = {
     "job_kind": JOB_KIND_LABELS,
     "grant_status": GRANT_STATUS_LABELS,
     "column_use": COLUMN_USE_LABELS,
+    "org_kind": ORG_KIND_LABELS,
 }
 
 

@@ -27,6 +27,7 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def people(app: Flask, world: World) -> People:
+    """Every person of the world with a console password."""
     return give_everyone_passwords(app, world)
 
 

@@ -5,7 +5,9 @@ One browser for the module. The demo instance is made by ``python -m sandbox ini
 from ``demo-passwords.env``, from the keyboard, and browses the catalogue (an htmx search, a
 dataset's page) and their jobs in Chinese and in English; then, in each language, opens the SQL editor of
 the PUMS grant, sees the policy's verdict as they type, submits, watches the job until a worker releases
-it, sees the chart with its withheld cells marked, and downloads the CSV. Every request the pages make is recorded:
+it, sees the chart with its withheld cells marked, and downloads the CSV. Two auditors (the demo's, in Chinese, and a
+second one given a password through the admin's link, in English) each release a job held for two
+reviewers; the job is released and the ledger page's verify badge is green. Every request the pages make is recorded:
 none may leave the site, and the browser must report no Content-Security-Policy violation (so htmx
 works without inline script). Screenshots go to ``test-artifacts/console/`` (gitignored; another
 folder through ``SANDBOX_TEST_ARTIFACTS``).
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "url": f"http://127.0.0.1:{server.server_port}",
             "password": demo_passwords.read(demo_passwords.path_in(instance))["analyst"],
             "token": demo_tokens.read(demo_tokens.path_in(instance))["analyst"],
+            "passwords": demo_passwords.read(demo_passwords.path_in(instance)),
+            "tokens": demo_tokens.read(demo_tokens.path_in(instance)),
         }
     finally:
         server.shutdown()
@@ -261,4 +266,106 @@ def test_the_demo_analyst_queries_and_sees_a_chart_with_withheld_cells(browser: 
     outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
     assert outside == [], f"requests that left the site: {outside}"
     assert any(url.endswith("/static/vendor/echarts-6.1.0/echarts.min.js") for url in requested)
+    assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
+
+
+def api(demo: dict[str, Any], who: str, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {demo['tokens'][who]}"}
+    response = requests.request(method, f"{demo['url']}/api/v1{path}", headers=headers, timeout=30, **kwargs)
+    assert response.status_code < 300, (path, response.status_code, response.text)
+    return response.json()
+
+
+def held_for_two(demo: dict[str, Any]) -> str:
+    """A query job of the demo analyst on a new grant whose policy holds every output for two reviewers, run to ``held``."""
+    grants = api(demo, "analyst", "GET", "/grants")["items"]
+    policy = next(g for g in grants if g["status"] == "approved" and "pums" in g["datasets"])["policy"]
+    pums = next(d for d in api(demo, "analyst", "GET", "/datasets")["items"] if d["name"] == "pums")
+    scenario = "Browser test: income by race, reviewed by two auditors."
+    asked = {"dataset_ids": [pums["id"]], "scenario": scenario, "requested": {"job_kinds": ["query"]}}
+    grant = api(demo, "analyst", "POST", "/grants", json=asked)
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    reviewed = policy | {"release_mode": "always_review", "reviewers": 2, "job_kinds": ["query"]}
+    api(demo, "steward", "POST", f"/grants/{grant['id']}/approve", json={"policy": reviewed, "expires_at": expires})
+    for queued in api(demo, "analyst", "GET", "/jobs", params={"status": "queued"})["items"]:
+        api(demo, "analyst", "POST", f"/jobs/{queued['id']}/cancel")  # only this job runs (the release audit weighs earlier releases)
+    spec = {"sql": "SELECT race, COUNT(*) AS n FROM pums GROUP BY race"}
+    job = api(demo, "analyst", "POST", "/jobs", json={"grant_id": grant["id"], "kind": "query", "spec": spec})
+    Worker(instance_of(demo["app"])).run(once=True)
+    assert api(demo, "auditor", "GET", f"/jobs/{job['id']}")["status"] == "held"
+    return str(job["id"])
+
+
+def second_auditor(demo: dict[str, Any]) -> str:
+    """Another auditor of the demo's audit office, with a password set through the admin's one-time link; their password."""
+    audit = next(o for o in api(demo, "admin", "GET", "/orgs")["items"] if o["kind"] == "audit")
+    user = api(demo, "admin", "POST", "/users", json={"name": "Second Auditor 第二审核人", "org_id": audit["id"], "role": "auditor"})
+    link = api(demo, "admin", "POST", f"/users/{user['id']}/password-link", json={"login": "auditor2"})["url"]
+    password = "browser test password " + user["id"][:8]
+    with requests.Session() as browserless:
+        form = browserless.get(link, timeout=30).text
+        csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        data = {"csrf_token": csrf, "password": password, "again": password}
+        assert browserless.post(link, data=data, timeout=30, allow_redirects=False).status_code == 302
+    return password
+
+
+def sign_in_and_release(page: Any, demo: dict[str, Any], login: str, password: str, job_id: str, lang: str) -> None:
+    """Sign in as ``login`` from the keyboard, open the held job from the home page and the queue, and release it."""
+    page.goto(f"{demo['url']}/sign-in")
+    if lang == "en":  # the language form: a cookie for the pages to come
+        page.click("button[name=lang][value=en]")
+        page.wait_for_url(demo["url"] + "/sign-in")
+        assert page.locator("html").get_attribute("lang") == "en"
+    page.keyboard.type(login)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(demo["url"] + "/")
+    page.click("main a[href='/reviews']")
+    page.wait_for_url(demo["url"] + "/reviews")
+    page.click(f"a[href='/reviews/{job_id}']")
+    page.wait_for_url(f"{demo['url']}/reviews/{job_id}")
+    expect(page.locator("#proposed")).to_be_visible()
+    expect(page.locator("#raw")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / f"review-{lang}.png"), full_page=True)
+    page.check("input[name=decision][value=release]")
+    page.fill("#reason", "aggregates by race of many persons")
+    page.click("form.decision button[type=submit]")
+    page.wait_for_url(demo["url"] + "/reviews")
+
+
+def test_two_auditors_release_a_held_job_and_the_ledger_verifies_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    job_id = held_for_two(demo)
+    password = second_auditor(demo)
+    requested: list[str] = []
+    problems: list[str] = []
+
+    for login, secret, lang in (("auditor", demo["passwords"]["auditor"], "zh_CN"), ("auditor2", password, "en")):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN" if lang == "zh_CN" else "en")
+        context.set_default_timeout(TIMEOUT_MS)
+        context.on("request", lambda request: requested.append(request.url))
+        page = context.new_page()
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        sign_in_and_release(page, demo, login, secret, job_id, lang)
+        notice = page.locator("p.notice").inner_text()
+        if login == "auditor":
+            assert "您的决定已记录" in notice
+            assert api(demo, "auditor", "GET", f"/jobs/{job_id}")["status"] == "held"  # one of two
+            page.goto(f"{demo['url']}/reviews/{job_id}")
+            expect(page.locator("#decided-already")).to_be_visible()  # nobody decides twice
+        else:
+            assert "Your decision is recorded" in notice
+            assert api(demo, "auditor", "GET", f"/jobs/{job_id}")["status"] == "released"
+        page.click("header nav a[href='/ledger']")
+        page.wait_for_url(demo["url"] + "/ledger")
+        expect(page.locator('[data-verified="ok"]')).to_be_visible()
+        assert page.locator('[data-verified="ok"]').inner_text() == ("校验通过" if lang == "zh_CN" else "Verified")
+        page.screenshot(path=str(ARTIFACTS / f"ledger-{lang}.png"), full_page=True)
+        context.close()
+
+    outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
+    assert outside == [], f"requests that left the site: {outside}"
     assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
