@@ -297,10 +297,11 @@ def held_for_two(demo: dict[str, Any]) -> str:
 
 
 def second_auditor(demo: dict[str, Any]) -> str:
-    """Another auditor of the demo's audit office, with a password set through the admin's one-time link; their password."""
+    """A new auditor of the demo's audit office (besides the demo's auditor2), with a password set through the
+    admin's one-time link; their password."""
     audit = next(o for o in api(demo, "admin", "GET", "/orgs")["items"] if o["kind"] == "audit")
     user = api(demo, "admin", "POST", "/users", json={"name": "Second Auditor 第二审核人", "org_id": audit["id"], "role": "auditor"})
-    link = api(demo, "admin", "POST", f"/users/{user['id']}/password-link", json={"login": "auditor2"})["url"]
+    link = api(demo, "admin", "POST", f"/users/{user['id']}/password-link", json={"login": "newauditor"})["url"]
     password = "browser test password " + user["id"][:8]
     with requests.Session() as browserless:
         form = browserless.get(link, timeout=30).text
@@ -342,7 +343,7 @@ def test_two_auditors_release_a_held_job_and_the_ledger_verifies_in_both_languag
     requested: list[str] = []
     problems: list[str] = []
 
-    for login, secret, lang in (("auditor", demo["passwords"]["auditor"], "zh_CN"), ("auditor2", password, "en")):
+    for login, secret, lang in (("auditor", demo["passwords"]["auditor"], "zh_CN"), ("newauditor", password, "en")):
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN" if lang == "zh_CN" else "en")
         context.set_default_timeout(TIMEOUT_MS)
         context.on("request", lambda request: requested.append(request.url))
