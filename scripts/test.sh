@@ -39,7 +39,7 @@ fi
 sqlite_rc=0
 echo "==> tests on SQLite (default database)"
 started=$SECONDS
-.venv/bin/python -m pytest -q -n 2 "${extra_args[@]}" || sqlite_rc=$?
+.venv/bin/python -m pytest -q -n 2 --dist worksteal "${extra_args[@]}" || sqlite_rc=$?
 took="SQLite $((SECONDS - started)) s"
 
 # Only the tests that use the database run again (tests/conftest.py deselects the others).
@@ -48,7 +48,7 @@ if [[ -n $pg_url ]]; then
     echo "==> tests on PostgreSQL ($pg_url): the tests that use the database"
     started=$SECONDS
     SANDBOX_TEST_DATABASE_URL=$pg_url \
-        .venv/bin/python -m pytest -q -n 2 -m "not sqlite_only" "${extra_args[@]}" || pg_rc=$?
+        .venv/bin/python -m pytest -q -n 2 --dist worksteal -m "not sqlite_only" "${extra_args[@]}" || pg_rc=$?
     took="$took, PostgreSQL $((SECONDS - started)) s"
 fi
 echo "test.sh: the suite took $took" >&2

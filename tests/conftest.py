@@ -2,6 +2,11 @@
 
 SQLite by default. With ``SANDBOX_TEST_DATABASE_URL`` pointing at a PostgreSQL server (``make test``
 starts one), every test gets its own database cloned from a migrated template.
+
+A test that uses ``world`` gets a copy of an instance initialised once per test process, with the
+world's organisations and users already made through the API (``world_snapshot``): its instance folder
+copied, its database copied (SQLite) or cloned from it (PostgreSQL). Each test still has an instance of
+its own; only the identical set-up is done once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,32 +80,95 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     admin.dispose()
 
 
-@pytest.fixture
-def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
-    if PG_URL is None:
-        target = tmp_path / "instance" / "sandbox.db"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(database_template, target)
-        yield f"sqlite:///{target}"
-        return
-    name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
+def pg_database_url(name: str) -> str:
+    assert PG_URL is not None
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def pg_clone(template: str, prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database copied from ``template`` (nobody may be connected to it), dropped afterwards."""
+    assert PG_URL is not None
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}" STRATEGY FILE_COPY'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def app_config(tmp_path: Path, database_url: str, **overrides: Any) -> dict[str, Any]:
     return {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "TESTING": True, **overrides}
 
 
+@dataclass(frozen=True)
+class WorldSnapshot:
+    """An initialised instance holding the world, to copy from: its folder, its database, the world made in it.
+
+    ``database`` is the SQLite file inside ``instance`` or the PostgreSQL database to clone (a template
+    nobody stays connected to). ``world.client`` belongs to the snapshot's app: ``world`` swaps in the test's.
+    """
+
+    instance: Path
+    database: str
+    world: World
+
+
+@pytest.fixture(scope="session")
+def world_snapshot(database_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorldSnapshot]:
+    """The ``app`` and ``world`` fixtures' work, done once per test process: ``initialise`` then ``make_world``."""
+    root = tmp_path_factory.mktemp("world")
+    instance = root / "instance"
+    instance.mkdir()
+    with ExitStack() as stack:
+        if PG_URL is None:
+            database = str(instance / "sandbox.db")
+            shutil.copy(database_template, database)
+            url = f"sqlite:///{database}"
+        else:
+            database = stack.enter_context(pg_clone(database_template, "sandbox_world"))
+            url = pg_database_url(database)
+        app = create_app(app_config(root, url))
+        app.config["ADMIN_TOKEN"] = setup.initialise(app).admin_token
+        world = make_world(app, app.test_client())
+        get_db_of(app).engine.dispose()  # SQLite: the file is complete (WAL checkpointed); PostgreSQL: clonable
+        yield WorldSnapshot(instance, database, world)
+
+
+def uses_world(request: pytest.FixtureRequest) -> bool:
+    """Whether the test uses ``world`` (directly or through another fixture): its instance is then the snapshot's copy."""
+    return "world" in request.fixturenames
+
+
 @pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+def database_url(request: pytest.FixtureRequest, database_template: str, tmp_path: Path) -> Iterator[str]:
+    instance = tmp_path / "instance"
+    snapshot: WorldSnapshot | None = request.getfixturevalue("world_snapshot") if uses_world(request) else None
+    if snapshot is not None:
+        shutil.copytree(snapshot.instance, instance)  # SQLite: the database file with it
+    else:
+        instance.mkdir(parents=True, exist_ok=True)
+    if PG_URL is None:
+        target = instance / "sandbox.db"
+        if snapshot is None:
+            shutil.copy(database_template, target)
+        yield f"sqlite:///{target}"
+        return
+    with pg_clone(database_template if snapshot is None else snapshot.database, "sandbox_test") as name:
+        yield pg_database_url(name)
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Iterator[Flask]:
     app = create_app(app_config(tmp_path, database_url))
-    app.config["ADMIN_TOKEN"] = setup.initialise(app).admin_token
+    if uses_world(request):  # a copy of the snapshot: initialised, its admin token known
+        app.config["ADMIN_TOKEN"] = request.getfixturevalue("world_snapshot").world.admin
+    else:
+        app.config["ADMIN_TOKEN"] = setup.initialise(app).admin_token
     yield app
     get_db_of(app).engine.dispose()
 
@@ -154,8 +223,10 @@ def make_user(client: FlaskClient, admin: str, org_id: str, role: str, name: str
 
 
 @pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    return make_world(app, client)
+def world(world_snapshot: WorldSnapshot, app: Flask, client: FlaskClient) -> World:
+    """The organisations and users of ``make_world``, made once in ``world_snapshot``: ``app`` is a copy of it."""
+    assert app.config["ADMIN_TOKEN"] == world_snapshot.world.admin, "request `world` statically: `app` copies the snapshot only then"
+    return replace(world_snapshot.world, client=client)
 
 
 def make_world(app: Flask, client: FlaskClient) -> World:
