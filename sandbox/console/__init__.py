@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_wtf.csrf import CSRFProtect
 
-from sandbox.console import catalogue, headers, i18n, jobs, pages, signin
+from sandbox.console import catalogue, consent_lists, grant_queue, headers, i18n, jobs, onboarding, pages, signin
 
 TEMPLATES = "templates"
 STATIC = "static"
@@ -27,7 +27,7 @@ def init_app(app: Flask) -> None:
     # CSRF check (which protects cookie sessions) does not apply to it.
     csrf.exempt(app.blueprints["api"])
     bp = Blueprint("console", __name__, template_folder=TEMPLATES, static_folder=STATIC, static_url_path="/static")
-    for module in (pages, signin, i18n, catalogue, jobs):
+    for module in (pages, signin, i18n, catalogue, jobs, onboarding, grant_queue, consent_lists):
         module.register(bp)
     pages.register_errors(bp)
     app.register_blueprint(bp)

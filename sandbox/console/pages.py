@@ -56,5 +56,6 @@ def _error(status: int, message: str | None) -> tuple[str, int]:
         403: _("Your role may not open this page."),
         404: _("There is no such page, or it is not yours to see."),
         405: _("This page does not accept that kind of request."),
+        413: _("The file or form is larger than this site accepts."),
     }
     return render_template("error.html", status=status, message=message or texts.get(status, _("Something went wrong."))), status

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import pytest
 from argon2 import PasswordHasher
+from flask import Flask
 
-from sandbox.service import people
+from sandbox.service import people as people_service
+from tests.conftest import World
+from tests.sandbox.console.kit import People, give_everyone_passwords
 
 
 @pytest.fixture(autouse=True)
 def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(people, "_hasher", lambda: cheap)
-    monkeypatch.setattr(people, "_dummy_hash", lambda: cheap.hash("no password matches this"))
+    monkeypatch.setattr(people_service, "_hasher", lambda: cheap)
+    monkeypatch.setattr(people_service, "_dummy_hash", lambda: cheap.hash("no password matches this"))
+
+
+@pytest.fixture
+def people(app: Flask, world: World) -> People:
+    """Every person of the world with a console password."""
+    return give_everyone_passwords(app, world)
