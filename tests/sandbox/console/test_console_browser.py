@@ -78,6 +78,19 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def watched(browser: Any, height: int) -> tuple[Any, Any, list[str], list[str]]:
+    """A Chinese browser context and its page, with every URL it requests and every error it reports recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": height}, locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return context, page, requested, problems
+
+
 def submit_a_job(demo: dict[str, Any]) -> str:
     """A job of the demo analyst through the API (no worker runs: it stays queued)."""
     headers = {"Authorization": f"Bearer {demo['token']}"}
@@ -94,14 +107,7 @@ def submit_a_job(demo: dict[str, Any]) -> str:
 def test_the_demo_analyst_browses_the_catalogue_and_jobs_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     job_id = submit_a_job(demo)
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
-    context.set_default_timeout(TIMEOUT_MS)
-    requested: list[str] = []
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    context, page, requested, problems = watched(browser, 860)
 
     # Signing in, from the keyboard: the login field has the focus, Tab moves on, Enter submits.
     page.goto(demo["url"] + "/")
@@ -217,14 +223,7 @@ def onboard_and_approve(page: Any, demo: dict[str, Any], name: str, texts: dict[
 
 def test_the_demo_steward_onboards_a_table_and_approves_a_grant_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    context.set_default_timeout(TIMEOUT_MS)
-    requested: list[str] = []
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    context, page, requested, problems = watched(browser, 900)
 
     page.goto(demo["url"] + "/")
     page.keyboard.type("steward")
