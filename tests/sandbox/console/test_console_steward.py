@@ -448,3 +448,12 @@ def test_the_stewards_home_points_to_the_stewards_pages(steward: FlaskClient) ->
     home = text_of(steward, "/").split('<main id="main">', 1)[1]
     assert re.findall(r'<li><a href="([^"]+)"', home) == ["/steward/datasets/new", "/steward/datasets", "/steward/grants"]
     assert "尚未建成" not in home
+
+
+@pytest.mark.parametrize("path", ["/steward/datasets", "/steward/datasets/new", "/steward/grants", "/steward/grants/{grant}"])
+def test_the_steward_pages_speak_english_on_request(steward: FlaskClient, requested: dict[str, Any], path: str) -> None:
+    page = text_of(steward, path.format(grant=requested["id"]) + "?lang=en")
+    assert '<html lang="en">' in page
+    assert re.search(r"(Our datasets|Put a new dataset on the shelf|Grant requests|Grant request of)", page)
+    for chinese in ("本单位数据集", "授权申请", "上架", "策略", "驳回"):
+        assert chinese not in page

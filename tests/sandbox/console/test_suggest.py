@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from core.errors import ValidationFailed
@@ -70,3 +74,13 @@ def test_an_unreadable_file_is_refused_without_its_content() -> None:
     with pytest.raises(ValidationFailed, match="file") as raised:
         suggest.sample("t.parquet", b"PAR1 not really PAR1", LIMITS)
     assert "not really" not in str(raised.value)
+
+
+def test_a_parquet_file_is_sampled_from_its_first_rows() -> None:
+    table = pa.table({"手机号码": ["13812345678"] * 2_000, "amount": [float(i) for i in range(2_000)]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    columns = suggest.sample("t.parquet", sink.getvalue(), LIMITS)
+    assert {name: len(values) for name, values in columns.items()} == {"手机号码": suggest.SAMPLE_ROWS, "amount": suggest.SAMPLE_ROWS}
+    found = suggest.suggest(columns)
+    assert [(s.role, s.reason) for s in found] == [(ColumnRole.IDENTIFIER, Reason.MOBILE), (ColumnRole.SENSITIVE, Reason.NUMBER)]
