@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.errors import SandboxError
 from core.values import Role
@@ -34,6 +34,10 @@ def register_errors(bp: Blueprint) -> None:
     @bp.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> tuple[str, int]:
         return _error(400, _("The form has expired or did not come from this site. Reload the page and try again."))
+
+    @bp.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
+        return _error(413, None)  # the app's own handler would answer the API's JSON
 
     @bp.errorhandler(SandboxError)
     def _sandbox(exc: SandboxError) -> tuple[str, int]:

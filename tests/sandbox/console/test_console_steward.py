@@ -457,3 +457,10 @@ def test_the_steward_pages_speak_english_on_request(steward: FlaskClient, reques
     assert re.search(r"(Our datasets|Put a new dataset on the shelf|Grant requests|Grant request of)", page)
     for chinese in ("本单位数据集", "授权申请", "上架", "策略", "驳回"):
         assert chinese not in page
+
+
+def test_an_upload_over_the_sites_limit_is_a_413_page(app: Flask, steward: FlaskClient) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 2_000
+    response = post_upload(steward, upload_form("too_big"), table=TABLE * 20)
+    assert response.status_code == 413
+    assert "文件或表单超出了本站可接受的大小" in response.get_data(as_text=True)
