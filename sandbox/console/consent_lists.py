@@ -17,7 +17,7 @@ from core.values import Role
 from sandbox.api.consents import ConsentsIn, ConsentsOut, ConsentsQuery, RevokeConsentsIn
 from sandbox.api.services import grant_out, ledger
 from sandbox.console.signin import signed_in
-from sandbox.console.steward_forms import Refusal, attempt, end_of_day
+from sandbox.console.steward_forms import Refusal, attempt, end_of_day, refuse_nul
 from sandbox.db import read_session, writing
 from sandbox.service import consents, grants
 from sandbox.service.auth import Principal
@@ -36,6 +36,7 @@ def _entities(text: str) -> list[str]:
 
 
 def _page(person: Principal, grant_id: str, refusal: Refusal | None = None) -> Any:
+    refuse_nul()
     after = request.args.get("after")
     query = parse_model(ConsentsQuery, {"limit": PAGE} | ({"after": after} if after else {}), "query parameters")
     with writing() as session:

@@ -25,7 +25,7 @@ from sandbox.api.schemas import EpsilonCapIn
 from sandbox.api.services import dataset_out, datasets, ledger
 from sandbox.console import suggest
 from sandbox.console.signin import signed_in
-from sandbox.console.steward_forms import Refusal, attempt
+from sandbox.console.steward_forms import Refusal, attempt, refuse_nul
 from sandbox.db import read_session, writing
 from sandbox.models import Dataset
 from sandbox.service import budget
@@ -123,6 +123,7 @@ def register(bp: Blueprint) -> None:
     def new_dataset(person: Principal) -> Any:
         if request.method == "GET":
             return render_template("steward_upload.html", person=person, **_form_context(MultiDict(), []))
+        refuse_nul()
         try:
             filename, data = uploaded_file()
             meta = parse_meta(json.dumps(meta_from_form(request.form), ensure_ascii=False), json_limits())
@@ -156,6 +157,7 @@ def register(bp: Blueprint) -> None:
     @signed_in(Role.STEWARD)
     def new_version(person: Principal, dataset_id: str) -> Any:
         row = _bureau_dataset(person, dataset_id)
+        refuse_nul()
         try:
             filename, data = uploaded_file()
             datasets().add_version(person, row.id, None, filename, data)

@@ -8,9 +8,10 @@ from datetime import date, datetime, time
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import current_app
+from flask import current_app, request
 
-from core.errors import SandboxError
+from core.errors import BadRequest, SandboxError
+from sandbox.api.routing import has_nul
 
 T = TypeVar("T")
 
@@ -46,9 +47,16 @@ def end_of_day(text: str) -> str:
     return datetime.combine(day, time(23, 59, 59), zone).isoformat()
 
 
+def refuse_nul() -> None:
+    """NUL cannot be stored in PostgreSQL text: a form or query with one is refused (400) as the API refuses it."""
+    if has_nul(request.form.to_dict(flat=False)) or has_nul(request.args.to_dict(flat=False)):
+        raise BadRequest("text may not contain NUL characters")
+
+
 def attempt(action: Callable[[], T]) -> T | Refusal:
     """``action()``, or the refusal a form explains (400, 409, 413, ...); 403 and 404 go on to the error pages,
-    which say no more than the API says about another organisation's object."""
+    which say no more than the API says about another organisation's object. A NUL anywhere in the form is a 400 page."""
+    refuse_nul()
     try:
         return action()
     except SandboxError as exc:

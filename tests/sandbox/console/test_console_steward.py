@@ -464,3 +464,34 @@ def test_an_upload_over_the_sites_limit_is_a_413_page(app: Flask, steward: Flask
     response = post_upload(steward, upload_form("too_big"), table=TABLE * 20)
     assert response.status_code == 413
     assert "文件或表单超出了本站可接受的大小" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        pytest.param("/steward/datasets/new", {"columns": "many"}, id="column-count-not-a-number"),
+        pytest.param("/steward/datasets/new", {"columns": "99999", "name": "x\x00y"}, id="nul-and-huge-count"),
+        pytest.param(
+            "/steward/grants/{grant}/approve", {"expires_on": "soon", "reviewers": "", "aggregates": "everything"}, id="garbage-policy"
+        ),
+        pytest.param("/steward/grants/{grant}/approve", {"dp": "on", "dp.epsilon_total": "nan", "dp.epsilon_per_job": "inf"}, id="dp-nan"),
+        pytest.param("/steward/grants/{grant}/reject", {"reason": "x" * 6000}, id="reason-too-long"),
+        pytest.param("/steward/datasets/{dataset}/epsilon-cap", {"epsilon_cap": "nan"}, id="cap-nan"),
+        pytest.param("/steward/grants/{grant}/consents", {"entities": "", "valid_until": "never"}, id="consents-empty"),
+        pytest.param("/steward/grants/{grant}/consents", {"entities": "a\x00b", "valid_until": "2099-01-01"}, id="consents-nul"),
+    ],
+)
+def test_bad_input_is_a_clear_refusal_never_a_500(
+    steward: FlaskClient, requested: dict[str, Any], path: str, fields: dict[str, str]
+) -> None:
+    ids = {"dataset": requested["dataset_ids"][0], "grant": requested["id"]}
+    response = post_form(steward, path.format(**ids), fields)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400, page[-800:]
+    assert 'role="alert"' in page or "无法理解该请求" in page
+
+
+@pytest.mark.parametrize(("query", "status"), [("?after=%00", 400), ("?after=" + "9" * 300, 400), ("?after=zz", 200)])
+def test_bad_query_parameters_are_never_a_500(steward: FlaskClient, requested: dict[str, Any], query: str, status: int) -> None:
+    assert steward.get(f"/steward/grants/{requested['id']}/consents{query}").status_code == status
+    assert steward.get(f"/steward/grants/{requested['id']}?preset=%00").status_code == 200  # an unknown preset: the level's
