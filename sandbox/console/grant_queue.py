@@ -168,7 +168,7 @@ def register(bp: Blueprint) -> None:
         found = [grant_out(g) for g in grants.list_visible(session, person)]
         pending = [g for g in found if g.status is GrantStatus.REQUESTED]
         decided = sorted((g for g in found if g.status is not GrantStatus.REQUESTED), key=lambda g: g.created_at, reverse=True)
-        orgs = {g.org_id: (session.get(Org, g.org_id) or Org(name="")).name for g in found}
+        orgs = {g.org_id: org.name if (org := session.get(Org, g.org_id)) else "" for g in found}
         context = {"pending": pending, "decided": decided, "orgs": orgs, "status_labels": STATUS_LABELS}
         return render_template("steward_grants.html", person=person, **context)
 
