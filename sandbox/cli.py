@@ -1,4 +1,4 @@
-"""The command line: ``python -m sandbox init | worker | audit verify | keys rotate | keys export-public |
+"""The command line: ``python -m sandbox init | worker | audit verify | audit verify-export | keys rotate | keys export-public |
 he register-key | custodian init|serve | encrypt-upload``.
 
 Configuration comes from ``SANDBOX_*`` environment variables, as for the server. Secrets are
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from core.errors import BadRequest, Conflict
 from crypto import ledger as ledger_crypto
+from crypto.ledger_segment import verify_segment
 from crypto.paillier import PublicKey
 from custodian.cli import main as custodian_main
 from sandbox import bootstrap as setup
@@ -103,6 +104,34 @@ def audit_verify() -> None:
         report = verify(session, public)
     out = report.as_dict() | {"public_key_fingerprint": ledger_crypto.fingerprint(public) if public else None}
     click.echo(json.dumps(out, indent=2))
+    sys.exit(0 if report.ok else 1)
+
+
+@audit.command("verify-export")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The domain's public key (PEM) obtained elsewhere (`keys export-public`); default: the one in the export.",
+)
+def audit_verify_export(export: Path, public_key: Path | None) -> None:
+    """Verify an exported ledger segment offline, without the database; exit status 0 only if intact and signed."""
+    try:
+        segment = json.loads(export.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise click.ClickException(f"{export} is not a ledger export (not JSON: {type(exc).__name__})") from None
+    if not isinstance(segment, dict) or segment.get("format") != "sandbox-ledger-segment-v1":
+        raise click.ClickException(f"{export} is not a ledger export (format sandbox-ledger-segment-v1)")
+    pem = public_key.read_text(encoding="utf-8") if public_key else str(segment.get("public_key_pem") or "")
+    public = ledger_crypto.public_from_pem(pem) if pem else None
+    if public is None:
+        raise click.ClickException("no Ed25519 public key: give --public-key with the domain's PEM")
+    events, checkpoints = segment.get("events"), segment.get("checkpoints")
+    if not isinstance(events, list) or not isinstance(checkpoints, list) or not all(isinstance(e, dict) for e in events + checkpoints):
+        raise click.ClickException(f"{export} is not a ledger export (events and checkpoints are lists of objects)")
+    report = verify_segment(events, checkpoints, public)
+    click.echo(json.dumps(report.as_dict() | {"public_key_fingerprint": ledger_crypto.fingerprint(public)}, indent=2))
     sys.exit(0 if report.ok else 1)
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from sqlalchemy.orm import Session
 
 from core.values import Role
 from sandbox.api.routing import endpoint
 from sandbox.api.schemas import ApproveIn, BudgetOut, GrantIn, GrantList, GrantOut, ReasonIn
 from sandbox.api.services import grant_out, ledger
 from sandbox.db import read_session, writing
+from sandbox.models import Grant
 from sandbox.service import budget, grants
 from sandbox.service.auth import Principal
 
 ANALYST = frozenset({Role.ANALYST})
 STEWARD = frozenset({Role.STEWARD})
 PARTIES = frozenset({Role.ANALYST, Role.STEWARD, Role.AUDITOR})
+
+
+def budget_out(session: Session, grant: Grant) -> BudgetOut:
+    """``GET /grants/{id}/budget`` of a grant the caller sees (every field null when its policy has no dp)."""
+    return BudgetOut.model_validate(budget.view(session, grant) or {})
 
 
 def register(bp: Blueprint) -> None:
@@ -62,8 +69,7 @@ def register(bp: Blueprint) -> None:
     )
     def get_budget(caller: Principal, grant_id: str) -> BudgetOut:
         session = read_session()
-        found = budget.view(session, grants.get_visible(session, caller, grant_id))
-        return BudgetOut.model_validate(found or {})
+        return budget_out(session, grants.get_visible(session, caller, grant_id))
 
     @endpoint(
         bp,

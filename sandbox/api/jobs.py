@@ -14,7 +14,7 @@ from sandbox.api.schemas import DryRunIn, DryRunOut, JobCreated, JobIn, JobList,
 from sandbox.api.services import ledger
 from sandbox.db import read_session, writing
 from sandbox.keys import get_keys
-from sandbox.models import Job, JobOutput, Review
+from sandbox.models import Grant, Job, JobOutput, Review
 from sandbox.runtime import outputs
 from sandbox.runtime.dry_run import DryRunLimits
 from sandbox.runtime.dry_run import dry_run as run_dry
@@ -91,20 +91,7 @@ def register(bp: Blueprint) -> None:
         errors=(400, 401, 403, 404, 422, 429),
     )
     def submit(caller: Principal, body: JobIn) -> JobCreated:
-        config = current_app.config
-        with writing() as session:
-            job = job_service.submit(
-                session,
-                ledger(),
-                caller,
-                body.grant_id,
-                body.kind,
-                body.spec,
-                int(config["JOB_TIMEOUT_SECONDS"]),
-                int(config["JOB_MAX_ATTEMPTS"]),
-                int(config["CATALOGUE_COUNT_BASE"]),
-            )
-            return JobCreated(id=job.id, status=job.status)
+        return submitted(caller, body)
 
     @endpoint(
         bp, "/jobs", "GET", summary="Jobs visible to the caller, newest first, a page at a time", roles=PARTIES,
@@ -141,28 +128,7 @@ def register(bp: Blueprint) -> None:
         errors=(401, 403, 404, 409),
     )
     def result(caller: Principal, job_id: str) -> ResultOut:
-        session = read_session()
-        job = job_service.owned(session, caller, job_id)
-        status = JobStatus(job.status)
-        if (
-            job.kind == JobKind.SCRIPT.value
-            and view.script_state(status, job.stage, job.progress, job.started_at, job.timeout_seconds).masked
-        ):
-            status = JobStatus.RUNNING  # a script job shows running until its time limit has passed (``analyst_view``)
-        if status is not JobStatus.RELEASED:
-            raise Conflict(
-                f"the job is {status.value}; only a released result can be read",
-                details={"status": status.value, "reason": view.reason(status, job.reason)},
-            )
-        output = session.get(JobOutput, job.id)
-        if output is None:
-            raise NotFound("the job has no output")
-        released = outputs.open_released(get_keys(), output)
-        review = session.query(Review).filter_by(job_id=job.id).order_by(Review.created_at.desc()).first()
-        decision = {"decision": review.decision, "reason": review.reason} if review else None
-        if review is not None and job.kind == JobKind.SCRIPT.value:  # a blinded review's reasons, all of them (``blind_review``)
-            decision = {"decision": "release", "reason": job.reason or ""}
-        return ResultOut(job_id=job.id, decision=decision, **view.released(released))
+        return result_out(caller, job_id)
 
     @endpoint(
         bp,
@@ -188,10 +154,73 @@ def register(bp: Blueprint) -> None:
         errors=(400, 401, 403, 404, 413, 422),
     )
     def dry_run(caller: Principal, body: DryRunIn) -> DryRunOut:
-        grant = get_visible(read_session(), caller, body.grant_id)
-        checked = job_service.check(grant, body.kind, body.spec, int(current_app.config["CATALOGUE_COUNT_BASE"]))
-        schemas, versions = job_service.schemas_of(grant)
-        config = current_app.config
-        limits = DryRunLimits(int(config["DRY_RUN_TIMEOUT_SECONDS"]), int(config["DRY_RUN_MEMORY_BYTES"]), int(config["DRY_RUN_MAX_CELLS"]))
-        released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), limits)
-        return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)
+        return dry_run_out(caller, body)
+
+
+# The work of the endpoints below, as functions: the console calls the same ones, so that a page shows,
+# submits and refuses exactly what the API does for the same person.
+
+
+def submitted(caller: Principal, body: JobIn) -> JobCreated:
+    """``POST /jobs``: the policy pre-check, then the job queued (a refusal is on the ledger and raised)."""
+    config = current_app.config
+    with writing() as session:
+        job = job_service.submit(
+            session,
+            ledger(),
+            caller,
+            body.grant_id,
+            body.kind,
+            body.spec,
+            int(config["JOB_TIMEOUT_SECONDS"]),
+            int(config["JOB_MAX_ATTEMPTS"]),
+            int(config["CATALOGUE_COUNT_BASE"]),
+        )
+        return JobCreated(id=job.id, status=job.status)
+
+
+def prechecked(caller: Principal, body: JobIn) -> job_service.Checked:
+    """The policy pre-check that submission and the dry run start with, recording nothing (the console validates with it).
+
+    Raises what they raise for the grant and the spec (404, 403, 400, 422); the budget is checked at
+    submission only, where it is spent.
+    """
+    return _checked(get_visible(read_session(), caller, body.grant_id), body)
+
+
+def _checked(grant: Grant, body: JobIn) -> job_service.Checked:
+    return job_service.check(grant, body.kind, body.spec, int(current_app.config["CATALOGUE_COUNT_BASE"]))
+
+
+def dry_run_out(caller: Principal, body: DryRunIn) -> DryRunOut:
+    """``POST /jobs/dry-run``: the checked job run on mock rows in a child process; charges and records nothing."""
+    grant = get_visible(read_session(), caller, body.grant_id)
+    checked = _checked(grant, body)
+    schemas, versions = job_service.schemas_of(grant)
+    config = current_app.config
+    limits = DryRunLimits(int(config["DRY_RUN_TIMEOUT_SECONDS"]), int(config["DRY_RUN_MEMORY_BYTES"]), int(config["DRY_RUN_MAX_CELLS"]))
+    released = run_dry(caller.org_id, body.kind, checked, schemas, versions, (body.rows, body.seed), limits)
+    return DryRunOut(synthetic=True, note="computed on synthetic mock rows, not on the data", **released)
+
+
+def result_out(caller: Principal, job_id: str) -> ResultOut:
+    """``GET /jobs/{id}/result``: the caller's released output through the analyst's view; 409 until released."""
+    session = read_session()
+    job = job_service.owned(session, caller, job_id)
+    status = JobStatus(job.status)
+    if job.kind == JobKind.SCRIPT.value and view.script_state(status, job.stage, job.progress, job.started_at, job.timeout_seconds).masked:
+        status = JobStatus.RUNNING  # a script job shows running until its time limit has passed (``analyst_view``)
+    if status is not JobStatus.RELEASED:
+        raise Conflict(
+            f"the job is {status.value}; only a released result can be read",
+            details={"status": status.value, "reason": view.reason(status, job.reason)},
+        )
+    output = session.get(JobOutput, job.id)
+    if output is None:
+        raise NotFound("the job has no output")
+    released = outputs.open_released(get_keys(), output)
+    review = session.query(Review).filter_by(job_id=job.id).order_by(Review.created_at.desc()).first()
+    decision = {"decision": review.decision, "reason": review.reason} if review else None
+    if review is not None and job.kind == JobKind.SCRIPT.value:  # a blinded review's reasons, all of them (``blind_review``)
+        decision = {"decision": "release", "reason": job.reason or ""}
+    return ResultOut(job_id=job.id, decision=decision, **view.released(released))

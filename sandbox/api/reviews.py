@@ -22,11 +22,11 @@ from jobs.released import cell_count, rows_of
 from policies.model import Policy
 from sandbox.api.jobs import job_out
 from sandbox.api.routing import endpoint
-from sandbox.api.schemas import JobOut, ReviewIn, ReviewItem, ReviewList
+from sandbox.api.schemas import JobOut, ReviewDecision, ReviewIn, ReviewItem, ReviewList
 from sandbox.api.services import ledger
 from sandbox.db import writing
 from sandbox.keys import get_keys
-from sandbox.models import GrantPolicy, Job, JobOutput, Review, new_id
+from sandbox.models import GrantPolicy, Job, JobOutput, Review, User, new_id
 from sandbox.runtime import audited, he_score, outputs, release_audit
 from sandbox.runtime.queue import EXHAUSTED, recounted
 from sandbox.service import blind_review, budget, release_cap
@@ -38,7 +38,7 @@ AUDITOR = frozenset({Role.AUDITOR})
 SCRIPT_REVIEWERS = 2
 
 
-def _reviewers_required(session: Session, job: Job) -> int:
+def reviewers_required(session: Session, job: Job) -> int:
     pinned = session.scalars(
         select(GrantPolicy).where(GrantPolicy.grant_id == job.grant_id, GrantPolicy.version == job.policy_version)
     ).one()
@@ -59,6 +59,66 @@ def _audit(session: Session, job: Job) -> audited.Audited | None:
     return done
 
 
+def held_for(session: Session, caller: Principal) -> list[Job]:
+    """The held jobs the auditor may review (those with an output), newest first: the queue of ``GET /reviews``."""
+    held = job_service.list_visible(session, caller, status=JobStatus.HELD, limit=None)
+    return [job for job in held if session.get(JobOutput, job.id) is not None]
+
+
+def held_job(session: Session, caller: Principal, job_id: str) -> Job:
+    """One job of the auditor's queue; 404 for a job they may not see, 409 for one that no longer awaits review."""
+    job = job_service.visible(session, caller, job_id)
+    if job.status != JobStatus.HELD.value or session.get(JobOutput, job.id) is None:
+        raise Conflict(f"the job is {job.status}; only a held output can be reviewed", details={"status": job.status})
+    return job
+
+
+def review_item(session: Session, caller: Principal, job: Job) -> ReviewItem:
+    """A held job as its reviewers see it: raw beside proposed, the audit's findings, the reviews so far. Its viewing is on the ledger.
+
+    The reviews so far show who decided and when; what they decided shows only for a job of another kind
+    than script, whose review is blinded until complete (``blind_review``), as it is on the ledger.
+    """
+    output = session.get(JobOutput, job.id)
+    assert output is not None, "held_for and held_job keep only jobs with an output"
+    raw = outputs.open_raw(get_keys(), output)
+    blinded = job.kind == JobKind.SCRIPT.value
+    decisions = decisions_of(session, job)
+    details = {"status": job.status}
+    ledger().append(session, actor=caller.user_id, action="review.view", object_type="job", object_id=job.id, details=details)
+    return ReviewItem(
+        job=job_out(job),
+        raw={"columns": raw.column_names, "rows": rows_of(raw)},
+        proposed=outputs.open_released(get_keys(), output),
+        findings=release_audit.findings(session, job.id),
+        reviewers_required=reviewers_required(session, job),
+        blinded=blinded,
+        decisions=decisions,
+    )
+
+
+def decisions_of(session: Session, job: Job) -> list[ReviewDecision]:
+    """The decisions made so far on a held job, oldest first; blinded for a script job (who and when only)."""
+    blinded = job.kind == JobKind.SCRIPT.value
+    reviews = session.scalars(select(Review).where(Review.job_id == job.id).order_by(Review.created_at, Review.id))
+    return [
+        ReviewDecision(
+            reviewer=r.reviewer,
+            reviewer_name=_name_of(session, r.reviewer),
+            decided_at=r.created_at,
+            decision=None if blinded else r.decision,
+            reason=None if blinded else r.reason,
+            outputs=None if blinded else r.outputs,
+        )
+        for r in reviews
+    ]
+
+
+def _name_of(session: Session, user_id: str) -> str:
+    user = session.get(User, user_id)
+    return user.name if user is not None else ""
+
+
 def register(bp: Blueprint) -> None:
     @endpoint(
         bp,
@@ -71,25 +131,7 @@ def register(bp: Blueprint) -> None:
     )
     def list_reviews(caller: Principal) -> ReviewList:
         with writing() as session:
-            held = job_service.list_visible(session, caller, status=JobStatus.HELD, limit=None)
-            items = []
-            for job in held:
-                output = session.get(JobOutput, job.id)
-                if output is None:
-                    continue
-                raw = outputs.open_raw(get_keys(), output)
-                items.append(
-                    ReviewItem(
-                        job=job_out(job),
-                        raw={"columns": raw.column_names, "rows": rows_of(raw)},
-                        proposed=outputs.open_released(get_keys(), output),
-                        findings=release_audit.findings(session, job.id),
-                    )
-                )
-                ledger().append(
-                    session, actor=caller.user_id, action="review.view", object_type="job", object_id=job.id, details={"status": job.status}
-                )
-            return ReviewList(items=items)
+            return ReviewList(items=[review_item(session, caller, job) for job in held_for(session, caller)])
 
     @endpoint(
         bp,
@@ -102,44 +144,49 @@ def register(bp: Blueprint) -> None:
         errors=(400, 401, 403, 404, 409),
     )
     def decide(caller: Principal, job_id: str, body: ReviewIn) -> JobOut:
-        with writing() as session:
-            job = _held_job(session, caller, job_id)
-            earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
-            if any(r.reviewer == caller.user_id for r in earlier):
-                raise Conflict("you have reviewed this output already; a second auditor must decide")
-            chosen = _chosen(session, job, body)
-            review = Review(id=new_id(), job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason, outputs=chosen)
-            session.add(review)
-            needed = _reviewers_required(session, job)
-            if job.kind == JobKind.SCRIPT.value:  # blinded: the job's outcome waits for every required reviewer
-                pending, decided = len(earlier) + 1 < needed, None
-                if not pending:
-                    decided = blind_review.outcome([*earlier, review], _proposed(session, job))
-                decision, reason = (decided.decision, decided.reason) if decided is not None else (body.decision, body.reason)
-                releases_ = len(earlier) + 1
-            else:
-                releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
-                pending = body.decision == "release" and releases_ < needed
-                decision, reason, decided = body.decision, body.reason, None
-            # Cap and charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
-            final_release = decision == "release" and not pending
-            if final_release and decided is not None:
-                _narrow(session, job, decided.kept)
-            admission = release_cap.admit(session, job) if final_release else None
-            capped = admission is not None and not admission.fits
-            affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
-            if (decision == "reject" and not pending) or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
-                ended = JobStatus.REJECTED if decision == "reject" else JobStatus.FAILED
-                budget.charge(session, ledger(), job, caller.user_id, ended=ended)
-            refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
-            if refused is None and final_release:
-                refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
-            # Audited now, against everything released by now, under the version's lock (before any ledger append).
-            done = _audit(session, job) if refused is None and final_release else None
-            _record(session, caller, job, review, releases_, needed, decided)
+        return decide_review(caller, job_id, body)
+
+
+def decide_review(caller: Principal, job_id: str, body: ReviewIn) -> JobOut:
+    """One auditor's decision on a held output, in its own transaction: the API's ``POST /reviews/{id}`` and the console's form."""
+    with writing() as session:
+        job = _held_job(session, caller, job_id)
+        earlier = list(session.scalars(select(Review).where(Review.job_id == job.id)))
+        if any(r.reviewer == caller.user_id for r in earlier):
+            raise Conflict("you have reviewed this output already; a second auditor must decide", details={"field": "reviewer"})
+        chosen = _chosen(session, job, body)
+        review = Review(id=new_id(), job_id=job.id, reviewer=caller.user_id, decision=body.decision, reason=body.reason, outputs=chosen)
+        session.add(review)
+        needed = reviewers_required(session, job)
+        if job.kind == JobKind.SCRIPT.value:  # blinded: the job's outcome waits for every required reviewer
+            pending, decided = len(earlier) + 1 < needed, None
             if not pending:
-                _close(session, caller, job, (decision, reason), refused, done, admission.details if admission is not None else {})
-            return job_out(job)
+                decided = blind_review.outcome([*earlier, review], _proposed(session, job))
+            decision, reason = (decided.decision, decided.reason) if decided is not None else (body.decision, body.reason)
+            releases_ = len(earlier) + 1
+        else:
+            releases_ = 1 + sum(1 for r in earlier if r.decision == "release")
+            pending = body.decision == "release" and releases_ < needed
+            decision, reason, decided = body.decision, body.reason, None
+        # Cap and charge before any ledger append: the worker's finish locks grant and dataset before the ledger head too.
+        final_release = decision == "release" and not pending
+        if final_release and decided is not None:
+            _narrow(session, job, decided.kept)
+        admission = release_cap.admit(session, job) if final_release else None
+        capped = admission is not None and not admission.fits
+        affordable = not final_release or (not capped and budget.charge(session, ledger(), job, caller.user_id))
+        if (decision == "reject" and not pending) or capped:  # a rejection or a capped release is an answer too: a DP job spends its ε
+            ended = JobStatus.REJECTED if decision == "reject" else JobStatus.FAILED
+            budget.charge(session, ledger(), job, caller.user_id, ended=ended)
+        refused = None if affordable else CAP_REACHED if capped else EXHAUSTED
+        if refused is None and final_release:
+            refused = he_score.record_released(session, ledger(), job, get_keys(), caller.user_id)
+        # Audited now, against everything released by now, under the version's lock (before any ledger append).
+        done = _audit(session, job) if refused is None and final_release else None
+        _record(session, caller, job, review, releases_, needed, decided)
+        if not pending:
+            _close(session, caller, job, (decision, reason), refused, done, admission.details if admission is not None else {})
+        return job_out(job)
 
 
 def _record(
@@ -216,7 +263,7 @@ def _held_job(session: Session, caller: Principal, job_id: str) -> Job:
     job = session.scalar(select(Job).where(Job.id == visible.id).with_for_update().execution_options(populate_existing=True))
     assert job is not None
     if job.status != JobStatus.HELD.value:
-        raise Conflict(f"the job is {job.status}; only a held output can be reviewed")
+        raise Conflict(f"the job is {job.status}; only a held output can be reviewed", details={"status": job.status})
     return job
 
 

@@ -64,6 +64,19 @@ class TokenOut(BaseModel):
     token: Annotated[str, Field(description="shown once; only its hash is stored")]
 
 
+class TokenInfo(BaseModel):
+    """A token as listed: never the token, nor any part of it."""
+
+    id: str
+    user_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[TokenInfo]
+
+
 class PasswordLinkIn(Strict):
     login: Annotated[
         str,
@@ -186,6 +199,10 @@ class GrantList(BaseModel):
 class EventsQuery(Strict):
     after: Annotated[int, Field(ge=0, le=2**62)] = 0
     limit: Annotated[int, Field(ge=1, le=1_000)] = 100
+    action: Annotated[str | None, Field(max_length=64, description="only events of this action, e.g. review.release")] = None
+    object_id: Annotated[str | None, Field(max_length=64, description="only events about this object (a job's or dataset's id)")] = None
+    since: Annotated[datetime | None, Field(description="only events at or after this moment (ISO 8601; no offset: UTC)")] = None
+    until: Annotated[datetime | None, Field(description="only events before this moment (ISO 8601; no offset: UTC)")] = None
 
 
 class EventOut(BaseModel):
@@ -203,6 +220,27 @@ class EventOut(BaseModel):
 class EventList(BaseModel):
     items: list[EventOut]
     next_after: int | None
+
+
+class CheckpointOut(BaseModel):
+    seq: int
+    head_hash: str
+    signed_at: str
+    signature: Annotated[str, Field(description="Ed25519 over the checkpoint message, base64")]
+    key_fingerprint: str
+
+
+class LedgerExport(BaseModel):
+    """A segment of the ledger for offline verification (``python -m sandbox audit verify-export``)."""
+
+    format: Literal["sandbox-ledger-segment-v1"] = "sandbox-ledger-segment-v1"
+    exported_at: datetime
+    first: int
+    last: int
+    events: list[EventOut]
+    checkpoints: list[CheckpointOut]
+    public_key_pem: str | None
+    public_key_fingerprint: str | None
 
 
 class VerifyOut(BaseModel):
@@ -313,11 +351,25 @@ class ReviewIn(Strict):
     ] = None
 
 
+class ReviewDecision(BaseModel):
+    """A decision made so far on a held output; what was decided is null while a script job's review is blinded."""
+
+    reviewer: str
+    reviewer_name: str
+    decided_at: datetime
+    decision: Literal["release", "reject"] | None
+    reason: str | None
+    outputs: list[str] | None
+
+
 class ReviewItem(BaseModel):
     job: JobOut
     raw: dict[str, Any]
     proposed: dict[str, Any]
     findings: list[dict[str, Any]]  # the release audit's: row, rule, earlier_job_id, detail (auditors only)
+    reviewers_required: Annotated[int, Field(description="how many different auditors must release it (the two-person rule)")]
+    blinded: Annotated[bool, Field(description="a script job's review: no decision shows until every required reviewer has decided")]
+    decisions: list[ReviewDecision]
 
 
 class ReviewList(BaseModel):

@@ -18,7 +18,8 @@ from flask_babel import Babel, format_datetime, format_decimal
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from core.values import ColumnRole, ColumnType, JobKind, JobStatus, Role
+from core.values import ColumnRole, ColumnType, GrantStatus, JobKind, JobStatus, OrgKind, Role
+from policies.model import ColumnUse
 from sandbox.console.signin import safe_next
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}  # each language's name in itself, as switches show them
@@ -62,12 +63,35 @@ JOB_KIND_LABELS = {
     JobKind.SCRIPT: _l("script"),
     JobKind.HE: _l("homomorphic"),
 }
+GRANT_STATUS_LABELS = {
+    GrantStatus.REQUESTED: _l("requested"),
+    GrantStatus.APPROVED: _l("approved"),
+    GrantStatus.REJECTED: _l("rejected"),
+    GrantStatus.REVOKED: _l("revoked"),
+    GrantStatus.EXPIRED: _l("expired"),
+}
+COLUMN_USE_LABELS = {
+    ColumnUse.DENY: _l("not usable"),
+    ColumnUse.JOIN_KEY: _l("join key only"),
+    ColumnUse.DIMENSION: _l("dimension (filter, group by)"),
+    ColumnUse.MEASURE: _l("measure (inside aggregates)"),
+    ColumnUse.PLAIN: _l("plain (may be output)"),
+}
+ORG_KIND_LABELS = {
+    OrgKind.OPERATOR: _l("operator"),
+    OrgKind.BUREAU: _l("data bureau"),
+    OrgKind.ENTERPRISE: _l("enterprise"),
+    OrgKind.AUDIT: _l("audit office"),
+}
 LABELS: dict[str, Mapping[Any, Any]] = {
     "status": STATUS_LABELS,
     "role": ROLE_LABELS,
     "column_role": COLUMN_ROLE_LABELS,
     "column_type": COLUMN_TYPE_LABELS,
     "job_kind": JOB_KIND_LABELS,
+    "grant_status": GRANT_STATUS_LABELS,
+    "column_use": COLUMN_USE_LABELS,
+    "org_kind": ORG_KIND_LABELS,
 }
 
 

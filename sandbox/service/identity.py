@@ -66,6 +66,13 @@ def new_token(session: Session, ledger: Ledger, actor: str, user_id: str) -> tup
     return row, token
 
 
+def tokens_of(session: Session, user_id: str) -> list[Token]:
+    """A user's tokens, oldest first (revoked ones too)."""
+    if session.get(User, user_id) is None:
+        raise NotFound("no such user")
+    return list(session.scalars(select(Token).where(Token.user_id == user_id).order_by(Token.created_at, Token.id)))
+
+
 def revoke_token(session: Session, ledger: Ledger, actor: str, user_id: str, token_id: str) -> Token:
     row = session.get(Token, token_id)
     if row is None or row.user_id != user_id:

@@ -193,6 +193,11 @@ def _password_link(s: Setup) -> tuple[Params, Kwargs]:
     return {"user_id": s.analyst_user_id()}, body(lambda: {"login": "the-analyst"})
 
 
+@builds("GET /users/{user_id}/tokens")
+def _tokens(s: Setup) -> tuple[Params, Kwargs]:
+    return {"user_id": s.analyst_user_id()}, dict
+
+
 @builds("DELETE /users/{user_id}/tokens/{token_id}")
 def _revoke_token(s: Setup) -> tuple[Params, Kwargs]:
     user_id = s.analyst_user_id()

@@ -52,6 +52,8 @@ from tests.sandbox.access_requests import (
     Setup,
     make_call,
 )
+from tests.sandbox.console.conftest import cheap_argon2  # noqa: F401 - the console's cases give people passwords cheaply
+from tests.sandbox.console.kit import csrf_of, give_password, signed_in_client, user_id_of
 
 CALLERS = ("none", "bad", "admin", "steward", "other_steward", "analyst", "other_analyst", "auditor")
 
@@ -66,6 +68,7 @@ ACCESS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
     "POST /users":                              (401, 401, 201,  403,    403,    403,    403,    403),
     "GET /users":                               (401, 401, 200,  403,    403,    403,    403,    403),
     "POST /users/{user_id}/tokens":             (401, 401, 201,  403,    403,    403,    403,    403),
+    "GET /users/{user_id}/tokens":              (401, 401, 200,  403,    403,    403,    403,    403),
     "DELETE /users/{user_id}/tokens/{token_id}": (401, 401, 200,  403,    403,    403,    403,    403),
     "POST /users/{user_id}/password-link":      (401, 401, 201,  403,    403,    403,    403,    403),
     "POST /datasets":                           (401, 401, 403,  201,    201,    403,    403,    403),
@@ -260,3 +263,91 @@ def test_a_role_belongs_only_to_its_kinds_of_organisation(world: World, role: st
         assert response.json["error"]["code"] == "validation_error"
         assert response.json["error"]["details"] == {"field": "role"}
         assert response.json["error"]["message"].startswith(f"{'an' if role[0] in 'aeiou' else 'a'} {role} must belong to")
+
+
+# --- the console: every page of a role refuses the other roles ---------------------------------
+
+# Who may open each console endpoint (any method it accepts). The endpoints of ``CONSOLE_OPEN`` need
+# no sign-in or serve any visitor (signing in, setting a password through a link, the language,
+# signing out, static files); every other endpoint needs a row here, so that a new page joins the matrix.
+CONSOLE_ROLES = ("analyst", "steward", "auditor", "admin")
+ANY_PERSON = frozenset(CONSOLE_ROLES)
+CONSOLE_OPEN = frozenset({"console.sign_in", "console.set_password", "console.language", "console.sign_out", "console.static"})
+CONSOLE_ACCESS: dict[str, frozenset[str]] = {
+    "console.home": ANY_PERSON,
+    "console.sign_out_everywhere": ANY_PERSON,
+    "console.catalogue": ANY_PERSON,
+    "console.dataset": ANY_PERSON,
+    "console.my_jobs": frozenset({"analyst"}),
+    "console.job": frozenset({"analyst"}),
+    "console.my_grants": frozenset({"analyst"}),
+    "console.query_editor": frozenset({"analyst"}),
+    "console.query_check": frozenset({"analyst"}),
+    "console.stats_form": frozenset({"analyst"}),
+    "console.result_download": frozenset({"analyst"}),
+    "console.steward_datasets": frozenset({"steward"}),
+    "console.new_dataset": frozenset({"steward"}),
+    "console.suggest_roles": frozenset({"steward"}),
+    "console.steward_dataset": frozenset({"steward"}),
+    "console.new_version": frozenset({"steward"}),
+    "console.epsilon_cap": frozenset({"steward"}),
+    "console.grant_queue": frozenset({"steward"}),
+    "console.steward_grant": frozenset({"steward"}),
+    "console.approve_grant": frozenset({"steward"}),
+    "console.reject_grant": frozenset({"steward"}),
+    "console.revoke_grant": frozenset({"steward"}),
+    "console.grant_consents": frozenset({"steward"}),
+    "console.register_consents": frozenset({"steward"}),
+    "console.revoke_consents": frozenset({"steward"}),
+    "console.review_queue": frozenset({"auditor"}),
+    "console.review": frozenset({"auditor"}),
+    "console.ledger": frozenset({"auditor"}),
+    "console.ledger_export": frozenset({"auditor"}),
+    "console.admin_orgs": frozenset({"admin"}),
+    "console.admin_users": frozenset({"admin"}),
+    "console.admin_user": frozenset({"admin"}),
+    "console.admin_new_token": frozenset({"admin"}),
+    "console.admin_revoke_token": frozenset({"admin"}),
+    "console.admin_password_link": frozenset({"admin"}),
+}
+
+
+def console_routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, rule) of every console route that needs a signed-in person."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("console.") and rule.endpoint not in CONSOLE_OPEN:
+            found += [(rule.endpoint, method, rule.rule) for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})]
+    return sorted(found)
+
+
+def test_the_console_matrix_covers_every_console_route(app: Flask) -> None:
+    endpoints = {endpoint for endpoint, _, _ in console_routes(app)}
+    missing, stale = sorted(endpoints - set(CONSOLE_ACCESS)), sorted(set(CONSOLE_ACCESS) - endpoints)
+    assert not missing, f"console endpoints without a row in CONSOLE_ACCESS: {missing}"
+    assert not stale, f"rows in CONSOLE_ACCESS for endpoints the console does not register: {stale}"
+
+
+@pytest.mark.parametrize(("endpoint", "role"), [pytest.param(e, r, id=f"{e} as {r}") for e in CONSOLE_ACCESS for r in CONSOLE_ROLES])
+def test_console_access(app: Flask, world: World, endpoint: str, role: str) -> None:
+    """A role a page is not for gets 403 at any id, for every method (before anything is looked up); a role it is for never does."""
+    user_ids = {
+        "analyst": world.ids["analyst_user"],
+        "steward": world.ids["steward_user"],
+        "auditor": user_id_of(world, "auditor", world.ids["audit"]),
+        "admin": world.client.get(f"{API}/me", headers=auth(world.admin)).json["id"],
+    }
+    give_password(app, world, user_ids[role], role)
+    routes = [(method, rule) for e, method, rule in console_routes(app) if e == endpoint]
+    assert routes, endpoint
+    for method, rule in routes:
+        client = signed_in_client(app, role)  # afresh for each method: a POST may sign out
+        path = re.sub(r"<any\(([^,)]+)[^>]*>", r"\1", rule)  # a choice of words (a download's format): its first
+        path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", lambda _: str(uuid.uuid4()), path)
+        data = {"csrf_token": csrf_of(client)} if method == "POST" else None
+        response = client.open(path, method=method, data=data)
+        if role in CONSOLE_ACCESS[endpoint]:
+            assert response.status_code != 403, (method, path, role, response.status_code)
+        else:
+            assert response.status_code == 403, (method, path, role, response.status_code)
+            assert "您的角色无权打开此页面" in response.get_data(as_text=True)

@@ -461,7 +461,11 @@ def test_a_reviewer_sees_no_other_decision_until_the_review_is_complete(
     seen = everything_seen_by(world, second_auditor, job_id)
     assert first_reason not in str(seen)
     (item,) = seen["queue"]  # still in the queue, as it was: the job, its output and proposal unchanged
-    assert (item, seen["job"]) == (before["queue"][0], before["job"])
+    unchanged = {key: value for key, value in before["queue"][0].items() if key != "decisions"}
+    assert ({key: value for key, value in item.items() if key != "decisions"}, seen["job"]) == (unchanged, before["job"])
+    (decided,) = item["decisions"]  # who decided and when, as review.submitted's actor on the ledger says; never what
+    assert item["blinded"] is True
+    assert (decided["decision"], decided["reason"], decided["outputs"]) == (None, None, None)
     new_events = seen["ledger"][len(before["ledger"]) :]
     assert [e["action"] for e in new_events] == ["review.submitted", "review.view"]  # the decision is recorded...
     submitted = new_events[0]["details"]

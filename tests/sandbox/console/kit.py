@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -77,3 +78,10 @@ def signed_in_client(app: Flask, login: str) -> FlaskClient:
     response = sign_in(client, login)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return client
+
+
+def text_of(client: FlaskClient, path: str, status: int = 200, **kwargs: Any) -> str:
+    """The page at ``path``, which must answer ``status``."""
+    response = client.get(path, **kwargs)
+    assert response.status_code == status, (path, response.status_code, response.get_data(as_text=True)[:300])
+    return response.get_data(as_text=True)

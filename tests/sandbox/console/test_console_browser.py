@@ -3,7 +3,11 @@
 One browser for the module. The demo instance is made by ``python -m sandbox init --demo`` (as
 ``make run`` makes it) and served on a free local port; the demo analyst signs in with the password
 from ``demo-passwords.env``, from the keyboard, and browses the catalogue (an htmx search, a
-dataset's page) and their jobs in Chinese and in English. Every request the pages make is recorded:
+dataset's page) and their jobs in Chinese and in English; then, in each language, opens the SQL editor of
+the PUMS grant, sees the policy's verdict as they type, submits, watches the job until a worker releases
+it, sees the chart with its withheld cells marked, and downloads the CSV. Two auditors (the demo's, in Chinese, and a
+second one given a password through the admin's link, in English) each release a job held for two
+reviewers; the job is released and the ledger page's verify badge is green. Every request the pages make is recorded:
 none may leave the site, and the browser must report no Content-Security-Policy violation (so htmx
 works without inline script). Screenshots go to ``test-artifacts/console/`` (gitignored; another
 folder through ``SANDBOX_TEST_ARTIFACTS``).
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +33,11 @@ from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from sandbox import create_app
+from sandbox.app import instance_of
 from sandbox.db import get_db_of
 from sandbox.demo import passwords as demo_passwords
 from sandbox.demo import tokens as demo_tokens
+from sandbox.runtime.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,10 +61,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     thread.start()
     try:
         yield {
+            "app": app,
             "url": f"http://127.0.0.1:{server.server_port}",
             "password": demo_passwords.read(demo_passwords.path_in(instance))["analyst"],
             "token": demo_tokens.read(demo_tokens.path_in(instance))["analyst"],
-            "steward_password": demo_passwords.read(demo_passwords.path_in(instance))["steward"],
+            "passwords": demo_passwords.read(demo_passwords.path_in(instance)),
+            "tokens": demo_tokens.read(demo_tokens.path_in(instance)),
         }
     finally:
         server.shutdown()
@@ -169,7 +178,208 @@ def test_the_demo_analyst_browses_the_catalogue_and_jobs_in_both_languages(brows
     assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
 
 
+RACE_SQL = "SELECT race, COUNT(*) AS n FROM pums GROUP BY race"  # races 5 and 6: too few people, withheld
+TEXTS = {  # what the pages say, per language
+    "zh_CN": {"withheld": "已抑制", "rule": "度量字段只能在聚合函数内使用", "passed": "查询符合授权策略", "released": "已发布"},
+    "en": {
+        "withheld": "withheld",
+        "rule": "a measure is used only inside an aggregate",
+        "passed": "The query passes",
+        "released": "released",
+    },
+}
+
+
+def cancel_queued_jobs(demo: dict[str, Any]) -> None:
+    """Cancel the demo analyst's queued jobs (the first test's): released before this journey's query, a count by
+    another grouping gives the total, from which the release audit would see the sum of the withheld cells."""
+    headers = {"Authorization": f"Bearer {demo['token']}"}
+    queued = requests.get(f"{demo['url']}/api/v1/jobs?status=queued", headers=headers, timeout=30).json()["items"]
+    for job in queued:
+        response = requests.post(f"{demo['url']}/api/v1/jobs/{job['id']}/cancel", headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+
+
+def signed_in_page(browser: Any, demo: dict[str, Any], language: str) -> tuple[Any, Any, list[str], list[str]]:
+    """A new browser context signed in as the demo analyst, in ``language``; its requests and errors recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN", accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    requested: list[str] = []
+    problems: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(demo["url"] + "/sign-in?next=/grants")
+    page.fill("#login", "analyst")
+    page.fill("#password", demo["password"])
+    page.keyboard.press("Enter")
+    page.wait_for_url(demo["url"] + "/grants")
+    if language == "en":
+        page.click("button[name=lang][value=en]")
+        page.wait_for_load_state()
+    return context, page, requested, problems
+
+
+@pytest.mark.parametrize("language", ["zh_CN", "en"])
+def test_the_demo_analyst_queries_and_sees_a_chart_with_withheld_cells(browser: Any, demo: dict[str, Any], language: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    texts = TEXTS[language]
+    cancel_queued_jobs(demo)
+    context, page, requested, problems = signed_in_page(browser, demo, language)
+    assert page.locator("meter").count() == 0  # the demo grants have no dp
+    page.screenshot(path=str(ARTIFACTS / f"grants-{language}.png"), full_page=True)
+
+    # The SQL editor of the PUMS grant: the policy's verdict as one types, from the keyboard.
+    page.locator("section.grant", has_text="pums").locator("a[href$='/query']").click()
+    page.wait_for_url("**/query")
+    page.focus("#sql")
+    page.keyboard.type("SELECT income FROM pums")
+    expect(page.locator("#check [data-rule]")).to_have_attribute("data-rule", "measure_outside_aggregate")
+    expect(page.locator("#check")).to_contain_text(texts["rule"])
+    expect(page.locator("#check [data-field=column]")).to_have_text("pums.income")
+    page.screenshot(path=str(ARTIFACTS / f"sql-editor-refused-{language}.png"), full_page=True)
+    page.fill("#sql", "")
+    page.focus("#sql")
+    page.keyboard.type(RACE_SQL)
+    expect(page.locator("#check [data-check=passed]")).to_contain_text(texts["passed"])
+
+    # Submit: the job's page, watching the job until a worker releases it and the page reloads with the result.
+    page.click("button[name=action][value=submit]")
+    page.wait_for_url("**/jobs/*")
+    assert Worker(instance_of(demo["app"])).run(once=True) >= 1
+    expect(page.locator("#result-chart[data-drawn=true]")).to_be_visible(timeout=15_000)
+    expect(page.locator('[data-status="released"]')).to_have_text(texts["released"])
+    withheld = page.locator("table.result td.withheld")
+    expect(withheld).to_have_count(2)
+    for cell in withheld.all():
+        assert cell.inner_text().strip().endswith(texts["withheld"])
+    assert page.locator("#result-chart canvas").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / f"result-chart-{language}.png"), full_page=True)
+
+    # The CSV: UTF-8 with a BOM, the withheld cells empty and marked.
+    with page.expect_download() as download:
+        page.click("a[href$='result.csv']")
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    lines = data.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("race,n,")
+    empty = [line for line in lines[1:7] if line.split(",")[1] == ""]
+    assert len(empty) == 2
+    assert all(texts["withheld"] in line for line in empty)
+
+    context.close()
+    outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
+    assert outside == [], f"requests that left the site: {outside}"
+    assert any(url.endswith("/static/vendor/echarts-6.1.0/echarts.min.js") for url in requested)
+    assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
+
+
+def api(demo: dict[str, Any], who: str, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {demo['tokens'][who]}"}
+    response = requests.request(method, f"{demo['url']}/api/v1{path}", headers=headers, timeout=30, **kwargs)
+    assert response.status_code < 300, (path, response.status_code, response.text)
+    return response.json()
+
+
+def held_for_two(demo: dict[str, Any]) -> str:
+    """A query job of the demo analyst on a new grant whose policy holds every output for two reviewers, run to ``held``."""
+    grants = api(demo, "analyst", "GET", "/grants")["items"]
+    policy = next(g for g in grants if g["status"] == "approved" and "pums" in g["datasets"])["policy"]
+    pums = next(d for d in api(demo, "analyst", "GET", "/datasets")["items"] if d["name"] == "pums")
+    scenario = "Browser test: income by race, reviewed by two auditors."
+    asked = {"dataset_ids": [pums["id"]], "scenario": scenario, "requested": {"job_kinds": ["query"]}}
+    grant = api(demo, "analyst", "POST", "/grants", json=asked)
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    reviewed = policy | {"release_mode": "always_review", "reviewers": 2, "job_kinds": ["query"]}
+    api(demo, "steward", "POST", f"/grants/{grant['id']}/approve", json={"policy": reviewed, "expires_at": expires})
+    for queued in api(demo, "analyst", "GET", "/jobs", params={"status": "queued"})["items"]:
+        api(demo, "analyst", "POST", f"/jobs/{queued['id']}/cancel")  # only this job runs (the release audit weighs earlier releases)
+    spec = {"sql": "SELECT race, COUNT(*) AS n FROM pums GROUP BY race"}
+    job = api(demo, "analyst", "POST", "/jobs", json={"grant_id": grant["id"], "kind": "query", "spec": spec})
+    Worker(instance_of(demo["app"])).run(once=True)
+    assert api(demo, "auditor", "GET", f"/jobs/{job['id']}")["status"] == "held"
+    return str(job["id"])
+
+
+def second_auditor(demo: dict[str, Any]) -> str:
+    """A new auditor of the demo's audit office (besides the demo's auditor2), with a password set through the
+    admin's one-time link; their password."""
+    audit = next(o for o in api(demo, "admin", "GET", "/orgs")["items"] if o["kind"] == "audit")
+    user = api(demo, "admin", "POST", "/users", json={"name": "Second Auditor 第二审核人", "org_id": audit["id"], "role": "auditor"})
+    link = api(demo, "admin", "POST", f"/users/{user['id']}/password-link", json={"login": "newauditor"})["url"]
+    password = "browser test password " + user["id"][:8]
+    with requests.Session() as browserless:
+        form = browserless.get(link, timeout=30).text
+        csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        data = {"csrf_token": csrf, "password": password, "again": password}
+        assert browserless.post(link, data=data, timeout=30, allow_redirects=False).status_code == 302
+    return password
+
+
+def sign_in_and_release(page: Any, demo: dict[str, Any], login: str, password: str, job_id: str, lang: str) -> None:
+    """Sign in as ``login`` from the keyboard, open the held job from the home page and the queue, and release it."""
+    page.goto(f"{demo['url']}/sign-in")
+    if lang == "en":  # the language form: a cookie for the pages to come
+        page.click("button[name=lang][value=en]")
+        page.wait_for_url(demo["url"] + "/sign-in")
+        assert page.locator("html").get_attribute("lang") == "en"
+    page.keyboard.type(login)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(demo["url"] + "/")
+    page.click("main a[href='/reviews']")
+    page.wait_for_url(demo["url"] + "/reviews")
+    page.click(f"a[href='/reviews/{job_id}']")
+    page.wait_for_url(f"{demo['url']}/reviews/{job_id}")
+    expect(page.locator("#proposed")).to_be_visible()
+    expect(page.locator("#raw")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / f"review-{lang}.png"), full_page=True)
+    page.check("input[name=decision][value=release]")
+    page.fill("#reason", "aggregates by race of many persons")
+    page.click("form.decision button[type=submit]")
+    page.wait_for_url(demo["url"] + "/reviews")
+
+
+def test_two_auditors_release_a_held_job_and_the_ledger_verifies_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    job_id = held_for_two(demo)
+    password = second_auditor(demo)
+    requested: list[str] = []
+    problems: list[str] = []
+
+    for login, secret, lang in (("auditor", demo["passwords"]["auditor"], "zh_CN"), ("newauditor", password, "en")):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN" if lang == "zh_CN" else "en")
+        context.set_default_timeout(TIMEOUT_MS)
+        context.on("request", lambda request: requested.append(request.url))
+        page = context.new_page()
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        sign_in_and_release(page, demo, login, secret, job_id, lang)
+        notice = page.locator("p.notice").inner_text()
+        if login == "auditor":
+            assert "您的决定已记录" in notice
+            assert api(demo, "auditor", "GET", f"/jobs/{job_id}")["status"] == "held"  # one of two
+            page.goto(f"{demo['url']}/reviews/{job_id}")
+            expect(page.locator("#decided-already")).to_be_visible()  # nobody decides twice
+        else:
+            assert "Your decision is recorded" in notice
+            assert api(demo, "auditor", "GET", f"/jobs/{job_id}")["status"] == "released"
+        page.click("header nav a[href='/ledger']")
+        page.wait_for_url(demo["url"] + "/ledger")
+        expect(page.locator('[data-verified="ok"]')).to_be_visible()
+        assert page.locator('[data-verified="ok"]').inner_text() == ("校验通过" if lang == "zh_CN" else "Verified")
+        page.screenshot(path=str(ARTIFACTS / f"ledger-{lang}.png"), full_page=True)
+        context.close()
+
+    outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
+    assert outside == [], f"requests that left the site: {outside}"
+    assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
+
+
 # --- the steward: a small CSV on the shelf, a grant approved, in Chinese and in English -------------
+
 
 STEWARD_CSV = "统一社会信用代码,地区,营业收入\n" + "".join(
     f"{code},{district},{1000 + i}.5\n"
@@ -228,7 +438,7 @@ def test_the_demo_steward_onboards_a_table_and_approves_a_grant_in_both_language
     page.goto(demo["url"] + "/")
     page.keyboard.type("steward")
     page.keyboard.press("Tab")
-    page.keyboard.type(demo["steward_password"])
+    page.keyboard.type(demo["passwords"]["steward"])
     page.keyboard.press("Enter")
     page.wait_for_url(demo["url"] + "/")
     page.screenshot(path=str(ARTIFACTS / "steward-home-zh.png"), full_page=True)
