@@ -29,7 +29,8 @@ VERSION_PARTS = {
 }
 
 
-def _upload() -> tuple[str, bytes]:
+def uploaded_file() -> tuple[str, bytes]:
+    """The multipart part ``file`` of this request: its name and bytes (held in memory, ``sandbox.app.InMemoryRequest``)."""
     if not (request.content_type or "").startswith("multipart/form-data"):
         raise ValidationFailed("expected multipart/form-data with parts 'file' and 'meta'", details={"field": "body"})
     part = request.files.get("file")
@@ -51,7 +52,7 @@ def register(bp: Blueprint) -> None:
         errors=(400, 401, 403, 409, 413),
     )
     def create_dataset(caller: Principal) -> DatasetOut:
-        filename, data = _upload()
+        filename, data = uploaded_file()
         meta = parse_meta(request.form.get("meta"), json_limits())
         return dataset_out(datasets().create(caller, meta, filename, data), caller)
 
@@ -67,7 +68,7 @@ def register(bp: Blueprint) -> None:
         errors=(400, 401, 403, 404, 409, 413),
     )
     def add_version(caller: Principal, dataset_id: str) -> DatasetOut:
-        filename, data = _upload()
+        filename, data = uploaded_file()
         raw = request.form.get("meta")
         meta = parse_meta(raw, json_limits()) if raw is not None else None
         return dataset_out(datasets().add_version(caller, dataset_id, meta, filename, data), caller)

@@ -61,19 +61,19 @@ def _json_body() -> Any:
     limits = json_limits()
     request.max_content_length = min(limits.max_bytes, request.max_content_length or limits.max_bytes)
     data = json_input.load(request.get_data(cache=True), limits, "the body")
-    if _has_nul(data):
+    if has_nul(data):
         raise BadRequest("text in the body may not contain NUL characters")
     return data
 
 
-def _has_nul(value: Any) -> bool:
+def has_nul(value: Any) -> bool:
     """NUL cannot be stored in PostgreSQL text: refuse it at the edge, for every backend alike."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(has_nul(v) for v in value)
     return False
 
 
@@ -99,9 +99,9 @@ def endpoint(
 
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> tuple[Response, int] | Response:
-            if _has_nul(list(kwargs.values())):
+            if has_nul(list(kwargs.values())):
                 raise NotFound("no such object")
-            if _has_nul(request.args.to_dict()):
+            if has_nul(request.args.to_dict()):
                 raise BadRequest("query parameters may not contain NUL characters")
             if roles is not None:
                 caller: Principal = authenticate(read_session(), request.headers.get("Authorization", ""))

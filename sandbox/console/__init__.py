@@ -12,7 +12,24 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_wtf.csrf import CSRFProtect
 
-from sandbox.console import admin, catalogue, editor, grants, headers, i18n, jobs, ledger, pages, results, reviews, signin, statsform
+from sandbox.console import (
+    admin,
+    catalogue,
+    consent_lists,
+    editor,
+    grant_queue,
+    grants,
+    headers,
+    i18n,
+    jobs,
+    ledger,
+    onboarding,
+    pages,
+    results,
+    reviews,
+    signin,
+    statsform,
+)
 
 TEMPLATES = "templates"
 STATIC = "static"
@@ -27,7 +44,23 @@ def init_app(app: Flask) -> None:
     # CSRF check (which protects cookie sessions) does not apply to it.
     csrf.exempt(app.blueprints["api"])
     bp = Blueprint("console", __name__, template_folder=TEMPLATES, static_folder=STATIC, static_url_path="/static")
-    for module in (pages, signin, i18n, catalogue, jobs, grants, editor, statsform, results, reviews, ledger, admin):
+    for module in (
+        pages,
+        signin,
+        i18n,
+        catalogue,
+        jobs,
+        grants,
+        editor,
+        statsform,
+        results,
+        reviews,
+        ledger,
+        admin,
+        onboarding,
+        grant_queue,
+        consent_lists,
+    ):
         module.register(bp)
     pages.register_errors(bp)
     app.register_blueprint(bp)

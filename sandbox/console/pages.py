@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.errors import SandboxError
 from core.values import Role
@@ -35,6 +35,10 @@ def register_errors(bp: Blueprint) -> None:
     def _csrf(exc: CSRFError) -> tuple[str, int]:
         return _error(400, _("The form has expired or did not come from this site. Reload the page and try again."))
 
+    @bp.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
+        return _error(413, None)  # the app's own handler would answer the API's JSON
+
     @bp.errorhandler(SandboxError)
     def _sandbox(exc: SandboxError) -> tuple[str, int]:
         return _error(exc.status if exc.status < 500 else 500, None)
@@ -56,5 +60,6 @@ def _error(status: int, message: str | None) -> tuple[str, int]:
         403: _("Your role may not open this page."),
         404: _("There is no such page, or it is not yours to see."),
         405: _("This page does not accept that kind of request."),
+        413: _("The file or form is larger than this site accepts."),
     }
     return render_template("error.html", status=status, message=message or texts.get(status, _("Something went wrong."))), status

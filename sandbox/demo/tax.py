@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.identifiers import credit_code_check
+
 SEED = 20240601
 ENTERPRISES = 2_000
 YEARS = (2023, 2024)
@@ -38,9 +40,6 @@ INDUSTRIES = {
 REVENUE_BOUNDS = (0.0, 100_000.0)
 TAX_BOUNDS = (0.0, 10_000.0)
 
-# The unified social credit code's alphabet (no I, O, Z, S, V) and its check weights (3^i mod 31).
-CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714 organisation code check digit
 
 META: dict[str, Any] = {
@@ -69,8 +68,7 @@ def credit_code(rng: random.Random, division: str) -> str:
     org_sum = sum(int(c) * w for c, w in zip(body, ORG_WEIGHTS, strict=True))
     org_check = {10: "X", 11: "0"}.get(11 - org_sum % 11, str(11 - org_sum % 11))
     code = f"91{division}{body}{org_check}"
-    total = sum(CODE_CHARS.index(c) * w for c, w in zip(code, CODE_WEIGHTS, strict=True))
-    return code + CODE_CHARS[(31 - total % 31) % 31]
+    return code + credit_code_check(code)
 
 
 def records(seed: int = SEED, enterprises: int = ENTERPRISES) -> list[dict[str, Any]]:

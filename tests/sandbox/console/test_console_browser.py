@@ -87,6 +87,19 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def watched(browser: Any, height: int) -> tuple[Any, Any, list[str], list[str]]:
+    """A Chinese browser context and its page, with every URL it requests and every error it reports recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": height}, locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return context, page, requested, problems
+
+
 def submit_a_job(demo: dict[str, Any]) -> str:
     """A job of the demo analyst through the API (no worker runs: it stays queued)."""
     headers = {"Authorization": f"Bearer {demo['token']}"}
@@ -103,14 +116,7 @@ def submit_a_job(demo: dict[str, Any]) -> str:
 def test_the_demo_analyst_browses_the_catalogue_and_jobs_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     job_id = submit_a_job(demo)
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
-    context.set_default_timeout(TIMEOUT_MS)
-    requested: list[str] = []
-    context.on("request", lambda request: requested.append(request.url))
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    context, page, requested, problems = watched(browser, 860)
 
     # Signing in, from the keyboard: the login field has the focus, Tab moves on, Enter submits.
     page.goto(demo["url"] + "/")
@@ -367,6 +373,88 @@ def test_two_auditors_release_a_held_job_and_the_ledger_verifies_in_both_languag
         page.screenshot(path=str(ARTIFACTS / f"ledger-{lang}.png"), full_page=True)
         context.close()
 
+    outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
+    assert outside == [], f"requests that left the site: {outside}"
+    assert problems == [], f"browser errors (a CSP violation shows here): {problems}"
+
+
+# --- the steward: a small CSV on the shelf, a grant approved, in Chinese and in English -------------
+
+
+STEWARD_CSV = "统一社会信用代码,地区,营业收入\n" + "".join(
+    f"{code},{district},{1000 + i}.5\n"
+    for i, (code, district) in enumerate([("91350100M000100Y43", "东城区"), ("91440300708461136T", "西城区")] * 10)
+)
+
+
+def request_a_grant(demo: dict[str, Any], dataset_id: str) -> str:
+    """The demo analyst asks for a grant on the steward's new dataset, through the API."""
+    body = {"dataset_ids": [dataset_id], "scenario": "按地区统计营业收入，用于区域经济研究", "requested": {"job_kinds": ["query"]}}
+    response = requests.post(f"{demo['url']}/api/v1/grants", headers={"Authorization": f"Bearer {demo['token']}"}, json=body, timeout=30)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def onboard_and_approve(page: Any, demo: dict[str, Any], name: str, texts: dict[str, str], shots: str) -> None:
+    """Upload STEWARD_CSV as ``name`` with the suggested roles, then approve the analyst's request with the preset."""
+    page.click(f"text={texts['new']}")
+    page.wait_for_url("**/steward/datasets/new")
+    page.set_input_files("#file", files=[{"name": "revenue.csv", "mimeType": "text/csv", "buffer": STEWARD_CSV.encode()}])
+    expect(page.locator("[data-reason]")).to_have_count(3)  # the htmx suggestion arrived
+    assert page.locator("[data-reason]").first.get_attribute("data-reason") == "credit_code"
+    assert page.locator("input[name=privacy_unit]:checked").get_attribute("value") == "统一社会信用代码"
+    assert page.locator("select[name=col-2-role]").input_value() == "sensitive"
+    page.fill("#name", name)
+    page.fill("#title", texts["title"])
+    page.select_option("#level", "重要")
+    page.fill("input[name=col-2-lower]", "0")
+    page.fill("input[name=col-2-upper]", "100000")
+    page.screenshot(path=str(ARTIFACTS / f"steward-upload-{shots}.png"), full_page=True)
+    page.click(f"button:text-is('{texts['upload']}')")
+    page.wait_for_url("**/steward/datasets/*")
+    assert texts["shelved"] in page.locator(".notice").inner_text()
+    dataset_id = page.url.rsplit("/", 1)[1]
+
+    grant_id = request_a_grant(demo, dataset_id)
+    page.click(f"nav >> text={texts['requests']}")
+    page.wait_for_url("**/steward/grants")
+    page.click(f'tr[data-grant="{grant_id}"] a')
+    page.wait_for_url(f"**/steward/grants/{grant_id}")
+    assert "区域经济研究" in page.locator(".scenario").inner_text()
+    page.screenshot(path=str(ARTIFACTS / f"steward-policy-{shots}.png"), full_page=True)
+    page.click(f"button:text-is('{texts['approve']}')")
+    page.wait_for_url("**/steward/grants")
+    assert texts["approved"] in page.locator(".notice").inner_text()
+    assert page.locator(f'tr[data-grant="{grant_id}"] [data-status="approved"]').count() == 1
+    grant = requests.get(f"{demo['url']}/api/v1/grants/{grant_id}", headers={"Authorization": f"Bearer {demo['token']}"}, timeout=30)
+    assert grant.json()["status"] == "approved"
+    assert grant.json()["policy"]["columns"][name]["营业收入"] == "measure"
+
+
+def test_the_demo_steward_onboards_a_table_and_approves_a_grant_in_both_languages(browser: Any, demo: dict[str, Any]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context, page, requested, problems = watched(browser, 900)
+
+    page.goto(demo["url"] + "/")
+    page.keyboard.type("steward")
+    page.keyboard.press("Tab")
+    page.keyboard.type(demo["passwords"]["steward"])
+    page.keyboard.press("Enter")
+    page.wait_for_url(demo["url"] + "/")
+    page.screenshot(path=str(ARTIFACTS / "steward-home-zh.png"), full_page=True)
+    zh = {"new": "上架新数据集", "title": "企业营收（测试）", "upload": "上传", "shelved": "已上架", "requests": "授权申请",
+          "approve": "按此策略批准", "approved": "授权已批准"}  # fmt: skip
+    onboard_and_approve(page, demo, "营收_中文", zh, "zh")
+
+    page.click("button[name=lang][value=en]")
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.click("nav >> text=Our datasets")
+    en = {"new": "Put a new dataset on the shelf", "title": "Revenue (test)", "upload": "Upload", "shelved": "is on the shelf",
+          "requests": "Grant requests", "approve": "Approve with this policy", "approved": "The grant is approved."}  # fmt: skip
+    onboard_and_approve(page, demo, "revenue_en", en, "en")
+
+    context.close()
     outside = sorted({url for url in requested if not url.startswith(demo["url"] + "/")})
     assert outside == [], f"requests that left the site: {outside}"
     assert problems == [], f"browser errors (a CSP violation shows here): {problems}"

@@ -225,13 +225,6 @@ def test_the_analyst_lands_on_the_catalogue(analyst: FlaskClient) -> None:
     assert analyst.get("/").headers["Location"] == "/catalogue"
 
 
-@pytest.mark.parametrize(("role", "says"), [("steward", "POST /api/v1/datasets")])
-def test_a_role_without_pages_gets_a_home_saying_what_the_api_offers(app: Flask, people: People, role: str, says: str) -> None:
-    page = text_of(signed_in_client(app, getattr(people, role)), "/")
-    assert says in page
-    assert "控制台中您这一角色的页面尚未建成" in page
-
-
 @pytest.mark.parametrize(
     ("role", "pages"), [("auditor", ["/reviews", "/ledger"]), ("admin", ["/admin/orgs", "/admin/users"])], ids=["auditor", "admin"]
 )
