@@ -70,6 +70,17 @@ RULES: dict[str, Rule] = {
     # models (so that a page shows nothing the API would not), never the other way round. It reaches
     # the runtime only through them, and never the client, the demo or the custodian.
     "sandbox/console": Rule(NEVER | {"sandbox.runtime", "sandbox.client", "sandbox.demo", "custodian"}),
+    # Each role's pages, under the console's rule; they share the console's sign-in, language and error
+    # pages, never each other's modules (an analyst's page is built from nothing of the auditor's).
+    "sandbox/console/analyst": Rule(
+        NEVER | {"sandbox.runtime", "sandbox.client", "sandbox.demo", "custodian", "sandbox.console.steward", "sandbox.console.oversight"}
+    ),
+    "sandbox/console/steward": Rule(
+        NEVER | {"sandbox.runtime", "sandbox.client", "sandbox.demo", "custodian", "sandbox.console.analyst", "sandbox.console.oversight"}
+    ),
+    "sandbox/console/oversight": Rule(
+        NEVER | {"sandbox.runtime", "sandbox.client", "sandbox.demo", "custodian", "sandbox.console.analyst", "sandbox.console.steward"}
+    ),
     "sandbox/service": Rule(NEVER | WEB | {"sandbox.api", "sandbox.console", "sandbox.runtime", "sandbox.client", "sandbox.demo"}),
     "sandbox/runtime": Rule(
         NEVER | WEB | {"sandbox.api", "sandbox.console", "sandbox.client", "sandbox.demo", "custodian"},
@@ -211,7 +222,7 @@ SYNTHETIC = [
     pytest.param("policies/dp.py", "import importlib\nimportlib.import_module('flask')\n", {"flask"}, id="import-module"),
     pytest.param("sandbox/runtime/queue.py", "from flask import Flask\n", {"flask", "flask.Flask"}, id="runtime-flask-not-excepted"),
     pytest.param("sandbox/api/jobs.py", "import sandbox.console.pages\n", {"sandbox.console.pages"}, id="api-console"),
-    pytest.param("sandbox/console/jobs.py", "from sandbox import runtime\n", {"sandbox.runtime"}, id="console-runtime"),
+    pytest.param("sandbox/console/analyst/jobs.py", "from sandbox import runtime\n", {"sandbox.runtime"}, id="console-runtime"),
 ]  # fmt: skip
 
 

@@ -12,24 +12,10 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_wtf.csrf import CSRFProtect
 
-from sandbox.console import (
-    admin,
-    catalogue,
-    consent_lists,
-    editor,
-    grant_queue,
-    grants,
-    headers,
-    i18n,
-    jobs,
-    ledger,
-    onboarding,
-    pages,
-    results,
-    reviews,
-    signin,
-    statsform,
-)
+from sandbox.console import catalogue, headers, i18n, pages, signin
+from sandbox.console.analyst import editor, grants, jobs, results, statsform
+from sandbox.console.oversight import admin, ledger, reviews
+from sandbox.console.steward import consent_lists, grant_queue, onboarding
 
 TEMPLATES = "templates"
 STATIC = "static"

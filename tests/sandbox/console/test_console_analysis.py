@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from jobs.query.model import QueryRule
 from jobs.stats.values import StatsRule
-from sandbox.console.submission import RULE_LABELS
+from sandbox.console.analyst.submission import RULE_LABELS
 from tests.conftest import PUMS_POLICY, World, auth, request_grant
 from tests.sandbox.console.kit import API, People, csrf_of, signed_in_client
 from tests.sandbox.jobkit import approve, events, run_worker

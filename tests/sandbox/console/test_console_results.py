@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from sandbox.api.schemas import ResultColumn, ResultOut
-from sandbox.console import results
+from sandbox.console.analyst import results
 from tests.conftest import World, auth
 from tests.sandbox.console.kit import API, People, signed_in_client
 from tests.sandbox.jobkit import approve, run_worker, submit

@@ -11,8 +11,8 @@ import pytest
 from core.errors import ValidationFailed
 from core.values import ColumnRole, ColumnType
 from jobs.bounded import IngestLimits
-from sandbox.console import suggest
-from sandbox.console.suggest import Reason
+from sandbox.console.steward import suggest
+from sandbox.console.steward.suggest import Reason
 
 LIMITS = IngestLimits(max_rows=1_000_000, max_columns=100, max_cells=10_000_000, max_decoded_bytes=1 << 30)
 

@@ -18,8 +18,8 @@ from core.errors import SandboxError
 from core.values import JobKind, Role
 from sandbox.api.jobs import prechecked
 from sandbox.api.schemas import JobIn
+from sandbox.console.analyst.submission import NUL_REFUSED, GrantPage, has_nul, open_grant, problem_of, run_action
 from sandbox.console.signin import signed_in
-from sandbox.console.submission import NUL_REFUSED, GrantPage, has_nul, open_grant, problem_of, run_action
 from sandbox.db import read_session
 from sandbox.service.auth import Principal
 

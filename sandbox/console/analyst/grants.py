@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, render_template
 
 from core.values import Role
+from sandbox.console.analyst.submission import grant_page
 from sandbox.console.signin import signed_in
-from sandbox.console.submission import grant_page
 from sandbox.db import read_session
 from sandbox.service import grants as grant_service
 from sandbox.service.auth import Principal

@@ -25,9 +25,9 @@ from core.values import ColumnRole, GrantStatus, JobKind, Level, Role
 from policies.model import ALLOWED_USES, Aggregate, ColumnUse, DPSettings, ReleaseMode, ScoreSettings
 from sandbox.api.schemas import ApproveIn, ReasonIn
 from sandbox.api.services import grant_out, ledger
-from sandbox.console.policy_form import BOOLEAN_FIELDS, DISCLOSURE_FIELDS, PRESETS, preset_form
 from sandbox.console.signin import signed_in
-from sandbox.console.steward_forms import Refusal, attempt, end_of_day
+from sandbox.console.steward.policy_form import BOOLEAN_FIELDS, DISCLOSURE_FIELDS, PRESETS, preset_form
+from sandbox.console.steward.steward_forms import Refusal, attempt, end_of_day
 from sandbox.db import read_session, writing
 from sandbox.models import Grant, Org
 from sandbox.service import grants

@@ -4,7 +4,7 @@ Each job goes through ``sandbox.api.jobs.job_out`` with the analyst as caller, t
 ``GET /api/v1/jobs``: the reasons, verdicts and timings are those of ``sandbox.api.analyst_view``, so the
 page shows nothing the API would not. A released job's page shows its result through
 ``sandbox.api.jobs.result_out`` (``GET /api/v1/jobs/{id}/result``) as a table and a chart
-(``sandbox.console.results``). Another analyst's job is a 404, as in the API.
+(``sandbox.console.analyst.results``). Another analyst's job is a 404, as in the API.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from flask import Blueprint, make_response, render_template, request
 
 from core.values import JobStatus, Role
 from sandbox.api.jobs import job_out, result_out
-from sandbox.console.results import chart_of, result_table
+from sandbox.console.analyst.results import chart_of, result_table
 from sandbox.console.signin import is_htmx, signed_in
 from sandbox.db import read_session
 from sandbox.service import jobs as job_service

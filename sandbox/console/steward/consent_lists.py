@@ -17,7 +17,7 @@ from core.values import Role
 from sandbox.api.consents import ConsentsIn, ConsentsOut, ConsentsQuery, RevokeConsentsIn
 from sandbox.api.services import grant_out, ledger
 from sandbox.console.signin import signed_in
-from sandbox.console.steward_forms import Refusal, attempt, end_of_day, refuse_nul
+from sandbox.console.steward.steward_forms import Refusal, attempt, end_of_day, refuse_nul
 from sandbox.db import read_session, writing
 from sandbox.service import consents, grants
 from sandbox.service.auth import Principal

@@ -28,7 +28,7 @@ from sandbox.api.grants import budget_out
 from sandbox.api.jobs import dry_run_out, submitted
 from sandbox.api.schemas import BudgetOut, DryRunIn, GrantOut, JobIn
 from sandbox.api.services import grant_out
-from sandbox.console.results import ResultTable, result_table
+from sandbox.console.analyst.results import ResultTable, result_table
 from sandbox.models import Grant
 from sandbox.service import grants as grant_service
 from sandbox.service.auth import Principal

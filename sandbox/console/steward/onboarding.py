@@ -23,9 +23,9 @@ from sandbox.api.datasets import uploaded_file
 from sandbox.api.routing import json_limits
 from sandbox.api.schemas import EpsilonCapIn
 from sandbox.api.services import dataset_out, datasets, ledger
-from sandbox.console import suggest
 from sandbox.console.signin import signed_in
-from sandbox.console.steward_forms import Refusal, attempt, refuse_nul
+from sandbox.console.steward import suggest
+from sandbox.console.steward.steward_forms import Refusal, attempt, refuse_nul
 from sandbox.db import read_session, writing
 from sandbox.models import Dataset
 from sandbox.service import budget

@@ -1,7 +1,7 @@
 """The statistics form of a grant: crosstab, pivot, describe, quantiles and histogram, with fields built from the grant's columns.
 
 The form builds the spec of ``jobs.stats.specs`` (one op at a time: ``?op=`` and ``?dataset=`` choose)
-and hands it to the same functions as the SQL editor (``sandbox.console.submission.run_action``: the
+and hands it to the same functions as the SQL editor (``sandbox.console.analyst.submission.run_action``: the
 API's dry run and submission), so the API's validation judges it and names the rule and column it
 breaks. The fields offer the columns the grant's policy lets each role take (dimensions to group by,
 numeric measures to aggregate); what the form cannot parse it passes on as typed, for the API to refuse.
@@ -20,9 +20,9 @@ from core.values import JobKind, Role
 from jobs.stats.specs import DESCRIBE_ALL, AggFunc
 from policies.model import ColumnUse
 from sandbox.api.schemas import JobIn
-from sandbox.console.editor import epsilon_of
+from sandbox.console.analyst.editor import epsilon_of
+from sandbox.console.analyst.submission import Column, GrantPage, open_grant, run_action
 from sandbox.console.signin import signed_in
-from sandbox.console.submission import Column, GrantPage, open_grant, run_action
 from sandbox.db import read_session
 from sandbox.service.auth import Principal
 
